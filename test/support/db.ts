@@ -1,0 +1,40 @@
+// Per-file isolation in the manner of graphile-worker: each test file gets its own database cloned
+// from the migrated template. A database whose file failed is left in place until the next run.
+import { inject } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { withDatabase } from './global-setup.js';
+
+export interface TestDb {
+  url: string;
+  name: string;
+  pool: pg.Pool;
+  /** Runs SQL as an application would (xmlbinary = base64, captured by the triggers). */
+  query: pg.Pool['query'];
+  drop(): Promise<void>;
+}
+
+export async function createTestDb(): Promise<TestDb> {
+  const adminUrl = inject('adminUrl');
+  const template = inject('templateDb');
+  const name = `hcsync_t_${randomBytes(5).toString('hex')}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  await admin.query(`create database "${name}" template "${template}"`);
+  await admin.end();
+  const url = withDatabase(adminUrl, name);
+  const pool = new pg.Pool({ connectionString: url, max: 10 });
+  return {
+    url,
+    name,
+    pool,
+    query: pool.query.bind(pool) as pg.Pool['query'],
+    drop: async () => {
+      await pool.end();
+      const a = new pg.Client({ connectionString: adminUrl });
+      await a.connect();
+      await a.query(`drop database if exists "${name}" with (force)`);
+      await a.end();
+    },
+  };
+}

@@ -1,0 +1,56 @@
+// One Postgres for the whole run: the embedded server by default, or the one DATABASE_URL names.
+// A template database is migrated once; each test file clones it (see db.ts).
+import type { TestProject } from 'vitest/node';
+import { resolve } from 'node:path';
+import pg from 'pg';
+import { startEmbeddedPostgres, type RunningPostgres } from './postgres.js';
+import { migrate } from '../../sidecar/db/contractor.js';
+
+let server: RunningPostgres | undefined;
+
+export function withDatabase(url: string, db: string): string {
+  const u = new URL(url);
+  u.pathname = '/' + db;
+  return u.toString();
+}
+
+export default async function setup(project: TestProject) {
+  let adminUrl = process.env.DATABASE_URL;
+  if (!adminUrl) {
+    server = await startEmbeddedPostgres(resolve('.data/test-pg'), { fresh: true });
+    adminUrl = server.url;
+  }
+  const template = `hcsync_tpl_${process.pid}`;
+  const admin = new pg.Client({ connectionString: adminUrl });
+  await admin.connect();
+  // Databases left by earlier runs on a shared server (kept for inspection after a failure) go now.
+  const old = await admin.query(
+    `select datname from pg_database where datname like 'hcsync\\_t\\_%' or datname like 'hcsync\\_tpl\\_%'`,
+  );
+  for (const r of old.rows) await admin.query(`drop database if exists "${r.datname}" with (force)`);
+  await admin.query(`create database "${template}"`);
+  await admin.end();
+  await migrate(withDatabase(adminUrl, template));
+  const version = await (async () => {
+    const c = new pg.Client({ connectionString: adminUrl });
+    await c.connect();
+    const r = await c.query('show server_version');
+    await c.end();
+    return r.rows[0].server_version as string;
+  })();
+  console.log(`tests run against PostgreSQL ${version} (${process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded'})`);
+  project.provide('adminUrl', adminUrl);
+  project.provide('templateDb', template);
+  process.env.HCSYNC_TEST_ADMIN_URL = adminUrl;
+  process.env.HCSYNC_TEST_TEMPLATE = template;
+  return async () => {
+    if (server) await server.stop();
+  };
+}
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    adminUrl: string;
+    templateDb: string;
+  }
+}
