@@ -1,0 +1,25 @@
+// What every sync service is handed, and the one shape every service returns.
+import type pg from 'pg';
+import type { Config } from './config.js';
+import type { Logger } from './log.js';
+import type { SalesforceClient } from './salesforce/client.js';
+
+export interface ConnectionRef {
+  id: number;
+  name: string;
+  schema: string;
+}
+
+export interface SyncContext {
+  config: Config;
+  /** Sessions with xmlbinary = hex: the sync's own writes are never captured. */
+  db: pg.Pool;
+  log: Logger;
+  sf: SalesforceClient;
+  connection: ConnectionRef;
+}
+
+export interface Service {
+  /** Finishes or releases in-flight work, then resolves. */
+  stop(): Promise<void>;
+}

@@ -1,0 +1,181 @@
+// The one door to Salesforce. Every HTTP call the sidecar makes (REST, collections, composite, Bulk 2.0,
+// OAuth) passes through here so it is counted in the API-call ledger (hc.api_calls) with the org's own
+// usage figure from `Sforce-Limit-Info`, and carries `Sforce-Call-Options: client=hcsync` so that the
+// Change Data Capture echo of our own writes can be recognised (changeOrigin).
+import jsforce, { type Connection } from 'jsforce';
+import type pg from 'pg';
+import type { SalesforceConfig } from '../config.js';
+import type { Logger } from '../log.js';
+
+export const CLIENT_NAME = 'hcsync';
+
+export interface ApiCall {
+  kind: string;
+  method: string;
+  path: string;
+  status: number;
+  durationMs: number;
+  apiUsed?: number;
+  apiLimit?: number;
+}
+
+/** What kind of call a request is, in the terms Salesforce's limits use. */
+export function callKind(method: string, url: string): string {
+  const path = url.replace(/^https?:\/\/[^/]+/, '').split('?')[0];
+  if (path.startsWith('/services/oauth2/')) return 'oauth';
+  if (/\/jobs\/ingest/.test(path)) return 'bulk2_ingest';
+  if (/\/jobs\/query/.test(path)) return 'bulk2_query';
+  if (/\/composite\/sobjects/.test(path)) return 'collections';
+  if (/\/composite(\/|$)/.test(path)) return 'composite';
+  if (/\/query(All)?(\/|$)/.test(path)) return 'query';
+  if (/\/describe$/.test(path) || /\/sobjects\/?$/.test(path)) return 'describe';
+  if (/\/sobjects\/[^/]+\/(updated|deleted)\//.test(path)) return 'replication';
+  if (/\/limits\/?$/.test(path)) return 'limits';
+  if (/\/sobjects\//.test(path)) return 'rest';
+  return method === 'GET' ? 'other_read' : 'other_write';
+}
+
+interface HttpRequestLike { method: string; url: string }
+interface HttpResponseLike { statusCode: number; headers: Record<string, string | undefined> }
+interface TransportLike {
+  httpRequest(req: HttpRequestLike, opts?: unknown): Promise<HttpResponseLike> & { stream(): unknown };
+}
+
+/**
+ * Buffers ledger rows and writes them in one INSERT every half second (or every 200 calls): one row per
+ * Salesforce call without a database round trip in the call's path. A crash loses at most that buffer
+ * of ledger rows, never sync state.
+ */
+export class Ledger {
+  private buf: (ApiCall & { at: Date })[] = [];
+  private timer?: NodeJS.Timeout;
+  readonly totals = new Map<string, number>();
+  lastUsage?: { used: number; limit: number };
+
+  constructor(private readonly pool: pg.Pool | undefined, private readonly connectionId: number | undefined) {}
+
+  record(call: ApiCall): void {
+    this.totals.set(call.kind, (this.totals.get(call.kind) ?? 0) + 1);
+    if (call.apiUsed !== undefined && call.apiLimit !== undefined) this.lastUsage = { used: call.apiUsed, limit: call.apiLimit };
+    if (!this.pool) return;
+    this.buf.push({ ...call, at: new Date() });
+    if (this.buf.length >= 200) void this.flush();
+    else this.timer ??= setTimeout(() => void this.flush(), 500);
+  }
+
+  async flush(): Promise<void> {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const rows = this.buf.splice(0);
+    if (!rows.length || !this.pool) return;
+    await this.pool
+      .query(
+        `insert into hc.api_calls (at, connection_id, kind, method, path, status, duration_ms, api_usage_used, api_usage_limit)
+         select * from jsonb_to_recordset($1::jsonb) as x(at timestamptz, connection_id int, kind text, method text, path text,
+                status int, duration_ms int, api_usage_used int, api_usage_limit int)`,
+        [JSON.stringify(rows.map((r) => ({
+          at: r.at, connection_id: this.connectionId, kind: r.kind, method: r.method, path: r.path.slice(0, 500),
+          status: r.status, duration_ms: Math.round(r.durationMs), api_usage_used: r.apiUsed ?? null, api_usage_limit: r.apiLimit ?? null,
+        })))],
+      )
+      .catch(() => {
+        // The ledger must never stop the sync; the in-memory totals still feed /metrics.
+      });
+  }
+}
+
+function instrument(transport: TransportLike, ledger: Ledger): void {
+  if (typeof transport?.httpRequest !== 'function') {
+    throw new Error('jsforce transport changed shape: the API-call ledger cannot attach (check the jsforce version)');
+  }
+  const original = transport.httpRequest.bind(transport);
+  transport.httpRequest = (req, opts) => {
+    const started = performance.now();
+    const p = original(req, opts);
+    p.then(
+      (res) => {
+        const info = /api-usage=(\d+)\/(\d+)/.exec(res?.headers?.['sforce-limit-info'] ?? '');
+        ledger.record({
+          kind: callKind(req.method, req.url),
+          method: req.method,
+          path: req.url.replace(/^https?:\/\/[^/]+/, ''),
+          status: res?.statusCode ?? 0,
+          durationMs: performance.now() - started,
+          apiUsed: info ? Number(info[1]) : undefined,
+          apiLimit: info ? Number(info[2]) : undefined,
+        });
+      },
+      () => {
+        ledger.record({ kind: callKind(req.method, req.url), method: req.method, path: req.url.replace(/^https?:\/\/[^/]+/, ''), status: 0, durationMs: performance.now() - started });
+      },
+    );
+    return p;
+  };
+}
+
+export class SalesforceClient {
+  private constructor(
+    readonly conn: Connection,
+    readonly ledger: Ledger,
+    readonly apiVersion: string,
+  ) {}
+
+  static async connect(
+    cfg: SalesforceConfig,
+    opts: { log?: Logger; pool?: pg.Pool; connectionId?: number } = {},
+  ): Promise<SalesforceClient> {
+    const ledger = new Ledger(opts.pool, opts.connectionId);
+    const oauth2 = { loginUrl: cfg.loginUrl, clientId: cfg.clientId, clientSecret: cfg.clientSecret, redirectUri: 'http://localhost/callback' };
+    const conn = new jsforce.Connection({
+      loginUrl: cfg.loginUrl,
+      version: cfg.apiVersion,
+      oauth2,
+      callOptions: { client: CLIENT_NAME },
+      refreshToken: cfg.auth === 'refresh_token' ? cfg.refreshToken : undefined,
+      // Password and client-credentials sessions have no refresh token: on expiry, sign in again.
+      refreshFn:
+        cfg.auth === 'client_credentials'
+          ? async (c, callback) => {
+              try {
+                const res = await c.authorize({ grant_type: 'client_credentials' });
+                callback(undefined, c.accessToken ?? undefined, res as never);
+              } catch (e) {
+                callback(e as Error);
+              }
+            }
+          : undefined,
+    });
+    const anyConn = conn as unknown as { _transport: TransportLike; oauth2: { _transport: TransportLike } };
+    instrument(anyConn._transport, ledger);
+    instrument(anyConn.oauth2._transport, ledger);
+    if (cfg.auth === 'password') await conn.login(cfg.username!, cfg.password!);
+    else if (cfg.auth === 'client_credentials') await conn.authorize({ grant_type: 'client_credentials' });
+    else {
+      const res = await conn.oauth2.refreshToken(cfg.refreshToken!);
+      conn.accessToken = res.access_token;
+      conn.instanceUrl = res.instance_url;
+      (conn as unknown as { userInfo: unknown }).userInfo = parseIdUrl(res.id);
+    }
+    opts.log?.info({ instanceUrl: conn.instanceUrl, auth: cfg.auth, apiVersion: cfg.apiVersion }, 'signed in to Salesforce');
+    return new SalesforceClient(conn, ledger, cfg.apiVersion);
+  }
+
+  get organizationId(): string | undefined {
+    return this.conn.userInfo?.organizationId;
+  }
+
+  /** Base path of the pinned API version, e.g. /services/data/v62.0 */
+  get basePath(): string {
+    return `/services/data/v${this.apiVersion}`;
+  }
+
+  async close(): Promise<void> {
+    await this.ledger.flush();
+  }
+}
+
+function parseIdUrl(url: string | undefined): { id: string; organizationId: string; url: string } | undefined {
+  if (!url) return undefined;
+  const [organizationId, id] = url.split('/').slice(-2);
+  return { id, organizationId, url };
+}
