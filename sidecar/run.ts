@@ -1,0 +1,60 @@
+// `hcsync run`: the sidecar. It migrates (or refuses a newer schema), finds its connection, signs in to
+// Salesforce, then starts the inbound reader, the outbound writer and the HTTP endpoints. Everything it
+// knows it reads from the database, so it can be killed at any instant and started again.
+import type { Config } from './config.js';
+import { redacted } from './config.js';
+import { createLogger, type Logger } from './log.js';
+import { migrate } from './db/contractor.js';
+import { syncPool } from './db/pool.js';
+import { SalesforceClient } from './salesforce/client.js';
+import type { ConnectionRef, Service, SyncContext } from './context.js';
+import { startInbound } from './sync/inbound/index.js';
+import { startOutbound } from './sync/outbound/index.js';
+import { startHttp } from './http/server.js';
+
+export interface Sidecar extends Service {
+  ctx: SyncContext;
+}
+
+/** The connection row for the configured schema, created (with its HC objects) on first start. */
+async function ensureConnection(ctx: Pick<SyncContext, 'db' | 'config'>): Promise<ConnectionRef> {
+  const { schema, connectionName } = ctx.config;
+  const found = await ctx.db.query('select id, name, schema_name from hc.connections where schema_name = $1', [schema]);
+  if (found.rows[0]) return { id: found.rows[0].id, name: found.rows[0].name, schema };
+  await ctx.db.query('select hc.create_connection($1, $2)', [connectionName, schema]);
+  const made = await ctx.db.query('select id, name from hc.connections where schema_name = $1', [schema]);
+  return { id: made.rows[0].id, name: made.rows[0].name, schema };
+}
+
+export async function startSidecar(config: Config, opts: { log?: Logger } = {}): Promise<Sidecar> {
+  const log = opts.log ?? createLogger({ level: config.log.level, pretty: config.log.pretty });
+  log.info({ config: redacted(config) }, 'hcsync starting');
+  const { applied } = await migrate(config.databaseUrl);
+  if (applied.length) log.info({ applied }, 'database migrated');
+  const db = syncPool(config.databaseUrl);
+  const connection = await ensureConnection({ db, config });
+  const sf = await SalesforceClient.connect(config.salesforce, { log, pool: db, connectionId: connection.id });
+  const ctx: SyncContext = { config, db, log, sf, connection };
+  const services: Service[] = [];
+  try {
+    services.push(await startInbound(ctx));
+    services.push(await startOutbound(ctx));
+    services.push(await startHttp(ctx));
+  } catch (err) {
+    for (const s of services.reverse()) await s.stop().catch(() => {});
+    await sf.close();
+    await db.end();
+    throw err;
+  }
+  log.info({ schema: connection.schema }, 'hcsync running');
+  return {
+    ctx,
+    async stop() {
+      log.info('hcsync stopping');
+      for (const s of services.reverse()) await s.stop().catch((e) => log.error({ err: e }, 'stop failed'));
+      await sf.close();
+      await db.end();
+      log.info('hcsync stopped');
+    },
+  };
+}
