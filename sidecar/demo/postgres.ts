@@ -45,7 +45,8 @@ export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean
     port,
     user: 'postgres',
     password: 'postgres',
-    authMethod: 'trust',
+    // initdb --auth=trust: the types list only password methods, the option is passed through as given.
+    authMethod: 'trust' as 'password',
     persistent: true,
     createPostgresUser: ids !== undefined,
     onLog: () => {},
