@@ -22,7 +22,7 @@ const Env = z.object({
   SF_PASSWORD: z.string().min(1).optional(),
   SF_REFRESH_TOKEN: z.string().min(1).optional(),
   HC_HTTP_HOST: z.string().default('127.0.0.1'),
-  HC_HTTP_PORT: z.coerce.number({ error: 'HC_HTTP_PORT must be a port number (0 disables the HTTP server)' }).int().min(0).max(65535).default(9464),
+  HC_HTTP_PORT: z.coerce.number({ error: 'HC_HTTP_PORT must be a port number (0 picks a free one, logged at start)' }).int().min(0).max(65535).default(9464),
   HC_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   HC_LOG_PRETTY: z.enum(['0', '1']).optional(),
   HC_ARCHIVE_RETENTION_DAYS: z.coerce.number().int().min(1, 'HC_ARCHIVE_RETENTION_DAYS must be at least 1').default(31),
