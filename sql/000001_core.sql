@@ -1,0 +1,351 @@
+-- 000001_core: the hc control schema (connections, mappings, positions, logs, the API-call ledger),
+-- the state vocabularies Heroku Connect uses, and the shared objects HC keeps in public.
+--
+-- Everything hcsync owns lives in schema hc, plus one schema per connection (default salesforce) that
+-- holds Heroku Connect's own objects, plus public.get_xmlbinary() and the hstore extension.
+--
+-- Uninstall (removes every synced table and all sync state; the data in Salesforce is untouched):
+--     DROP SCHEMA hc, salesforce CASCADE;            -- one schema per connection: see hc.connections
+--     DROP FUNCTION IF EXISTS public.get_xmlbinary();  -- only when no Heroku Connect schema is left
+--     -- roles are cluster-wide; drop them once no database uses them:
+--     DROP ROLE IF EXISTS hcsync_admin;
+-- hc.uninstall_script() prints exactly these statements for the connections of this database.
+
+-- (The migrator's bootstrap already made it; this keeps the file self-contained.)
+create schema if not exists hc;
+
+-- HC stores old/new row images as hstore *text*; the capture triggers build them with hstore(record).
+-- HC keeps the extension in public (Heroku moved it to heroku_ext in 2022; an existing one is reused).
+create extension if not exists hstore with schema public;
+
+-- HC's loop-prevention flag, shared by every HC schema in the database and called by customer triggers:
+-- 'base64' (the server default) in application sessions, 'hex' in sessions of the sync itself.
+create or replace function public.get_xmlbinary() returns varchar
+language plpgsql stable
+as $$
+declare
+  xmlbin varchar;
+begin
+  xmlbin := current_setting('xmlbinary');
+  return xmlbin;
+end;
+$$;
+
+-- The operator role: may call the control API (hc.pause(), hc.create_mapping(), …) and read hc.*.
+-- Roles are cluster-wide, so creation tolerates another database (or a concurrent migrator) having made it.
+do $$
+begin
+  if not exists (select 1 from pg_roles where rolname = 'hcsync_admin') then
+    create role hcsync_admin nologin;
+  end if;
+exception when duplicate_object or unique_violation then
+  null;  -- created concurrently by a migrator of another database
+end;
+$$;
+
+-- ---------------------------------------------------------------------------------------------------
+-- State vocabularies (reference §3.4, §3.5). Lookup tables rather than CHECKs so dashboards get labels
+-- and categories from the same place the constraint comes from.
+
+create table hc.connection_states (
+  state     text primary key,
+  label     text not null,
+  category  text not null check (category in ('ok', 'error', 'provisioning'))
+);
+insert into hc.connection_states (state, label, category) values
+  ('IDLE', 'OK', 'ok'),
+  ('POLLING_DB_CHANGES', 'Polling DB', 'ok'),
+  ('PAUSED', 'Paused', 'ok'),
+  ('RECOVERY', 'Re-enabling', 'ok'),
+  ('IMPORT_CONFIGURATION', 'Importing config', 'ok'),
+  ('BUSY', 'Busy', 'ok'),
+  ('SYSTEM_ERROR', 'Unexpected error', 'error'),
+  ('DB_UNAVAILABLE', 'Database unavailable', 'error'),
+  ('TOO_MANY_ROWS', 'Overlimit', 'error'),
+  ('UNAUTHORIZED', 'Salesforce authorization expired', 'error'),
+  ('HEROKU_UNAUTH', 'Not authorized', 'error'),
+  ('INACTIVE_ORG', 'Inactive org', 'error'),
+  ('DESTROY_CONNECTION', 'Deleting', 'error'),
+  ('SYSTEM_ON_ICE', 'Disabled (inactive)', 'error'),
+  ('NEW', 'Creating', 'provisioning'),
+  ('WAITING_FOR_DB', 'Waiting for database', 'provisioning'),
+  ('CONNECTION_SETUP', 'Provisioning', 'provisioning'),
+  ('BAD_PROVISION', 'Provisioning failed', 'provisioning'),
+  ('NEED_AUTHENTICATION', 'Needs Salesforce authentication', 'provisioning');
+
+create table hc.mapping_states (
+  state     text primary key,
+  label     text not null,
+  category  text not null check (category in ('ok', 'temporary', 'error'))
+);
+insert into hc.mapping_states (state, label, category) values
+  ('DATA_SYNCED', 'OK', 'ok'),
+  ('RESYNC', 'Loading new columns', 'ok'),
+  ('RELOAD_TABLE', 'Reloading', 'ok'),
+  ('POLLING_SF_CHANGES', 'Polling SF', 'ok'),
+  ('POLLING_SF_BULK', 'Polling SF [bulk]', 'ok'),
+  ('POLLING_SF_FOR_DELETES', 'Polling SF [deletes]', 'ok'),
+  ('WAIT_BULK_LOAD', 'Waiting for bulk job', 'ok'),
+  ('LOADING_BULK_JOB', 'Loading bulk job', 'ok'),
+  ('RESOLVE_EXTERNAL_IDS', 'Resolving external ids', 'ok'),
+  ('WAIT_BULK_UPDATE', 'Waiting for bulk update', 'ok'),
+  ('APPLYING_BULK_UPDATE', 'Applying bulk update', 'ok'),
+  ('POLL_EXTERNAL_IDS', 'Polling external ids', 'ok'),
+  ('ABORTED', 'Aborted', 'ok'),
+  ('INITIAL', 'Creating', 'temporary'),
+  ('SCHEMA_CHANGED', 'Altering DB schema', 'temporary'),
+  ('RECOVERY', 'Recovering', 'temporary'),
+  ('BULK_LOAD_ERROR', 'Bulk load error', 'error'),
+  ('SYSTEM_ERROR', 'Unexpected error', 'error'),
+  ('DB_UNAVAILABLE', 'Database unavailable', 'error'),
+  ('BAD_CONFIG', 'Bad configuration', 'error'),
+  ('SYNC_REMOVED', 'Orphaned (object removed in Salesforce)', 'error'),
+  ('INACTIVE_ORG', 'Inactive org', 'error'),
+  ('UNAUTHORIZED', 'Salesforce authorization expired', 'error');
+
+-- ---------------------------------------------------------------------------------------------------
+-- Control tables. Tables an operator never needs to touch start with "_"; operators read the views.
+
+-- One row per Salesforce org bound to one Postgres schema (HC's "connection"/add-on).
+create table hc.connections (
+  id               serial primary key,
+  name             text not null unique,
+  schema_name      text not null unique,
+  state            text not null default 'NEW' references hc.connection_states,
+  state_message    text,
+  organization_id  text,
+  api_version      text,
+  -- HC's "Write Algorithm" (features.poll_db_no_merge in exports). Ordered is what HC exports since
+  -- 2019 show and what the reference recommends as the default.
+  write_algorithm  text not null default 'ordered' check (write_algorithm in ('merged', 'ordered')),
+  features         jsonb not null default '{}' check (jsonb_typeof(features) = 'object'),
+  created_at       timestamptz not null default now(),
+  updated_at       timestamptz not null default now()
+);
+
+-- One row per mapped Salesforce object. config is HC's export format, stored as given (export returns it).
+create table hc._mappings (
+  id             serial primary key,
+  connection_id  integer not null references hc.connections on delete cascade,
+  object_name    text not null,
+  table_name     text not null,
+  config         jsonb not null,
+  state          text not null default 'INITIAL' references hc.mapping_states,
+  state_message  text,
+  revision       integer not null default 1,
+  -- An operator request waiting for the sidecar; the sidecar clears it when it starts the work.
+  requested      text check (requested in ('reload', 'poll', 'abort')),
+  requested_at   timestamptz,
+  progress       jsonb,
+  -- The last describe the DDL was built from: lets a config change (import) alter the table at once.
+  describe       jsonb,
+  applied_at     timestamptz,
+  last_poll_at   timestamptz,
+  last_write_at  timestamptz,
+  created_at     timestamptz not null default now(),
+  updated_at     timestamptz not null default now(),
+  check ((requested is null) = (requested_at is null))
+);
+-- Salesforce API names are case-insensitive: Contact and contact are one object.
+create unique index _mappings_connection_object on hc._mappings (connection_id, lower(object_name));
+create unique index _mappings_connection_table on hc._mappings (connection_id, table_name);
+
+-- One row per mapped column, from the describe (hc.apply_mapping_ddl). Both sync directions read it.
+create table hc._mapping_fields (
+  mapping_id         integer not null references hc._mappings on delete cascade,
+  field_name         text not null,  -- Salesforce API name as configured (Id, LastName, Account__External_Id__c)
+  column_name        text not null,  -- Postgres column (sfid, lastname, account__external_id__c)
+  sf_type            text not null,  -- describe type, or 'relationship_external_id' (see target_*)
+  pg_type            text not null,  -- format_type() spelling, e.g. 'character varying(80)'
+  length             integer,
+  nillable           boolean,
+  createable         boolean,
+  updateable         boolean,
+  calculated         boolean,
+  external_id        boolean,
+  "unique"           boolean,
+  reference_to       text[],
+  relationship_name  text,
+  -- For sf_type = 'relationship_external_id': the parent's external-id field the column holds; the
+  -- writer sends it as {relationship_name: {target_field: value}}. reference_to[1] is the parent object.
+  target_field       text,
+  primary key (mapping_id, field_name),
+  unique (mapping_id, column_name)
+);
+
+-- Where each mapping's inbound sync stands: polling windows and the CDC/streaming replay position.
+create table hc.sync_positions (
+  mapping_id        integer primary key references hc._mappings on delete cascade,
+  poll_watermark    timestamptz,
+  delete_watermark  timestamptz,
+  replay_channel    text,
+  replay_id         text,
+  updated_at        timestamptz not null default now()
+);
+
+-- Admin changes (HC's "Audit Trail"): who did what, when, to which connection/mapping.
+create table hc.audit_log (
+  id             bigserial primary key,
+  at             timestamptz not null default now(),
+  actor          text not null default session_user,
+  connection_id  integer references hc.connections on delete set null,
+  mapping_id     integer references hc._mappings on delete set null,
+  action         text not null,
+  detail         jsonb
+);
+create index audit_log_connection_at on hc.audit_log (connection_id, at);
+
+-- Sync events, inbound and outbound, per run or per row (state changes, loads, failures).
+create table hc.sync_log (
+  id             bigserial primary key,
+  at             timestamptz not null default now(),
+  connection_id  integer references hc.connections on delete cascade,
+  mapping_id     integer references hc._mappings on delete set null,
+  direction      text check (direction in ('inbound', 'outbound')),
+  level          text not null default 'info' check (level in ('debug', 'info', 'warn', 'error')),
+  event          text not null,
+  message        text,
+  detail         jsonb
+);
+create index sync_log_connection_at on hc.sync_log (connection_id, at);
+create index sync_log_mapping_at on hc.sync_log (mapping_id, at);
+
+-- The API-call ledger: one row per Salesforce HTTP call, written by the sidecar's client wrapper.
+-- A self-hosted sync spends the org's own daily API allowance (HC's calls were exempt), so every
+-- call is accounted for; api_used/api_limit carry the Sforce-Limit-Info header when present.
+create table hc.api_calls (
+  id             bigserial primary key,
+  at             timestamptz not null default now(),
+  connection_id  integer references hc.connections on delete cascade,
+  mapping_id     integer references hc._mappings on delete set null,
+  kind           text not null,   -- soap | rest | bulk | bulk2 | streaming | auth | …
+  method         text,
+  path           text,
+  status         integer,
+  records        integer,
+  duration_ms    integer,
+  api_used       integer,
+  api_limit      integer,
+  error          text
+);
+create index api_calls_connection_at on hc.api_calls (connection_id, at);
+
+-- Roles whose application writes go to a connection's mapped tables (hc.grant_app_access); new
+-- mappings grant them DML on the new table.
+create table hc._app_roles (
+  connection_id  integer not null references hc.connections on delete cascade,
+  role_name      text not null,
+  granted_at     timestamptz not null default now(),
+  primary key (connection_id, role_name)
+);
+
+-- ---------------------------------------------------------------------------------------------------
+-- Internal helpers used by the API files that follow.
+
+-- Resolves the connection argument of the public API: a name or schema name, or NULL when exactly one
+-- connection exists.
+create or replace function hc._connection(connection_name text default null)
+returns hc.connections
+language plpgsql stable
+set search_path = pg_catalog, public
+as $$
+declare
+  c hc.connections;
+  n integer;
+  names text;
+begin
+  if connection_name is not null then
+    select * into c from hc.connections where name = connection_name or schema_name = connection_name
+      order by (name = connection_name) desc limit 1;
+    if not found then
+      select string_agg(format('%s (schema %s)', name, schema_name), ', ' order by name) into names from hc.connections;
+      raise exception 'hcsync: no connection named "%"', connection_name
+        using errcode = 'undefined_object',
+              hint = coalesce('Existing connections: ' || names, 'Create one with: select hc.create_connection(''my-app'', ''salesforce'');');
+    end if;
+    return c;
+  end if;
+  select count(*), string_agg(name, ', ' order by name) into n, names from hc.connections;
+  if n = 0 then
+    raise exception 'hcsync: no connection exists in this database'
+      using errcode = 'undefined_object',
+            hint = 'Create one with: select hc.create_connection(''my-app'', ''salesforce'');';
+  elsif n > 1 then
+    raise exception 'hcsync: % connections exist (%), so the connection must be named', n, names
+      using errcode = 'ambiguous_parameter',
+            hint = 'Pass the connection name or schema as the last argument, e.g. connection_name => ''' || split_part(names, ', ', 1) || '''.';
+  end if;
+  select * into c from hc.connections;
+  return c;
+end;
+$$;
+
+-- Resolves a mapping by object name (case-insensitive, like Salesforce) within a connection.
+create or replace function hc._mapping(object_name text, connection_name text default null)
+returns hc._mappings
+language plpgsql stable
+set search_path = pg_catalog, public
+as $$
+declare
+  c hc.connections := hc._connection(connection_name);
+  m hc._mappings;
+  names text;
+begin
+  if object_name is null then
+    raise exception 'hcsync: the object name is required' using errcode = 'null_value_not_allowed',
+      hint = 'Pass the Salesforce object API name, e.g. ''Contact''.';
+  end if;
+  select * into m from hc._mappings where connection_id = c.id and lower(_mappings.object_name) = lower(_mapping.object_name);
+  if not found then
+    select string_agg(x.object_name, ', ' order by x.object_name) into names from hc._mappings x where x.connection_id = c.id;
+    raise exception 'hcsync: connection "%" has no mapping for object "%"', c.name, object_name
+      using errcode = 'undefined_object',
+            hint = coalesce('Mapped objects: ' || names || '.', 'It has no mappings yet: create one with hc.create_mapping(object_name, config).');
+  end if;
+  return m;
+end;
+$$;
+
+-- Records an admin change and nudges the sidecar. The NOTIFY carries only the schema name: the
+-- sidecar re-reads hc.* (notifications are lost while it is down; the tables are not).
+create or replace function hc._control(c hc.connections, action text, mapping_id integer default null, detail jsonb default null)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+begin
+  insert into hc.audit_log (connection_id, mapping_id, action, detail) values (c.id, mapping_id, action, detail);
+  perform pg_notify('hc_control', c.schema_name);
+end;
+$$;
+
+-- TRUNCATE bypasses row triggers, so Heroku Connect silently never sends those deletes to Salesforce
+-- and the table no longer matches the org. hcsync refuses it instead; the sync's own reloads (and an
+-- operator who means it) set hcsync.allow_truncate = on in their session first.
+create or replace function hc.truncate_guard() returns trigger
+language plpgsql
+as $$
+begin
+  if coalesce(current_setting('hcsync.allow_truncate', true), '') in ('on', 'true', '1', 'yes') then
+    return null;
+  end if;
+  raise exception 'hcsync: TRUNCATE of synced table %.% is refused: it would not delete anything in Salesforce and the next poll would not restore the rows',
+      tg_table_schema, tg_table_name
+    using errcode = 'insufficient_privilege',
+          hint = format('To remove rows in Salesforce too, use DELETE. To clear the table and reload it from Salesforce, use select hc.reload(%L). To truncate anyway: SET hcsync.allow_truncate = on; TRUNCATE ...',
+                        tg_table_name);
+end;
+$$;
+
+create or replace function hc.uninstall_script() returns text
+language sql stable
+as $$
+  select concat_ws(E'\n',
+    '-- hcsync uninstall: drops every synced table and all sync state of this database',
+    (select string_agg(format('DROP SCHEMA IF EXISTS %I CASCADE;', schema_name), E'\n' order by id) from hc.connections),
+    'DROP SCHEMA IF EXISTS hc CASCADE;',
+    '-- public.get_xmlbinary() is shared with any Heroku Connect schema; drop it when none is left:',
+    'DROP FUNCTION IF EXISTS public.get_xmlbinary();',
+    '-- cluster-wide, once no database uses it:',
+    'DROP ROLE IF EXISTS hcsync_admin;');
+$$;

@@ -1,0 +1,208 @@
+-- 000002_connection: the per-connection Heroku Connect objects (reference §2.5–§2.7), created by
+-- hc.create_connection(name, schema_name) in the connection's schema (default salesforce).
+--
+-- Names, types and index names are HC's to the letter, because applications, ORMs (django-heroku-
+-- connect), monitoring queries and customer triggers written for HC read them. Everything is created
+-- IF NOT EXISTS / OR REPLACE so that an existing Heroku Connect schema is adopted rather than replaced.
+
+create or replace function hc._install_connection_objects(s text)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $fn$
+begin
+  execute format('create schema if not exists %I', s);
+
+  -- HC's schema metadata; HC declares the database unusable when it (or the trigger logs) disappear.
+  execute format($ddl$
+    create table if not exists %1$I._hcmeta (
+      id       serial constraint _hcmeta_pkey primary key,
+      hcver    integer,
+      org_id   character varying(50),
+      details  text
+    )$ddl$, s);
+  execute format($ddl$
+    insert into %1$I._hcmeta (hcver, details)
+    select 3, 'hcsync' where not exists (select 1 from %1$I._hcmeta)$ddl$, s);
+
+  -- The outbound queue: one row per captured change. old/"values" are hstore *text* (not hstore).
+  execute format($ddl$
+    create table if not exists %1$I._trigger_log (
+      id            serial constraint _trigger_log_pkey primary key,
+      txid          bigint,
+      created_at    timestamp with time zone default now(),
+      updated_at    timestamp with time zone default now(),
+      processed_at  timestamp with time zone,
+      processed_tx  bigint,
+      state         character varying(8),
+      action        character varying(7),
+      table_name    character varying(128),
+      record_id     integer,
+      sfid          character varying(18),
+      old           text,
+      "values"      text,
+      sf_result     integer,
+      sf_message    text
+    )$ddl$, s);
+  execute format('create index if not exists _trigger_log_idx_created_at on %I._trigger_log (created_at)', s);
+  execute format('create index if not exists _trigger_log_idx_state_id on %I._trigger_log (state, id)', s);
+  execute format($ddl$create index if not exists _trigger_log_idx_state_table_name on %I._trigger_log (state, table_name)
+                      where state in ('NEW', 'PENDING')$ddl$, s);
+
+  -- Processed entries move here and keep their id (no sequence, no defaults).
+  execute format($ddl$
+    create table if not exists %1$I._trigger_log_archive (
+      id            integer not null constraint _trigger_log_archive_pkey primary key,
+      txid          bigint,
+      created_at    timestamp with time zone,
+      updated_at    timestamp with time zone,
+      processed_at  timestamp with time zone,
+      processed_tx  bigint,
+      state         character varying(8),
+      action        character varying(7),
+      table_name    character varying(128),
+      record_id     integer,
+      sfid          character varying(18),
+      old           text,
+      "values"      text,
+      sf_result     integer,
+      sf_message    text
+    )$ddl$, s);
+  execute format('create index if not exists _trigger_log_archive_idx_created_at on %I._trigger_log_archive (created_at)', s);
+  execute format('create index if not exists _trigger_log_archive_idx_record_id on %I._trigger_log_archive (record_id)', s);
+  execute format($ddl$create index if not exists _trigger_log_archive_idx_state_table_name on %I._trigger_log_archive (state, table_name)
+                      where state = 'FAILED'$ddl$, s);
+
+  -- Inbound events (streaming/CDC notifications) as HC lays them out.
+  execute format($ddl$
+    create table if not exists %1$I._sf_event_log (
+      id            serial constraint _sf_event_log_pkey primary key,
+      table_name    character varying(128),
+      action        character varying(7),
+      synced_at     timestamp with time zone default now(),
+      sf_timestamp  timestamp with time zone,
+      sfid          character varying(20),
+      record        text,
+      processed     boolean
+    )$ddl$, s);
+  execute format('create index if not exists idx__sf_event_log_comp_key on %I._sf_event_log (table_name, synced_at)', s);
+  execute format('create index if not exists idx__sf_event_log_sfid on %I._sf_event_log (sfid)', s);
+
+  -- The writer's wake-up: channel '<schema>.hc_trigger_log', payload 'ping'. Never row data: payloads
+  -- are limited to 8000 bytes and identical payloads in one transaction collapse into one notification.
+  execute format($ddl$
+    create or replace function %1$I.tlog_notify_trigger() returns trigger
+    language plpgsql
+    as $body$
+    begin
+      -- VERSION 1 --
+      perform pg_notify(%2$L, 'ping');
+      return new;
+    end;
+    $body$$ddl$, s, s || '.hc_trigger_log');
+  execute format('drop trigger if exists tlog_insert_trigger on %I._trigger_log', s);
+  execute format('create trigger tlog_insert_trigger after insert on %1$I._trigger_log for each row execute procedure %1$I.tlog_notify_trigger()', s);
+
+  -- HC's documented way to re-queue a row (Ordered Writes): a new INSERT entry from the full row.
+  -- SECURITY DEFINER with a pinned search_path: callers need no rights on _trigger_log.
+  execute format($ddl$
+    create or replace function %1$I.hc_capture_insert_from_row(source_row hstore, table_name character varying, excluded_cols text[] default array[]::text[])
+    returns integer
+    language plpgsql security definer
+    set search_path = pg_catalog, public
+    as $body$
+    #variable_conflict use_variable
+    declare
+      excluded_cols_standard text[] := array['_hc_lastop', '_hc_err']::text[];
+      retval integer;
+    begin
+      -- VERSION 1 --
+      if (source_row -> 'id') is null then
+        -- source_row is required to have an int id value
+        return null;
+      end if;
+      excluded_cols_standard := array_remove(array_remove(excluded_cols, 'id'), 'sfid') || excluded_cols_standard;
+      insert into %1$I._trigger_log (action, table_name, txid, created_at, state, record_id, "values")
+      values ('INSERT', table_name, txid_current(), clock_timestamp(), 'NEW',
+              (source_row -> 'id')::integer, (source_row - excluded_cols_standard)::text)
+      returning id into retval;
+      return retval;
+    end;
+    $body$$ddl$, s);
+
+  -- …and a new UPDATE entry carrying only columns_to_include (all columns when empty), old = NULL.
+  execute format($ddl$
+    create or replace function %1$I.hc_capture_update_from_row(source_row hstore, table_name character varying, columns_to_include text[] default array[]::text[])
+    returns integer
+    language plpgsql security definer
+    set search_path = pg_catalog, public
+    as $body$
+    #variable_conflict use_variable
+    declare
+      excluded_cols_standard text[] := array['_hc_lastop', '_hc_err']::text[];
+      excluded_cols text[];
+      retval integer;
+    begin
+      -- VERSION 1 --
+      if (source_row -> 'id') is null then
+        -- source_row is required to have an int id value
+        return null;
+      end if;
+      if coalesce(array_length(columns_to_include, 1), 0) <> 0 then
+        excluded_cols := array(select skeys(source_row) except select unnest(columns_to_include));
+      end if;
+      excluded_cols_standard := coalesce(excluded_cols, array[]::text[]) || excluded_cols_standard;
+      insert into %1$I._trigger_log (action, table_name, txid, created_at, state, record_id, sfid, "values", old)
+      values ('UPDATE', table_name, txid_current(), clock_timestamp(), 'NEW',
+              (source_row -> 'id')::integer, source_row -> 'sfid', (source_row - excluded_cols_standard)::text, null)
+      returning id into retval;
+      return retval;
+    end;
+    $body$$ddl$, s);
+
+  -- Nobody but the owner (and the admin role) changes the queue or calls the re-queue functions.
+  execute format('revoke all on function %1$I.hc_capture_insert_from_row(hstore, character varying, text[]), %1$I.hc_capture_update_from_row(hstore, character varying, text[]) from public', s);
+  execute format('revoke all on function %I.tlog_notify_trigger() from public', s);
+end;
+$fn$;
+
+-- Creates a connection: a row in hc.connections and HC's objects in schema_name. State NEW until the
+-- sidecar has authenticated against the org. Returns the connection id.
+create or replace function hc.create_connection(name text, schema_name text default 'salesforce')
+returns integer
+language plpgsql
+security definer
+set search_path = pg_catalog, public
+set client_min_messages = warning
+as $$
+declare
+  c hc.connections;
+begin
+  if name is null or btrim(name) = '' then
+    raise exception 'hcsync: a connection needs a name' using errcode = 'invalid_parameter_value',
+      hint = 'e.g. select hc.create_connection(''my-app'', ''salesforce'');';
+  end if;
+  if schema_name is null or schema_name !~ '^[a-z_][a-z0-9_$]{0,62}$' then
+    raise exception 'hcsync: "%" is not a usable schema name for a connection', schema_name
+      using errcode = 'invalid_parameter_value',
+            hint = 'Use a lower-case name of letters, digits and underscores (Heroku Connect''s default is salesforce).';
+  end if;
+  if schema_name in ('hc', 'public', 'information_schema') or schema_name like 'pg\_%' then
+    raise exception 'hcsync: schema "%" is reserved and cannot hold a connection', schema_name
+      using errcode = 'invalid_parameter_value', hint = 'Pick another schema name, e.g. salesforce.';
+  end if;
+  if exists (select 1 from hc.connections x where x.name = create_connection.name or x.schema_name = create_connection.schema_name) then
+    raise exception 'hcsync: a connection named "%" or using schema "%" already exists', name, schema_name
+      using errcode = 'duplicate_object',
+            hint = 'Choose another name/schema, or remove the old one with DROP SCHEMA ... CASCADE and DELETE FROM hc.connections.';
+  end if;
+  insert into hc.connections (name, schema_name) values (name, schema_name) returning * into c;
+  perform hc._install_connection_objects(schema_name);
+  -- The admin role reads HC's queue and may re-queue via HC's capture functions.
+  execute format('grant usage on schema %I to hcsync_admin', schema_name);
+  execute format('grant select on %1$I._trigger_log, %1$I._trigger_log_archive, %1$I._sf_event_log, %1$I._hcmeta to hcsync_admin', schema_name);
+  execute format('grant execute on function %1$I.hc_capture_insert_from_row(hstore, character varying, text[]), %1$I.hc_capture_update_from_row(hstore, character varying, text[]) to hcsync_admin', schema_name);
+  perform hc._control(c, 'create_connection', null, jsonb_build_object('name', name, 'schema_name', schema_name));
+  return c.id;
+end;
+$$;
