@@ -1,18 +1,52 @@
 #!/usr/bin/env node
-// The `hcsync` command: thin verbs over the SQL API and the sidecar.
-import { Command } from 'commander';
+// The `hcsync` command. Each verb is a thin wrapper over one call of the SQL API (the same call an
+// operator can make from psql), named after the `heroku connect:*` verb it mirrors.
+// Exit codes: 0 ok, 1 the operation failed (the SQL API refused it: message and hint printed),
+// 2 usage or configuration (bad arguments, unreadable or invalid file, DATABASE_URL unreachable,
+// schema not installed; nothing was changed), 3 diagnose found a RED check.
+import { readFileSync, writeFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
 import { loadConfig, ConfigError } from './config.js';
-import { migrate, installScript, SchemaError } from './db/contractor.js';
+import { migrate, installScript } from './db/contractor.js';
 import { startSidecar } from './run.js';
+import { EXIT, UsageError, describeError, table, withAdmin } from './cli/admin.js';
+import { diagnose } from './cli/diagnose.js';
 
-const program = new Command('hcsync').description('Heroku-Connect-compatible Salesforce ⇄ Postgres sync').showHelpAfterError();
+const program = new Command('hcsync')
+  .description('Heroku-Connect-compatible Salesforce ⇄ Postgres sync')
+  .option('-c, --connection <name>', 'connection name or schema (needed only when the database has several)')
+  .showHelpAfterError()
+  .exitOverride();
+
+const dbUrl = () => loadConfig(process.env, { salesforce: false }).databaseUrl;
+const connection = (): string | null => program.opts().connection ?? process.env.HC_CONNECTION_NAME ?? null;
+const print = (v: unknown, json: boolean, text: () => string) => console.log(json ? JSON.stringify(v, null, 2) : text());
+
+/** `--config` / `import` input: inline JSON or a file name; any problem is a usage error naming the fix. */
+function readJson(arg: string, what: string): unknown {
+  const inline = arg.trim().startsWith('{');
+  let text = arg;
+  if (!inline) {
+    try {
+      text = readFileSync(arg, 'utf8');
+    } catch (e) {
+      throw new UsageError(`${what}: cannot read ${arg} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}): give an existing file`);
+    }
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UsageError(`${what}: ${inline ? 'the argument' : arg} is not valid JSON (${(e as Error).message}): fix the file, nothing was changed`);
+  }
+}
 
 program
   .command('migrate')
-  .description('install or upgrade hcsync\'s SQL in DATABASE_URL')
+  .description("install or upgrade hcsync's SQL in DATABASE_URL")
   .action(async () => {
-    const config = loadConfig(process.env, { salesforce: false });
-    const { applied } = await migrate(config.databaseUrl);
+    const url = dbUrl();
+    await withAdmin(url, async () => {}, { migrated: false });
+    const { applied } = await migrate(url);
     console.log(applied.length ? `applied ${applied.join(', ')}` : 'database is up to date');
   });
 
@@ -40,11 +74,217 @@ program
     process.on('SIGINT', stop);
   });
 
+program
+  .command('emulator')
+  .description('run the Salesforce org emulator (see hcsync emulator --help)')
+  .allowUnknownOption()
+  .helpOption(false)
+  .argument('[args...]')
+  .action(async (args: string[]) => {
+    // Imported by URL so the sidecar build does not depend on the emulator's source being present.
+    const mod = (await import(new URL('../emulator/cli.js', import.meta.url).href)) as { runEmulatorCli(argv: string[]): Promise<void> };
+    await mod.runEmulatorCli(args);
+  });
+
+program
+  .command('demo')
+  .description('embedded Postgres + Salesforce emulator + sidecar + live traffic (what make demo runs)')
+  .option('--data <dir>', 'where the demo keeps its data', process.env.HC_DEMO_DATA ?? '.data')
+  .option('--no-traffic', 'do not generate changes')
+  .action(async (opts: { data: string; traffic: boolean }) => {
+    const { runDemo } = await import('./demo/index.js');
+    await runDemo({ dataDir: opts.data, traffic: opts.traffic });
+  });
+
+for (const verb of ['info', 'status']) {
+  program
+    .command(verb)
+    .description('connections and mappings: state, rows, pending and errored writes (hc.status, hc.mappings)')
+    .option('--json', 'machine-readable output')
+    .action(async (opts: { json?: boolean }) => {
+      await withAdmin(dbUrl(), async (c) => {
+        const conn = connection();
+        const status = (await c.query('select * from hc.status where $1::text is null or name = $1 or schema_name = $1', [conn])).rows;
+        const mappings = (
+          await c.query(
+            'select * from hc.mappings where $1::text is null or connection_name = $1 or schema_name = $1 order by connection_name, object_name',
+            [conn],
+          )
+        ).rows;
+        print({ connections: status, mappings }, Boolean(opts.json), () => `${table(status)}\n\n${table(mappings.map(({ config: _c, ...m }) => m))}`);
+      });
+    });
+}
+
+// Connection-level control: pause, resume, recover (HC's connect:pause|resume|recover).
+for (const [verb, fn, what] of [
+  ['pause', 'hc.pause', 'stop syncing both ways; changes keep queueing in _trigger_log'],
+  ['resume', 'hc.resume', 'sync again from where it stopped'],
+  ['recover', 'hc.recover', 'clear an error state and let the sidecar retry'],
+] as const) {
+  program
+    .command(verb)
+    .description(what)
+    .action(async () => {
+      await withAdmin(dbUrl(), async (c) => {
+        await c.query(`select ${fn}($1)`, [connection()]);
+        const s = await c.query('select name, state from hc.connections where $1::text is null or name = $1 or schema_name = $1', [connection()]);
+        for (const r of s.rows) console.log(`${r.name}: ${r.state}`);
+      });
+    });
+}
+
+program
+  .command('export')
+  .argument('[file]', 'write the configuration here (default: standard output)')
+  .description("the connection's mappings in Heroku Connect's export format (hc.export_config())")
+  .action(async (file?: string) => {
+    await withAdmin(dbUrl(), async (c) => {
+      const { rows } = await c.query('select hc.export_config($1) as config', [connection()]);
+      const text = JSON.stringify(rows[0].config, null, 2) + '\n';
+      if (file) {
+        writeFileSync(file, text);
+        console.error(`wrote ${file}`);
+      } else process.stdout.write(text);
+    });
+  });
+
+program
+  .command('import')
+  .argument('<file>', "a Heroku Connect export (connect:export) or hcsync export")
+  .description('create or update the mappings in the file; mappings not in it are kept (hc.import_config())')
+  .action(async (file: string) => {
+    const config = readJson(file, 'import');
+    await withAdmin(dbUrl(), async (c) => {
+      const { rows } = await c.query('select hc.import_config($1::jsonb, $2) as result', [JSON.stringify(config), connection()]);
+      const r = rows[0].result;
+      console.log(typeof r === 'object' && r !== null ? JSON.stringify(r) : `imported ${file}`);
+    });
+  });
+
+program
+  .command('mapping:create')
+  .argument('<object>', 'Salesforce object API name, e.g. Contact')
+  .description('map an object (hc.create_mapping()); the sidecar describes it, creates the table and loads it')
+  .option('--config <json|file>', "the mapping config in Heroku Connect's format (access, fields, indexes, upsert_field …)")
+  .option('--access <access>', 'read_only or read_write (without --config)', 'read_only')
+  .option('--fields <list>', 'comma-separated field API names (without --config)')
+  .option('--upsert-field <field>', 'unique External ID field used to match records (without --config)')
+  .option('--polling <seconds>', 'poll interval (without --config)')
+  .action(async (object: string, opts: { config?: string; access: string; fields?: string; upsertField?: string; polling?: string }) => {
+    let config: Record<string, unknown>;
+    if (opts.config) {
+      config = readJson(opts.config, '--config') as Record<string, unknown>;
+    } else {
+      if (!opts.fields) throw new UsageError('mapping:create needs --config <json|file> or --fields Name,Email__c,…');
+      const fields = ['Id', 'SystemModstamp', 'IsDeleted', 'CreatedDate', ...opts.fields.split(',').map((f) => f.trim()).filter(Boolean)];
+      config = {
+        access: opts.access,
+        fields: Object.fromEntries([...new Set(fields)].map((f) => [f, {}])),
+        indexes: { Id: { unique: true }, SystemModstamp: { unique: false }, ...(opts.upsertField ? { [opts.upsertField]: { unique: true } } : {}) },
+        ...(opts.upsertField ? { upsert_field: opts.upsertField } : {}),
+        sf_notify_enabled: false,
+        sf_polling_seconds: opts.polling ? Number(opts.polling) : 600,
+        sf_max_daily_api_calls: 30000,
+      };
+      if (opts.upsertField) (config.fields as Record<string, object>)[opts.upsertField] = {};
+    }
+    await withAdmin(dbUrl(), async (c) => {
+      const { rows } = await c.query('select hc.create_mapping($1, $2::jsonb, null, $3) as id', [object, JSON.stringify(config), connection()]);
+      console.log(`mapping ${object} created (id ${rows[0].id}); the sidecar creates and loads its table`);
+    });
+  });
+
+program
+  .command('mapping:delete')
+  .argument('<object>')
+  .description('remove a mapping and drop its table (hc.delete_mapping())')
+  .requiredOption('--confirm <object>', 'repeat the object name: the table and its rows are dropped')
+  .option('--keep-table', 'keep the table and its rows, stop syncing it')
+  .action(async (object: string, opts: { confirm: string; keepTable?: boolean }) => {
+    if (opts.confirm.toLowerCase() !== object.toLowerCase()) throw new UsageError(`--confirm ${opts.confirm} does not match ${object}: nothing was deleted`);
+    await withAdmin(dbUrl(), async (c) => {
+      await c.query('select hc.delete_mapping($1, $2, $3)', [object, connection(), !opts.keepTable]);
+      console.log(`mapping ${object} deleted${opts.keepTable ? ' (table kept)' : ''}`);
+    });
+  });
+
+for (const [verb, fn, what] of [
+  ['mapping:reload', 'hc.reload', 'reload the table from Salesforce'],
+  ['mapping:poll', 'hc.poll_now', 'poll Salesforce for changes now'],
+  ['mapping:abort', 'hc.abort', 'abort the running load or poll'],
+] as const) {
+  program
+    .command(verb)
+    .argument('<object>')
+    .description(`${what} (${fn}())`)
+    .action(async (object: string) => {
+      await withAdmin(dbUrl(), async (c) => {
+        await c.query(`select ${fn}($1, $2)`, [object, connection()]);
+        console.log(`${object}: ${verb.split(':')[1]} requested`);
+      });
+    });
+}
+
+program
+  .command('mapping:state')
+  .argument('<object>')
+  .description("a mapping's state, e.g. DATA_SYNCED")
+  .option('--json', 'the whole hc.mappings row')
+  .action(async (object: string, opts: { json?: boolean }) => {
+    await withAdmin(dbUrl(), async (c) => {
+      // hc._mapping raises "no mapping for object …" with the mapped objects as hint.
+      const m = (await c.query('select (hc._mapping($1, $2)).id', [object, connection()])).rows[0];
+      const { rows } = await c.query('select * from hc.mappings where mapping_id = $1', [m.id]);
+      print(rows[0], Boolean(opts.json), () => rows[0].state);
+    });
+  });
+
+program
+  .command('write-errors')
+  .description('writes Salesforce rejected in the last 24 hours (hc.write_errors)')
+  .option('--mapping <object>', 'only this object')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { mapping?: string; json?: boolean }) => {
+    await withAdmin(dbUrl(), async (c) => {
+      if (opts.mapping) await c.query('select hc._mapping($1, $2)', [opts.mapping, connection()]);
+      const { rows } = await c.query(
+        `select * from hc.write_errors
+          where ($1::text is null or lower(object_name) = lower($1))
+            and ($2::text is null or connection_name = $2 or schema_name = $2)
+            and created_at > now() - interval '24 hours'
+          order by created_at desc`,
+        [opts.mapping ?? null, connection()],
+      );
+      print({ count: rows.length, results: rows }, Boolean(opts.json), () => table(rows));
+    });
+  });
+
+program
+  .command('diagnose')
+  .description('check the database, the schema, the mappings and the org: RED / YELLOW / GREEN per check')
+  .option('--json', 'machine-readable output')
+  .action(async (opts: { json?: boolean }) => {
+    const url = dbUrl();
+    const checks = await withAdmin(url, (c) => diagnose(url, c), { migrated: false });
+    const count = (s: string) => checks.filter((c) => c.status === s).length;
+    print({ checks, red: count('RED'), yellow: count('YELLOW'), green: count('GREEN'), skipped: count('SKIPPED') }, Boolean(opts.json), () =>
+      [...checks.map((c) => `${c.status.padEnd(7)} ${c.scope}${c.subject ? ` ${c.subject}` : ''} · ${c.rule}: ${c.message}`),
+        `\n${count('RED')} red, ${count('YELLOW')} yellow, ${count('GREEN')} green, ${count('SKIPPED')} skipped`].join('\n'),
+    );
+    if (count('RED')) process.exitCode = EXIT.red;
+  });
+
 program.parseAsync(process.argv).catch((err: unknown) => {
-  if (err instanceof ConfigError || err instanceof SchemaError) {
-    console.error(err.message);
-    process.exit(2);
+  if (err instanceof CommanderError) {
+    // Help and version are not errors; commander already printed its message for the rest.
+    process.exit(err.exitCode === 0 ? EXIT.ok : EXIT.usage);
   }
-  console.error(err instanceof Error ? err.message : err);
-  process.exit(1);
+  if (err instanceof ConfigError) {
+    console.error(err.message);
+    process.exit(EXIT.usage);
+  }
+  const { message, code } = describeError(err);
+  console.error(`hcsync: ${message}`);
+  process.exit(code);
 });

@@ -1,0 +1,1 @@
+export async function runDemo(_o: { dataDir: string; traffic: boolean }): Promise<void> {}
