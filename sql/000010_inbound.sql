@@ -1,0 +1,403 @@
+-- 000010_inbound: Salesforce → Postgres. The rules for applying what Salesforce says to a mapped table.
+--
+-- The sidecar fetches (REST query pages, Bulk 2.0 CSV pages, CDC events) and hands rows to these
+-- functions; everything that decides *what happens to a row* is here:
+--   * values arrive as text (Bulk CSV, or JSON scalars) keyed by Salesforce field name and are cast
+--     per hc._mapping_fields.pg_type; datetimes are UTC and stored as timestamp without time zone;
+--   * rows are matched by sfid first, then by the mapping's upsert_field (a row our writer inserted and
+--     is about to stamp with its sfid is adopted, not duplicated);
+--   * a column with a local change still pending (a NEW/PENDING _trigger_log entry of that row naming
+--     that column) keeps its local value: it is newer and will be sent; the skip is logged as a conflict;
+--   * a row whose local DELETE is pending is not brought back;
+--   * a row that does not fit (too long, bad type) fails alone into hc.sync_log with its record id and
+--     the fix; the rest of its batch is applied.
+-- The caller runs in a sync session (xmlbinary = hex): nothing here is captured or sent back.
+
+-- The Salesforce side of each mapped column as the inbound reader selects it: `soql_name` is what a
+-- SELECT lists and what Bulk CSV headers / flattened REST records are keyed by.
+create or replace view hc._inbound_fields as
+select f.mapping_id, f.field_name, f.column_name, f.sf_type, f.pg_type, coalesce(f.calculated, false) as calculated,
+       case when f.sf_type = 'relationship_external_id' and f.relationship_name is not null and f.target_field is not null
+            then f.relationship_name || '.' || f.target_field
+            -- Salesforce answers with its own spelling (Name), whatever the config wrote (name).
+            else coalesce((select e->>'name' from jsonb_array_elements(m.describe->'fields') e
+                           where lower(e->>'name') = lower(f.field_name) limit 1), f.field_name) end as soql_name
+from hc._mapping_fields f
+join hc._mappings m on m.id = f.mapping_id;
+
+-- The SOQL field list of a mapping, Id first (so Bulk CSV and REST pages share one column order).
+create or replace function hc.inbound_soql_fields(p_mapping_id integer)
+returns text[]
+language sql stable
+as $$
+  select array_agg(soql_name order by (lower(field_name) <> 'id'), soql_name)
+  from hc._inbound_fields where mapping_id = p_mapping_id;
+$$;
+
+-- Fields Salesforce computes (formulas, roll-ups): CDC payloads never carry them, so the reader fetches
+-- them after applying an event (one query per batch of ids).
+create or replace function hc.inbound_calculated_fields(p_mapping_id integer)
+returns text[]
+language sql stable
+as $$
+  select coalesce(array_agg(soql_name order by soql_name), '{}') from hc._inbound_fields
+  where mapping_id = p_mapping_id and calculated;
+$$;
+
+-- The cast of one source column (text) to its column type. varchar targets are left as text on
+-- purpose: an explicit ::varchar(n) would silently truncate, an assignment raises (value too long),
+-- which is what makes a too-long value fail its row instead of losing characters.
+create or replace function hc._inbound_cast(src text, sf_type text, pg_type text)
+returns text
+language sql immutable
+as $$
+  select case
+    when pg_type like 'character varying%' or pg_type = 'text' then format('nullif(%s, %L)', src, '')
+    when pg_type like 'timestamp without time zone%' then
+      -- Salesforce sends 2024-01-15T10:20:30.000+0000 (REST), …Z (Bulk, CDC): an absolute instant, kept as UTC.
+      format('((nullif(%s, %L))::timestamptz at time zone %L)', src, '', 'UTC')
+    when pg_type like 'timestamp with time zone%' then format('(nullif(%s, %L))::timestamptz', src, '')
+    else format('(nullif(%s, %L))::%s', src, '', pg_type)
+  end;
+$$;
+
+-- The mapping row with its connection schema, or an error naming what is missing.
+create or replace function hc._inbound_target(p_mapping_id integer, out m hc._mappings, out schema_name text)
+language plpgsql stable
+as $$
+begin
+  select * into m from hc._mappings where id = p_mapping_id;
+  if not found then
+    raise exception 'hcsync: mapping % does not exist (deleted while the sidecar was working?)', p_mapping_id
+      using errcode = 'undefined_object';
+  end if;
+  select c.schema_name into schema_name from hc.connections c where c.id = m.connection_id;
+end;
+$$;
+
+-- Applies rows to a mapping's table. p_source is either 'json' (p_rows is a JSON array of objects keyed
+-- by soql name, values as Salesforce sends them) or the name of a staging table with one text column per
+-- soql name (Bulk CSV pages are COPYed there). p_fields lists the soql names present (a CDC UPDATE
+-- carries only the changed fields: the others are left alone). 'Id' must be among them.
+-- p_origin is recorded in the log ('load', 'poll', 'cdc', 'cdc-echo', 'reread', 'drift').
+-- Returns {"applied": n, "deleted": n, "failed": n, "conflicts": n, "skipped_deleted": n}.
+create or replace function hc.inbound_merge(p_mapping_id integer, p_source text, p_fields text[],
+                                            p_rows jsonb default null, p_origin text default 'load')
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, public
+as $fn$
+declare
+  t record;
+  tbl text;
+  tlog text;
+  src text;
+  f record;
+  sel text[] := '{}';      -- typed expressions over s
+  cols text[] := '{}';     -- target columns, same order
+  sets text[] := '{}';     -- ON CONFLICT assignments
+  id_expr text;
+  upsert_col text;
+  upsert_expr text;
+  has_isdeleted boolean := false;
+  isdeleted_expr text;
+  smod_expr text;
+  full_row boolean;
+  pend jsonb;
+  stmt text;
+  n_applied bigint := 0;
+  n_deleted bigint := 0;
+  n_failed integer := 0;
+  n_conflicts integer := 0;
+  n_skipped integer := 0;
+  n bigint;
+  rid text;
+  err_msg text;
+  err_state text;
+begin
+  t := hc._inbound_target(p_mapping_id);
+  tbl := format('%I.%I', t.schema_name, (t.m).table_name);
+  tlog := format('%I._trigger_log', t.schema_name);
+  if not ('Id' = any (p_fields)) then
+    raise exception 'hcsync: inbound rows for % carry no Id', (t.m).object_name using errcode = 'invalid_parameter_value';
+  end if;
+
+  if p_source = 'json' then
+    src := format('jsonb_to_recordset($1) as s(%s)',
+                  (select string_agg(format('%I text', x), ', ') from unnest(p_fields) x));
+  else
+    src := format('%s as s', p_source::regclass);
+  end if;
+
+  -- Columns present in this batch that the mapping knows (unknown keys are ignored: a describe can list
+  -- more than is mapped). Id is the key and never updated.
+  for f in
+    select i.* from hc._inbound_fields i
+    where i.mapping_id = p_mapping_id and i.soql_name = any (p_fields)
+    order by i.column_name
+  loop
+    if f.column_name = 'sfid' then
+      continue;
+    end if;
+    sel := sel || hc._inbound_cast(format('s.%I', f.soql_name), f.sf_type, f.pg_type);
+    cols := cols || quote_ident(f.column_name);
+    if f.column_name = 'isdeleted' then
+      has_isdeleted := true;
+      isdeleted_expr := hc._inbound_cast(format('s.%I', f.soql_name), f.sf_type, f.pg_type);
+    end if;
+    if f.column_name = 'systemmodstamp' then
+      smod_expr := hc._inbound_cast(format('s.%I', f.soql_name), f.sf_type, f.pg_type);
+    end if;
+  end loop;
+  id_expr := 's."Id"';
+  full_row := p_origin in ('load', 'poll', 'reread', 'drift');
+
+  -- The upsert field (external id) as the second key, when mapped and present in this batch.
+  select quote_ident(i.column_name), hc._inbound_cast(format('s.%I', i.soql_name), i.sf_type, i.pg_type)
+    into upsert_col, upsert_expr
+  from hc._inbound_fields i
+  where i.mapping_id = p_mapping_id and i.field_name = (t.m).config ->> 'upsert_field' and i.soql_name = any (p_fields);
+
+  -- Local changes not yet sent: {record_id: {column: true}} for this table. Usually empty and small.
+  execute format($q$
+    select coalesce(jsonb_object_agg(record_id::text, cols), '{}') from (
+      select l.record_id, jsonb_object_agg(k, true) as cols
+      from %s l, lateral skeys(coalesce(l."values", '')::hstore) k
+      where l.state in ('NEW', 'PENDING') and l.table_name = %L and l.action in ('INSERT', 'UPDATE') and l.record_id is not null
+      group by l.record_id) x$q$, tlog, (t.m).table_name)
+    into pend;
+
+  -- The SET list: a pending local column keeps its value.
+  select coalesce(array_agg(format('%1$s = case when coalesce($2 -> t.id::text ? %2$L, false) then t.%1$s else excluded.%1$s end', c, trim(both '"' from c))), '{}')
+    into sets from unnest(cols) c;
+
+  -- One statement text, applied set-based, or per row (filter on one Id) when the set fails.
+  stmt := format($q$
+    with src as (
+      select %2$s as sfid %3$s, %4$s as _del
+      from %5$s
+      where %2$s is not null %%s
+    ),
+    gone as (   -- rows Salesforce reports deleted (IsDeleted = true from a queryAll)
+      delete from %1$s t using src where src._del and t.sfid = src.sfid returning 1
+    ),
+    adopt as (  -- a row our writer created and is about to stamp with its sfid
+      %6$s
+    ),
+    up as (
+      insert into %1$s as t (sfid %7$s)
+      select sfid %8$s from src
+      where not src._del
+        and not exists (select 1 from %9$s l where l.state in ('NEW', 'PENDING') and l.action = 'DELETE'
+                        and l.table_name = %10$L and l.sfid = src.sfid)
+        and not exists (select 1 from adopt where adopt.sfid = src.sfid)
+      on conflict (sfid) do update set %11$s
+      %12$s
+      returning 1
+    )
+    select (select count(*) from up) + (select count(*) from adopt), (select count(*) from gone)$q$,
+    tbl,
+    id_expr,
+    (select coalesce(string_agg(format(', %s as %s', e, c), ''), '') from unnest(sel, cols) as u(e, c)),
+    case when has_isdeleted then format('coalesce(%s, false)', isdeleted_expr) else 'false' end,
+    src,
+    case when upsert_col is null then 'select null::text as sfid where false'
+         else format($a$update %1$s t set sfid = src.sfid %2$s
+                        from src
+                        where not src._del and t.sfid is null and t.%3$s = src.%3$s and src.%3$s is not null
+                          and not exists (select 1 from %1$s x where x.sfid = src.sfid)
+                        returning t.sfid$a$,
+                     tbl,
+                     (select coalesce(string_agg(format(', %1$s = case when coalesce($2 -> t.id::text ? %2$L, false) then t.%1$s else src.%1$s end', c, trim(both '"' from c)), ''), '')
+                        from unnest(cols) c where c <> upsert_col),
+                     upsert_col) end,
+    (select coalesce(string_agg(', ' || c, ''), '') from unnest(cols) c),
+    (select coalesce(string_agg(', ' || c, ''), '') from unnest(cols) c),
+    tlog,
+    (t.m).table_name,
+    case when cardinality(sets) = 0 then 'sfid = excluded.sfid' else array_to_string(sets, ', ') end,
+    -- A full row older than what the table holds (a poll page racing a CDC event) is not applied.
+    case when full_row and smod_expr is not null
+         then 'where t.systemmodstamp is null or excluded.systemmodstamp is null or excluded.systemmodstamp >= t.systemmodstamp'
+         else '' end);
+
+  -- Conflicts: incoming rows touching a column with a newer local change pending.
+  if pend <> '{}' then
+    execute format($q$
+      with src as (select %1$s as sfid from %2$s)
+      insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
+      select %3$s, %4$s, 'inbound', 'info', 'conflict',
+             format('%%s %%s: local change to %%s is pending and newer; it is kept and will be sent', %5$L, t.sfid,
+                    (select string_agg(k, ', ') from jsonb_object_keys($2 -> t.id::text) k where k = any ($3))),
+             jsonb_build_object('sfid', t.sfid, 'record_id', t.id, 'origin', %6$L,
+                                'columns', (select jsonb_agg(k) from jsonb_object_keys($2 -> t.id::text) k where k = any ($3)))
+      from src join %7$s t on t.sfid = src.sfid
+      where exists (select 1 from jsonb_object_keys($2 -> t.id::text) k where k = any ($3))$q$,
+      id_expr, src, (t.m).connection_id, p_mapping_id, (t.m).object_name, p_origin, tbl)
+      using p_rows, pend, (select array_agg(trim(both '"' from c)) from unnest(cols) c);
+    get diagnostics n_conflicts = row_count;
+  end if;
+
+  -- Rows whose local DELETE is pending are not brought back (HC's "temporarily revived deletes").
+  execute format($q$select count(*) from (select %1$s as sfid from %2$s) src
+                   where exists (select 1 from %3$s l where l.state in ('NEW', 'PENDING') and l.action = 'DELETE'
+                                 and l.table_name = %4$L and l.sfid = src.sfid)$q$, id_expr, src, tlog, (t.m).table_name)
+    using p_rows into n_skipped;
+
+  begin
+    execute format(stmt, '') using p_rows, pend into n_applied, n_deleted;
+  exception when others then
+    -- The set failed on some row: apply one row at a time, each in its own subtransaction, so only the
+    -- rows that do not fit fail (into the sync log, with the record id and the fix).
+    n_applied := 0;
+    n_deleted := 0;
+    for rid in execute format('select %s from %s', id_expr, src) using p_rows loop
+      begin
+        execute format(stmt, format('and %s = %L', id_expr, rid)) using p_rows, pend into n, n_deleted;
+        n_applied := n_applied + n;
+      exception when others then
+        get stacked diagnostics err_msg = message_text, err_state = returned_sqlstate;
+        n_failed := n_failed + 1;
+        insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
+        values ((t.m).connection_id, p_mapping_id, 'inbound', 'error', 'row_failed',
+                format('%s %s could not be stored: %s. Fix: widen or retype the column (hc.create_mapping/import_config), or correct the value in Salesforce; the row is read again on its next change or reload.',
+                       (t.m).object_name, rid, err_msg),
+                jsonb_build_object('sfid', rid, 'sqlstate', err_state, 'error', err_msg, 'origin', p_origin));
+      end;
+    end loop;
+  end;
+
+  return jsonb_build_object('applied', n_applied, 'deleted', n_deleted, 'failed', n_failed,
+                            'conflicts', n_conflicts, 'skipped_deleted', n_skipped);
+end;
+$fn$;
+
+-- Salesforce deleted these records (CDC DELETE, getDeleted/queryAll IsDeleted): the rows go (HC removes
+-- them). Returns how many rows were removed.
+create or replace function hc.inbound_delete(p_mapping_id integer, p_sfids text[], p_origin text default 'cdc')
+returns integer
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+declare
+  t record;
+  n integer;
+begin
+  t := hc._inbound_target(p_mapping_id);
+  execute format('delete from %I.%I where sfid = any ($1)', t.schema_name, (t.m).table_name) using p_sfids;
+  get diagnostics n = row_count;
+  return n;
+end;
+$$;
+
+-- Records how far the inbound reader has applied, in the caller's transaction (the same one that applied
+-- the rows): a crash either keeps both or neither. NULL arguments leave a value as it is; the poll
+-- watermark never moves backwards.
+create or replace function hc.inbound_position(p_mapping_id integer, p_replay_channel text default null, p_replay_id text default null,
+                                               p_poll_watermark timestamptz default null, p_delete_watermark timestamptz default null,
+                                               p_reset_replay boolean default false)
+returns void
+language sql
+as $$
+  insert into hc.sync_positions as p (mapping_id, replay_channel, replay_id, poll_watermark, delete_watermark)
+  values (p_mapping_id, p_replay_channel, p_replay_id, p_poll_watermark, p_delete_watermark)
+  on conflict (mapping_id) do update set
+    replay_channel = case when p_reset_replay then excluded.replay_channel else coalesce(excluded.replay_channel, p.replay_channel) end,
+    replay_id = case when p_reset_replay then excluded.replay_id else coalesce(excluded.replay_id, p.replay_id) end,
+    poll_watermark = greatest(p.poll_watermark, excluded.poll_watermark),
+    delete_watermark = greatest(p.delete_watermark, excluded.delete_watermark),
+    updated_at = now();
+$$;
+
+-- Progress of a load (rows, rate, ETA), shown in hc.mappings.
+create or replace function hc.inbound_progress(p_mapping_id integer, p_progress jsonb)
+returns void
+language sql
+as $$
+  update hc._mappings set progress = p_progress where id = p_mapping_id;
+$$;
+
+-- A finished poll: when it ran (hc.mappings.last_poll_at).
+create or replace function hc.inbound_polled(p_mapping_id integer)
+returns void
+language sql
+as $$
+  update hc._mappings set last_poll_at = now() where id = p_mapping_id;
+$$;
+
+-- The sidecar takes an operator request (reload, poll, abort): it is cleared as it is taken, so it runs
+-- once. Returns the request, or NULL when there was none.
+create or replace function hc.inbound_take_request(p_mapping_id integer)
+returns text
+language sql
+as $$
+  update hc._mappings m set requested = null, requested_at = null
+  from (select id, requested from hc._mappings where id = p_mapping_id for update) old
+  where m.id = old.id and old.requested is not null
+  returning old.requested;
+$$;
+
+-- Before a reload clears a table: refused while local writes wait to be sent, because the clear and
+-- refill would lose them (or send them against rows that no longer exist). The operator waits for the
+-- writer (or discards the entries) and asks again. Then the table is emptied (HC semantics: ids change).
+create or replace function hc.inbound_begin_reload(p_mapping_id integer)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+declare
+  t record;
+  n integer;
+begin
+  t := hc._inbound_target(p_mapping_id);
+  execute format($q$select count(*) from %I._trigger_log where state in ('NEW', 'PENDING') and table_name = %L$q$,
+                 t.schema_name, (t.m).table_name) into n;
+  if n > 0 then
+    raise exception 'hcsync: reload of % refused: % local change(s) to %.% are still waiting to be sent to Salesforce',
+        (t.m).object_name, n, t.schema_name, (t.m).table_name
+      using errcode = 'object_in_use',
+            hint = format('Wait until select count(*) from %I._trigger_log where state in (''NEW'',''PENDING'') and table_name = %L is 0 (or discard them with hc.discard), then call hc.reload(%L) again.',
+                          t.schema_name, (t.m).table_name, (t.m).object_name);
+  end if;
+  perform set_config('hcsync.allow_truncate', 'on', true);
+  execute format('truncate %I.%I', t.schema_name, (t.m).table_name);
+  perform set_config('hcsync.allow_truncate', 'off', true);
+  delete from hc.sync_positions where mapping_id = p_mapping_id;
+end;
+$$;
+
+-- The connection's first start binds it to its org (HC's rule): the org id and API version are recorded
+-- in <schema>._hcmeta and hc.connections. A different org later is refused, because the table contents
+-- (sfids) belong to the first one.
+create or replace function hc.bind_org(p_connection_id integer, p_org_id text, p_api_version text)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+declare
+  c hc.connections;
+  bound text;
+begin
+  select * into c from hc.connections where id = p_connection_id for update;
+  if not found then
+    raise exception 'hcsync: connection % does not exist', p_connection_id using errcode = 'undefined_object';
+  end if;
+  if p_org_id is null or p_org_id = '' then
+    raise exception 'hcsync: Salesforce did not tell which org this is (no organization id after sign-in)'
+      using hint = 'Check SF_LOGIN_URL and that the integration user can call the identity service.';
+  end if;
+  execute format('select org_id from %I._hcmeta order by id limit 1', c.schema_name) into bound;
+  bound := coalesce(bound, c.organization_id);
+  -- Ids compare on their 15-character case-sensitive form (an org id may be given in 15 or 18 chars).
+  if bound is not null and left(bound, 15) <> left(p_org_id, 15) then
+    raise exception 'hcsync: connection "%" (schema %) belongs to Salesforce org %, but the credentials sign in to org %',
+        c.name, c.schema_name, bound, p_org_id
+      using errcode = 'invalid_authorization_specification',
+            hint = 'Use the credentials of the org this schema was synced with, or create a new connection (another HC_SCHEMA) for the other org.';
+  end if;
+  execute format($q$update %I._hcmeta set org_id = $1, details = $2 where id = (select min(id) from %I._hcmeta)$q$, c.schema_name, c.schema_name)
+    using p_org_id, 'hcsync api_version=' || p_api_version;
+  update hc.connections set organization_id = p_org_id, api_version = p_api_version, updated_at = now()
+  where id = p_connection_id and (organization_id is distinct from p_org_id or api_version is distinct from p_api_version);
+end;
+$$;
