@@ -261,6 +261,35 @@ program
   });
 
 program
+  .command('sf')
+  .argument('<method>', 'GET, POST, PATCH or DELETE')
+  .argument('<path>', 'REST path under the pinned API version, e.g. /sobjects/Account/001…, or a full /services/… path')
+  .argument('[body]', 'JSON body')
+  .description('one authenticated Salesforce REST call with the configured SF_* credentials (counted in hc.api_calls)')
+  .action(async (method: string, path: string, body?: string) => {
+    const config = loadConfig();
+    const payload = body === undefined ? undefined : JSON.stringify(readJson(body, 'body'));
+    const m = method.toUpperCase();
+    if (!['GET', 'POST', 'PATCH', 'PUT', 'DELETE'].includes(m)) throw new UsageError(`method ${method} is not one of GET, POST, PATCH, PUT, DELETE`);
+    const { adminPool } = await import('./db/pool.js');
+    const { SalesforceClient } = await import('./salesforce/client.js');
+    const pool = adminPool(config.databaseUrl, { max: 1, application_name: 'hcsync cli' });
+    try {
+      const conn = await pool.query('select id from hc.connections where schema_name = $1', [config.schema]).catch(() => ({ rows: [] as { id: number }[] }));
+      const sf = await SalesforceClient.connect(config.salesforce, { pool: conn.rows[0] ? pool : undefined, connectionId: conn.rows[0]?.id });
+      try {
+        const url = path.startsWith('/services/') ? path : `${sf.basePath}${path.startsWith('/') ? '' : '/'}${path}`;
+        const res = await sf.conn.request({ method: m as 'GET', url, body: payload, headers: payload ? { 'content-type': 'application/json' } : {} });
+        console.log(res === undefined || res === null || res === '' ? `${m} ${url}: ok` : JSON.stringify(res, null, 2));
+      } finally {
+        await sf.close();
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+
+program
   .command('diagnose')
   .description('check the database, the schema, the mappings and the org: RED / YELLOW / GREEN per check')
   .option('--json', 'machine-readable output')

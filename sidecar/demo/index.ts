@@ -1,1 +1,222 @@
-export async function runDemo(_o: { dataDir: string; traffic: boolean }): Promise<void> {}
+// `hcsync demo` (make demo): the whole thing on one machine. An embedded Postgres (data kept in
+// <data>/demo-pg, so a second run starts fast), the Salesforce emulator seeded with Accounts and
+// Contacts (state in <data>/demo-sf.json), the sidecar with a read-write Account mapping and a Contact
+// mapping with an upsert field, and a trickle of edits on both sides. Ctrl-C stops everything.
+import { mkdirSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { resolve } from 'node:path';
+import pg from 'pg';
+import { loadConfig } from '../config.js';
+import { createLogger } from '../log.js';
+import { migrate } from '../db/contractor.js';
+import { startSidecar } from '../run.js';
+import { freePort, startEmbeddedPostgres } from './postgres.js';
+import { startTraffic } from './traffic.js';
+
+export const DEMO_DB = 'hcsync_demo';
+export const DEMO_SCHEMA = 'salesforce';
+
+/** The mappings the demo creates: what a first Heroku Connect setup typically looks like. */
+export const DEMO_MAPPINGS = {
+  Account: {
+    access: 'read_write',
+    sf_notify_enabled: true,
+    sf_polling_seconds: 600,
+    sf_max_daily_api_calls: 30000,
+    fields: Object.fromEntries(
+      ['Id', 'SystemModstamp', 'IsDeleted', 'CreatedDate', 'Name', 'AccountNumber', 'Industry', 'Rating', 'Phone', 'NumberOfEmployees', 'AnnualRevenue', 'BillingCity', 'BillingCountry'].map((f) => [f, {}]),
+    ),
+    indexes: { Id: { unique: true }, SystemModstamp: { unique: false } },
+  },
+  Contact: {
+    access: 'read_write',
+    sf_notify_enabled: true,
+    sf_polling_seconds: 600,
+    sf_max_daily_api_calls: 30000,
+    fields: Object.fromEntries(
+      ['Id', 'SystemModstamp', 'IsDeleted', 'CreatedDate', 'AccountId', 'FirstName', 'LastName', 'Email', 'Phone', 'Title', 'Department', 'External_Id__c', 'Email_Upper__c'].map((f) => [f, {}]),
+    ),
+    indexes: { Id: { unique: true }, SystemModstamp: { unique: false }, External_Id__c: { unique: true } },
+    upsert_field: 'External_Id__c',
+  },
+};
+
+interface Emulator {
+  url: string;
+  credentials: { loginUrl: string; clientId: string; clientSecret: string; username: string; password: string };
+  stop(): Promise<void>;
+  records(obj: string): Record<string, unknown>[];
+}
+
+/** The preferred port when it is free (stable URLs across runs), otherwise any free one. */
+async function portOr(preferred: number): Promise<number> {
+  const free = await new Promise<boolean>((res) => {
+    const s = net.createServer();
+    s.once('error', () => res(false));
+    s.listen(preferred, '127.0.0.1', () => s.close(() => res(true)));
+  });
+  return free ? preferred : freePort();
+}
+
+async function ensureDatabase(adminUrl: string): Promise<string> {
+  const c = new pg.Client({ connectionString: adminUrl });
+  await c.connect();
+  const exists = await c.query('select 1 from pg_database where datname = $1', [DEMO_DB]);
+  if (!exists.rowCount) await c.query(`create database ${DEMO_DB}`);
+  await c.end();
+  const u = new URL(adminUrl);
+  u.pathname = `/${DEMO_DB}`;
+  return u.toString();
+}
+
+async function ensureMappings(databaseUrl: string): Promise<void> {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  try {
+    const conn = await c.query('select 1 from hc.connections where schema_name = $1', [DEMO_SCHEMA]);
+    if (!conn.rowCount) await c.query('select hc.create_connection($1, $2)', ['demo', DEMO_SCHEMA]);
+    for (const [object, config] of Object.entries(DEMO_MAPPINGS)) {
+      const m = await c.query('select 1 from hc._mappings where lower(object_name) = lower($1)', [object]);
+      if (!m.rowCount) await c.query('select hc.create_mapping($1, $2::jsonb)', [object, JSON.stringify(config)]);
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+/** Waits until every mapping has loaded, printing progress; long first loads are visible. */
+async function waitLoaded(databaseUrl: string, say: (s: string) => void): Promise<void> {
+  const c = new pg.Client({ connectionString: databaseUrl });
+  await c.connect();
+  let last = '';
+  try {
+    for (;;) {
+      const { rows } = await c.query<{ object_name: string; state: string; pg_rows: number; state_category: string; state_message: string | null }>(
+        'select object_name, state, state_category, state_message, pg_rows from hc.mappings order by object_name',
+      );
+      const line = rows.map((r) => `${r.object_name} ${r.state} (${r.pg_rows ?? 0} rows)`).join(', ');
+      if (line !== last) say(`  loading: ${line}`);
+      last = line;
+      const bad = rows.find((r) => r.state_category === 'error');
+      if (bad) throw new Error(`mapping ${bad.object_name} is in state ${bad.state}: ${bad.state_message ?? ''}`);
+      if (rows.length && rows.every((r) => r.state === 'DATA_SYNCED')) return;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  } finally {
+    await c.end();
+  }
+}
+
+export async function runDemo(opts: { dataDir: string; traffic: boolean }): Promise<void> {
+  const dataDir = resolve(opts.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const say = (s: string) => process.stdout.write(s + '\n');
+  const log = createLogger({ level: process.env.HC_LOG_LEVEL ?? 'warn', pretty: process.env.HC_LOG_PRETTY !== '0' });
+  const stops: (() => Promise<void>)[] = [];
+  let stopping = false;
+  const stopAll = async (code: number) => {
+    if (stopping) return;
+    stopping = true;
+    say('\nstopping …');
+    for (const s of stops.reverse()) await s().catch((e) => log.error({ err: e }, 'demo: stop failed'));
+    say('stopped');
+    process.exit(code);
+  };
+  process.on('SIGINT', () => void stopAll(0));
+  process.on('SIGTERM', () => void stopAll(0));
+
+  try {
+    say(`hcsync demo (data in ${dataDir})`);
+    const pgPort = await portOr(Number(process.env.HC_DEMO_PG_PORT ?? 54329));
+    const server = await startEmbeddedPostgres(`${dataDir}/demo-pg`, { port: pgPort });
+    stops.push(() => server.stop());
+    const databaseUrl = await ensureDatabase(server.url);
+    say(`  postgres   ${databaseUrl}`);
+
+    const { startEmulator } = (await import(new URL('../../emulator/index.js', import.meta.url).href)) as {
+      startEmulator(o: { port?: number; seed?: Record<string, number>; stateFile?: string }): Promise<Emulator>;
+    };
+    const emu = await startEmulator({
+      port: await portOr(Number(process.env.HC_DEMO_SF_PORT ?? 54330)),
+      seed: { Account: 2000, Contact: 5000 },
+      stateFile: `${dataDir}/demo-sf.json`,
+    });
+    stops.push(() => emu.stop());
+    say(`  salesforce ${emu.url} (emulator; user ${emu.credentials.username})`);
+
+    const { applied } = await migrate(databaseUrl);
+    if (applied.length) say(`  migrated   ${applied.join(', ')}`);
+    await ensureMappings(databaseUrl);
+
+    const httpPort = await portOr(Number(process.env.HC_HTTP_PORT ?? 9464));
+    const env = {
+      DATABASE_URL: databaseUrl,
+      HC_SCHEMA: DEMO_SCHEMA,
+      SF_LOGIN_URL: emu.credentials.loginUrl,
+      SF_CLIENT_ID: emu.credentials.clientId,
+      SF_CLIENT_SECRET: emu.credentials.clientSecret,
+      SF_USERNAME: emu.credentials.username,
+      SF_PASSWORD: emu.credentials.password,
+      HC_HTTP_PORT: String(httpPort),
+    };
+    // The same settings for the CLI: `HC_CONFIG_FILE=<data>/demo.json npx hcsync …` talks to this demo.
+    const configFile = `${dataDir}/demo.json`;
+    writeFileSync(configFile, JSON.stringify(env, null, 2) + '\n', { mode: 0o600 });
+    const config = loadConfig({ ...env, HC_LOG_LEVEL: process.env.HC_LOG_LEVEL ?? 'warn' } as NodeJS.ProcessEnv);
+    const sidecar = await startSidecar(config, { log });
+    stops.push(() => sidecar.stop());
+    say(`  sidecar    http://127.0.0.1:${httpPort}/metrics and /healthz`);
+    await waitLoaded(databaseUrl, say);
+
+    if (opts.traffic) {
+      const traffic = await startTraffic({ databaseUrl, schema: DEMO_SCHEMA, sf: { ...emu.credentials, apiVersion: config.salesforce.apiVersion }, log });
+      // Traffic stops first, before the sidecar it feeds.
+      stops.push(() => traffic.stop());
+      say('  traffic    a few edits a second: Contact.Department in Salesforce, contact.title in Postgres');
+    }
+
+    const account = (await (async () => {
+      const c = new pg.Client({ connectionString: databaseUrl });
+      await c.connect();
+      const r = await c.query('select sfid from salesforce.account where sfid is not null order by sfid limit 1');
+      await c.end();
+      return r.rows[0]?.sfid as string;
+    })());
+    const psql = `psql "${databaseUrl}"`;
+    const cli = `HC_CONFIG_FILE=${configFile} npx hcsync`;
+    say(
+      [
+        '',
+        `connect:  ${psql}`,
+        '',
+        'Things to try (in another terminal):',
+        '',
+        '1. Insert a row and watch its sfid arrive from Salesforce:',
+        `   $ ${psql} -c "INSERT INTO salesforce.contact (firstname, lastname, email) VALUES ('Ada', 'Lovelace', 'ada@example.com')"`,
+        `   $ ${psql} -c "SELECT id, sfid, _hc_lastop FROM salesforce.contact WHERE lastname = 'Lovelace' ORDER BY id DESC LIMIT 1"`,
+        '',
+        '2. Break a validation rule (employees must not be negative) and read the error in _hc_err:',
+        `   $ ${psql} -c "UPDATE salesforce.account SET numberofemployees = -1 WHERE sfid = '${account}'"`,
+        `   $ ${psql} -c "SELECT name, _hc_lastop, _hc_err FROM salesforce.account WHERE sfid = '${account}'"`,
+        '',
+        '3. Pause the sync, look at the mappings, resume:',
+        `   $ ${psql} -c "SELECT hc.pause()" -c "SELECT object_name, state, pg_rows, pending_writes, errored_writes FROM hc.mappings" -c "SELECT hc.resume()"`,
+        '',
+        '4. Change a record in Salesforce and watch it arrive:',
+        `   $ ${cli} sf PATCH /sobjects/Account/${account} '{"Phone": "+1 415 555 0100"}'`,
+        `   $ ${psql} -c "SELECT name, phone, _hc_lastop FROM salesforce.account WHERE sfid = '${account}'"`,
+        '',
+        '5. See what failed, and ask the doctor (Account is read-write without an upsert field: RED, as in Heroku Connect):',
+        `   $ ${psql} -c "SELECT object_name, sfid, sf_message FROM hc.write_errors"`,
+        `   $ ${cli} diagnose`,
+        '',
+        'Ctrl-C stops everything; make clean removes the data.',
+        'ready',
+      ].join('\n'),
+    );
+  } catch (err) {
+    log.error({ err }, 'demo failed');
+    say(`demo failed: ${(err as Error).message}`);
+    await stopAll(1);
+  }
+}
