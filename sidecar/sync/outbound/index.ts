@@ -1,6 +1,197 @@
-// Postgres → Salesforce. (Being built: see docs/DESIGN.md.)
+// Postgres → Salesforce: the writer. Wakes on "<schema>.hc_trigger_log" (and on hc_control for
+// pause/resume/algorithm changes), claims work in SQL, sends it, reports the answers to SQL.
+//
+// Claiming identity: a dedicated session holds pg_advisory_lock(1751347065, claimer) for the writer's
+// life; SQL treats PENDING entries of a claimer without that lock as abandoned (see 000020_outbound).
+//
+// Cadence: no fixed debounce. When the writer is idle a change is claimed and sent at once. Changes
+// that arrive while a call is in flight form the next batch; while they are still streaming in (a
+// burst) the writer lets a batch fill up to one call's worth before claiming, never waiting longer
+// than the quiet gap between two notifications.
+import pg from 'pg';
 import type { Service, SyncContext } from '../../context.js';
+import { backoff, listen } from '../../db/notifier.js';
+import { adoptLostCreates } from './adopt.js';
+import { BATCH, send, type Op, type Outcome } from './salesforce.js';
 
-export async function startOutbound(_ctx: SyncContext): Promise<Service> {
-  return { stop: async () => {} };
+const LOCK_CLASS = 1751347065;
+
+export interface OutboundOptions {
+  /** Entries claimed per round. */
+  claimLimit?: number;
+  /** Per Salesforce call. */
+  callTimeoutMs?: number;
+  /** Backoff cap after transient failures. */
+  maxBackoffMs?: number;
+  /** Safety-net wake-up (ms): finds work whose notification was lost. */
+  sweepMs?: number;
+}
+
+export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}): Promise<Service> {
+  const { db, log, sf, connection, config } = ctx;
+  const wlog = log.child({ part: 'outbound' });
+  const claimLimit = opts.claimLimit ?? 2000;
+  const channel = `${connection.schema}.hc_trigger_log`;
+
+  let stopped = false;
+  let claimer: number | undefined;
+  let lockClient: pg.Client | undefined;
+
+  async function takeClaimer(): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      const c = new pg.Client({ connectionString: config.databaseUrl, application_name: 'hcsync writer' });
+      try {
+        await c.connect();
+        const n = (await c.query('select hc.outbound_new_claimer() as n')).rows[0].n as number;
+        await c.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS, n]);
+        c.on('error', (err) => {
+          wlog.warn({ err, claimer: n }, 'writer session lost: its claims will be taken over');
+          if (claimer === n) claimer = undefined;
+        });
+        c.on('end', () => {
+          if (claimer === n) claimer = undefined;
+        });
+        lockClient = c;
+        claimer = n;
+        wlog.info({ claimer: n }, 'writer claimer registered');
+        return n;
+      } catch (err) {
+        await c.end().catch(() => {});
+        if (stopped) throw err;
+        const wait = backoff(attempt, 10_000);
+        wlog.warn({ err, retryInMs: wait }, 'cannot register the writer yet');
+        await sleep(wait);
+      }
+    }
+  }
+
+  // --- the loop -------------------------------------------------------------------------------------
+  let running: Promise<void> | undefined;
+  let again = false;
+  let nudges = 0;
+  let failures = 0;
+  let lastArchive = 0;
+  let lastRoundSent = false;
+  let lastCallMs = 50;
+
+  function wake(): void {
+    if (stopped) return;
+    if (running) {
+      again = true;
+      return;
+    }
+    running = loop()
+      .catch((err) => {
+        wlog.error({ err }, 'writer round failed; retrying');
+        failures++;
+        setTimeout(wake, backoff(failures, opts.maxBackoffMs ?? 10_000));
+      })
+      .finally(() => {
+        running = undefined;
+        if (again && !stopped) {
+          again = false;
+          wake();
+        }
+      });
+  }
+
+  async function gather(): Promise<void> {
+    // Only under load: the previous round sent something and notifications are still arriving.
+    if (!lastRoundSent) return;
+    const start = Date.now();
+    const base = nudges;
+    let seen = nudges;
+    const cap = Math.min(1000, Math.max(20, lastCallMs * 2));
+    while (!stopped && nudges - base < BATCH && Date.now() - start < cap) {
+      await sleep(10);
+      if (nudges === seen) break;
+      seen = nudges;
+    }
+  }
+
+  async function loop(): Promise<void> {
+    while (!stopped) {
+      again = false;
+      const me = claimer ?? (await takeClaimer());
+      await gather();
+      const claimed = await db.query('select hc.outbound_claim($1, $2, $3) as op', [connection.id, me, claimLimit]);
+      const ops = claimed.rows.map((r) => r.op as Op);
+      if (!ops.length) {
+        lastRoundSent = false;
+        await maybeArchive();
+        if (!again) return;
+        continue;
+      }
+      const t0 = Date.now();
+      let outcomes: Outcome[];
+      try {
+        await adoptLostCreates(sf.conn, db, connection.schema, ops);
+        outcomes = await send(sf.conn, ops, {
+          timeoutMs: opts.callTimeoutMs,
+          beforeCreate: async (creates) => {
+            await db.query('select hc.outbound_attempt($1, $2, $3)', [
+              connection.id, me,
+              JSON.stringify(creates.map((o) => ({ op_id: o.op_id, table: o.table, record_id: o.record_id, object: o.object, body: o.body }))),
+            ]);
+          },
+        });
+      } catch (err) {
+        // Looking up lost creates failed (Salesforce unreachable): everything goes back to the queue.
+        wlog.warn({ err }, 'Salesforce unavailable: claimed work returns to the queue');
+        outcomes = ops.map((o) => ({ op_id: o.op_id, action: o.action, outcome: 'retry' as const, error: String((err as Error).message) }));
+      }
+      const calls = Math.max(1, Math.ceil(ops.length / BATCH));
+      lastCallMs = (Date.now() - t0) / calls;
+      await db.query('select hc.outbound_complete($1, $2, $3)', [connection.id, me, JSON.stringify(outcomes)]);
+      const counts = { ok: 0, failed: 0, retry: 0 };
+      for (const o of outcomes) counts[o.outcome]++;
+      wlog.debug({ ops: ops.length, ...counts }, 'outbound round');
+      lastRoundSent = true;
+      if (counts.retry) {
+        failures++;
+        const wait = backoff(failures, opts.maxBackoffMs ?? 10_000);
+        wlog.warn({ retry: counts.retry, retryInMs: wait, error: outcomes.find((o) => o.outcome === 'retry')?.error }, 'transient Salesforce failure: retrying later');
+        await sleep(wait);
+      } else {
+        failures = 0;
+      }
+      await maybeArchive();
+    }
+  }
+
+  async function maybeArchive(): Promise<void> {
+    if (Date.now() - lastArchive < 1000) return;
+    lastArchive = Date.now();
+    await db.query('select hc.outbound_archive($1, $2)', [connection.id, config.archiveRetentionDays]);
+  }
+
+  await takeClaimer();
+  const listener = await listen(
+    config.databaseUrl,
+    [channel, 'hc_control'],
+    (ch, payload) => {
+      if (ch === channel) nudges++;
+      if (ch === channel || payload === connection.schema) wake();
+    },
+    { log: wlog, onConnect: wake, application_name: 'hcsync writer listen' },
+  );
+  const sweep = setInterval(wake, opts.sweepMs ?? 30_000);
+  wake();
+
+  return {
+    async stop() {
+      stopped = true;
+      clearInterval(sweep);
+      await listener.close();
+      await running?.catch(() => {});
+      if (claimer !== undefined) {
+        await db.query('select hc.outbound_release($1, $2)', [connection.id, claimer]).catch(() => {});
+      }
+      await lockClient?.end().catch(() => {});
+    },
+  };
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

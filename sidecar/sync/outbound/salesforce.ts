@@ -1,0 +1,162 @@
+// The writer's Salesforce side: sends claimed ops as sObject Collections calls (200 records per call,
+// allOrNone=false so a bad row fails alone) and turns every answer into a per-op outcome. It decides
+// nothing about state; SQL does (hc.outbound_complete).
+import type { Connection } from 'jsforce';
+
+export type Action = 'insert' | 'update' | 'delete';
+
+export interface Op {
+  op_id: number;
+  log_ids: number[];
+  mapping_id: number;
+  object: string;
+  table: string;
+  record_id: number;
+  action: Action;
+  sfid: string | null;
+  body: Record<string, unknown>;
+  upsert_field: string | null;
+  upsert_value: string | null;
+  attempts: { log_id: number; started_at: string; sent: Record<string, unknown> }[];
+  /** Set when a lost create was found in Salesforce: the op is sent as an update of that record. */
+  adopted?: boolean;
+}
+
+export interface Outcome {
+  op_id: number;
+  action: Action;
+  outcome: 'ok' | 'failed' | 'retry';
+  sfid?: string;
+  error?: string;
+}
+
+export const BATCH = 200;
+
+/** Errors that say "try again later", never "this row is wrong". */
+const TRANSIENT_CODES = new Set([
+  'UNABLE_TO_LOCK_ROW', 'REQUEST_LIMIT_EXCEEDED', 'SERVER_UNAVAILABLE', 'INVALID_SESSION_ID', 'UNKNOWN_EXCEPTION',
+  'INTERNAL_ERROR', 'REQUEST_RUNNING_TOO_LONG', 'QUERY_TIMEOUT', 'API_CURRENTLY_DISABLED', 'TIMEOUT',
+]);
+const TRANSIENT_NET = /ECONNRESET|ECONNREFUSED|ETIMEDOUT|EPIPE|ENOTFOUND|ENETUNREACH|EHOSTDOWN|UND_ERR|socket hang up|fetch failed|terminated|aborted|network|timed out/i;
+
+export function isTransient(err: unknown): boolean {
+  const e = err as { errorCode?: string; name?: string; message?: string; code?: string; statusCode?: number };
+  const code = e?.errorCode ?? e?.name ?? '';
+  if (TRANSIENT_CODES.has(code)) return true;
+  if (/^ERROR_HTTP_(5\d\d|429|420|401)$/.test(code)) return true;
+  if (typeof e?.statusCode === 'number' && (e.statusCode >= 500 || e.statusCode === 429)) return true;
+  return TRANSIENT_NET.test(`${e?.code ?? ''} ${e?.message ?? ''} ${code}`);
+}
+
+export function errorText(code: string | undefined, message: string | undefined, fields?: string[]): string {
+  const f = fields?.length ? ` (fields: ${fields.join(', ')})` : '';
+  return `${code ?? 'UNKNOWN_ERROR'}: ${message ?? 'no message'}${f}`;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, rej) => {
+      t = setTimeout(() => rej(Object.assign(new Error(`Salesforce call timed out after ${ms} ms`), { errorCode: 'TIMEOUT' })), ms);
+    }),
+  ]).finally(() => clearTimeout(t));
+}
+
+interface SaveResult {
+  id?: string;
+  success: boolean;
+  errors?: { statusCode?: string; errorCode?: string; message?: string; fields?: string[] }[];
+}
+
+type Kind = 'create' | 'upsert' | 'update' | 'delete';
+
+function kindOf(op: Op): Kind {
+  if (op.action === 'delete') return 'delete';
+  if (op.action === 'update' || op.adopted) return 'update';
+  return op.upsert_field ? 'upsert' : 'create';
+}
+
+/** Ops grouped into calls: same object and kind, at most BATCH each, in the order of their first op. */
+export function plan(ops: Op[]): { kind: Kind; object: string; extId: string | null; ops: Op[] }[] {
+  const groups = new Map<string, { kind: Kind; object: string; extId: string | null; ops: Op[] }>();
+  for (const op of [...ops].sort((a, b) => a.op_id - b.op_id)) {
+    const kind = kindOf(op);
+    const extId = kind === 'upsert' ? op.upsert_field : null;
+    const key = `${kind}|${op.object}|${extId ?? ''}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { kind, object: op.object, extId, ops: [] }));
+    g.ops.push(op);
+  }
+  const calls: { kind: Kind; object: string; extId: string | null; ops: Op[] }[] = [];
+  for (const g of groups.values()) {
+    for (let i = 0; i < g.ops.length; i += BATCH) calls.push({ ...g, ops: g.ops.slice(i, i + BATCH) });
+  }
+  return calls;
+}
+
+async function call(conn: Connection, kind: Kind, object: string, extId: string | null, ops: Op[], timeoutMs: number): Promise<SaveResult[]> {
+  const so = conn.sobject(object);
+  const opts = { allOrNone: false } as const;
+  let p: Promise<unknown>;
+  if (kind === 'delete') p = so.destroy(ops.map((o) => o.sfid!), opts);
+  else if (kind === 'update') p = so.update(ops.map((o) => ({ ...o.body, Id: o.sfid! })), opts);
+  else if (kind === 'upsert') p = so.upsert(ops.map((o) => ({ ...o.body, [extId!]: o.upsert_value })), extId!, opts);
+  else p = so.create(ops.map((o) => ({ ...o.body })), opts);
+  const res = (await withTimeout(p, timeoutMs)) as SaveResult[] | SaveResult;
+  return Array.isArray(res) ? res : [res];
+}
+
+/**
+ * Sends ops; returns one outcome per op. A call that fails as a whole with a transient error turns
+ * its ops and every op not yet sent into `retry` (Salesforce is unwell: stop hammering it).
+ */
+export async function send(conn: Connection, ops: Op[], opts: { timeoutMs?: number; beforeCreate?: (ops: Op[]) => Promise<void> } = {}): Promise<Outcome[]> {
+  const out: Outcome[] = [];
+  const calls = plan(ops);
+  let down: unknown;
+  for (const c of calls) {
+    const resultAction = (o: Op): Action => (o.adopted ? 'insert' : o.action);
+    if (down) {
+      for (const o of c.ops) out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'retry', error: String((down as Error).message) });
+      continue;
+    }
+    try {
+      if (c.kind === 'create' && opts.beforeCreate) await opts.beforeCreate(c.ops);
+      const res = await call(conn, c.kind, c.object, c.extId, c.ops, opts.timeoutMs ?? 120_000);
+      c.ops.forEach((o, i) => {
+        const r = res[i];
+        if (!r) {
+          out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'retry', error: 'no result for this record' });
+        } else if (r.success) {
+          out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'ok', sfid: r.id ?? o.sfid ?? undefined });
+        } else {
+          const e = r.errors?.[0] ?? {};
+          const code = e.statusCode ?? e.errorCode;
+          if (c.kind === 'delete' && (code === 'ENTITY_IS_DELETED' || code === 'NOT_FOUND')) {
+            out.push({ op_id: o.op_id, action: 'delete', outcome: 'ok', sfid: o.sfid ?? undefined });
+          } else if (code && TRANSIENT_CODES.has(code)) {
+            out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'retry', error: errorText(code, e.message, e.fields) });
+          } else {
+            out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'failed', error: errorText(code, e.message, e.fields) });
+          }
+        }
+      });
+    } catch (err) {
+      const e = err as { errorCode?: string; name?: string; message?: string; data?: { fields?: string[] } };
+      if (isTransient(err)) {
+        down = err;
+        for (const o of c.ops) out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'retry', error: String(e.message) });
+      } else {
+        // The whole call was refused for a reason that is not the rows' (e.g. an unknown field):
+        // every row of the call carries the message.
+        for (const o of c.ops) {
+          out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'failed', error: errorText(e.errorCode ?? e.name, e.message, e.data?.fields) });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+export { withTimeout };

@@ -1,0 +1,432 @@
+-- 000020_outbound: Postgres → Salesforce. The writer's rules live here; the sidecar claims work, makes
+-- the Salesforce calls these functions describe, and reports what Salesforce answered.
+--
+--   hc.outbound_claim(connection_id, claimer, max_entries)  NEW → PENDING, returns one JSON "op" per call item
+--   hc.outbound_attempt(connection_id, claimer, ops)         records inserts about to be sent (exactly-once)
+--   hc.outbound_complete(connection_id, claimer, results)    SUCCESS / FAILED / MERGED, sfid write-back, archive
+--   hc.outbound_release(connection_id, claimer)              PENDING → NEW (graceful stop)
+--   hc.outbound_archive(connection_id, retention_days)       archive processed entries, purge old archive
+--
+-- Claimers. Every writer holds a session-level advisory lock (classid 1751347065 = 'hcsy', objid =
+-- its claimer number from hc._outbound_claimer_seq) on a connection of its own for as long as it
+-- lives. A PENDING entry whose claimer no longer holds its lock belongs to a dead writer (kill -9 closes
+-- the socket and Postgres drops the lock at once), so the next claim puts it back to NEW: nothing stays
+-- PENDING forever, and no lease has to expire first.
+
+create sequence hc._outbound_claimer_seq as integer cycle;
+
+-- Which writer holds which PENDING entry, grouped into the op (the call item) it belongs to.
+create table hc._outbound_claims (
+  connection_id  integer not null references hc.connections on delete cascade,
+  log_id         integer not null,
+  op_id          integer not null,   -- the op's lead entry (the newest of a merged group)
+  claimer        integer not null,
+  claimed_at     timestamptz not null default now(),
+  primary key (connection_id, log_id)
+);
+create index _outbound_claims_claimer on hc._outbound_claims (connection_id, claimer);
+
+-- Creates that may have reached Salesforce without their outcome reaching us. Written (committed)
+-- before the call, deleted when the outcome is recorded. A record's row here means: "a create of this
+-- row with exactly these field values may exist in Salesforce, made by us after started_at". The next
+-- claim hands the attempts to the writer, which looks the record up (CreatedById = the integration user,
+-- CreatedDate >= started_at - skew, same field values) and adopts its Id instead of creating again.
+create table hc._outbound_attempts (
+  connection_id  integer not null references hc.connections on delete cascade,
+  table_name     text not null,
+  record_id      integer not null,
+  log_id         integer not null,
+  object_name    text not null,
+  started_at     timestamptz not null default clock_timestamp(),
+  sent           jsonb not null,
+  primary key (connection_id, table_name, record_id, log_id)
+);
+
+create or replace function hc._outbound_claimer_alive(claimer integer)
+returns boolean
+language sql stable
+as $$
+  select exists (
+    select 1 from pg_locks l
+     where l.locktype = 'advisory' and l.granted
+       and l.database = (select oid from pg_database where datname = current_database())
+       and l.classid::bigint = 1751347065 and l.objid::bigint = claimer and l.objsubid = 2);
+$$;
+
+-- A claimer number for a new writer; the caller then takes pg_advisory_lock(1751347065, n) on its
+-- dedicated session.
+create or replace function hc.outbound_new_claimer()
+returns integer
+language sql
+as $$ select nextval('hc._outbound_claimer_seq')::integer $$;
+
+-- Column values (hstore text from the trigger log) → the Salesforce record body, by hc._mapping_fields.
+-- Only fields Salesforce lets us write for this operation are sent; id, sfid and HC's own columns never.
+-- Values are typed for JSON: booleans and numbers as such, datetimes as ISO-8601 UTC. A relationship
+-- external-id column (<relationship>__<extid>) becomes {"Relationship": {"ExtId__c": value}} so a child
+-- can point at a parent that has no sfid yet.
+create or replace function hc._outbound_body(mapping_id integer, vals hstore, for_insert boolean)
+returns jsonb
+language sql stable
+as $$
+  select coalesce(jsonb_object_agg(
+           case when f.sf_type = 'relationship_external_id' then f.relationship_name else f.field_name end,
+           case
+             when f.sf_type = 'relationship_external_id' then
+               case when kv.value is null then null else jsonb_build_object(f.target_field, kv.value) end
+             when kv.value is null then 'null'::jsonb
+             when f.sf_type = 'boolean' then to_jsonb(kv.value::boolean)
+             when f.sf_type in ('int', 'double', 'currency', 'percent', 'long') then to_jsonb(kv.value::numeric)
+             when f.sf_type = 'datetime' then
+               to_jsonb(to_char(kv.value::timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
+             else to_jsonb(kv.value)
+           end), '{}'::jsonb)
+    from each(vals) kv
+    join hc._mapping_fields f on f.mapping_id = _outbound_body.mapping_id and f.column_name = kv.key
+   where f.column_name not in ('id', 'sfid', '_hc_lastop', '_hc_err')
+     and f.field_name <> 'Id'
+     and not coalesce(f.calculated, false)
+     and case when for_insert then coalesce(f.createable, false) else coalesce(f.updateable, false) end
+     -- A relationship reference set to null cannot be expressed as {"Rel": null}; the lookup column
+     -- itself (e.g. accountid) carries the null.
+     and not (f.sf_type = 'relationship_external_id' and kv.value is null);
+$$;
+
+-- Claims work for one writer: NEW → PENDING, oldest first, FOR UPDATE SKIP LOCKED. Returns one JSON
+-- op per Salesforce call item:
+--   {op_id, log_ids, mapping_id, object, table, record_id, action: insert|update|delete, sfid,
+--    body, upsert_field, upsert_value, attempts: [{started_at, sent}]}
+-- merged (per connection write_algorithm): every NEW entry of a record condenses into one op, the newest
+--   values winning; superseded entries end MERGED when the op completes.
+-- ordered: one op per entry, in capture order; a record's later entries wait for its earlier one.
+-- Records with an entry PENDING elsewhere are skipped (one op per record in flight). Claims are
+-- serialised per connection by a transaction-level advisory lock, so two writers never split a record.
+create or replace function hc.outbound_claim(connection_id integer, claimer integer, max_entries integer default 2000)
+returns setof jsonb
+language plpgsql
+set search_path = pg_catalog, public
+as $fn$
+declare
+  c hc.connections;
+  tl text;
+  t record;
+  n integer;
+  dead_ids integer[];
+begin
+  select * into c from hc.connections where id = outbound_claim.connection_id;
+  if not found then
+    raise exception 'hcsync: connection % does not exist', connection_id using errcode = 'undefined_object';
+  end if;
+  tl := format('%I._trigger_log', c.schema_name);
+  perform pg_advisory_xact_lock(1751347066, c.id);
+
+  -- Entries of writers that died (their advisory lock is gone) go back to NEW.
+  with dead as (
+    delete from hc._outbound_claims k
+     where k.connection_id = c.id and k.claimer <> outbound_claim.claimer
+       and not hc._outbound_claimer_alive(k.claimer)
+    returning k.log_id)
+  select array_agg(log_id) into dead_ids from dead;
+  execute format($q$update %s set state = 'NEW', updated_at = now()
+                     where state = 'PENDING' and (id = any($1) or not exists (
+                       select 1 from hc._outbound_claims k where k.connection_id = $2 and k.log_id = %s.id))$q$, tl, tl)
+    using dead_ids, c.id;
+
+  -- Paused means paused: capture continues (the triggers), nothing is sent.
+  if c.state = 'PAUSED' then
+    return;
+  end if;
+
+  create temp table if not exists _ob_cand (
+    id integer, table_name text, record_id integer, action text, sfid text, vals hstore, old hstore
+  ) on commit drop;
+  truncate _ob_cand;
+  execute format($q$
+    insert into _ob_cand
+    select id, table_name, record_id, action, sfid, nullif("values", '')::hstore, nullif(old, '')::hstore
+      from %1$s t
+     where t.state = 'NEW'
+       and t.id in (select x.id from %1$s x
+                     where x.state = 'NEW'
+                       and not exists (select 1 from %1$s p where p.state = 'PENDING'
+                                          and p.table_name = x.table_name and p.record_id = x.record_id)
+                     order by x.id limit $1)
+     order by t.id
+       for update skip locked$q$, tl)
+    using max_entries;
+  -- A record's entries must stay in order: once one is skipped (locked by another session), its later
+  -- entries wait too.
+  -- (With claims serialised by the connection lock, skips only come from application transactions.)
+
+  if c.write_algorithm = 'ordered' then
+    delete from _ob_cand x where exists (select 1 from _ob_cand y where y.table_name = x.table_name
+                                          and y.record_id = x.record_id and y.id < x.id);
+  end if;
+
+  create temp table if not exists _ob_ops (
+    op_id integer, log_ids integer[], table_name text, record_id integer, mapping_id integer, object_name text,
+    upsert_field text, first_action text, last_action text, vals hstore, log_sfid text,
+    row_exists boolean, row_sfid text, row_vals hstore, upsert_value text, action text, ignore_reason text
+  ) on commit drop;
+  truncate _ob_ops;
+  insert into _ob_ops (op_id, log_ids, table_name, record_id, first_action, last_action, vals, log_sfid)
+  select max(x.id), array_agg(x.id order by x.id), x.table_name, x.record_id,
+         (array_agg(x.action order by x.id))[1], (array_agg(x.action order by x.id desc))[1],
+         (select hstore(array_agg(e.key), array_agg(e.value))
+            from (select distinct on (kv.key) kv.key, kv.value
+                    from _ob_cand y, each(coalesce(y.vals, ''::hstore)) kv
+                   where y.table_name = x.table_name and y.record_id = x.record_id
+                   order by kv.key, y.id desc) e),
+         (array_agg(coalesce(x.sfid, x.old -> 'sfid') order by x.id desc) filter (where coalesce(x.sfid, x.old -> 'sfid') is not null))[1]
+    from _ob_cand x
+   group by x.table_name, x.record_id;
+
+  update _ob_ops o set mapping_id = m.id, object_name = m.object_name,
+                       upsert_field = (select f.column_name from hc._mapping_fields f
+                                        where f.mapping_id = m.id and lower(f.field_name) = lower(m.config->>'upsert_field'))
+    from hc._mappings m
+   where m.connection_id = c.id and m.table_name = o.table_name;
+
+  -- What the mapped row looks like now: does it still exist, has it an sfid, its external id.
+  for t in select distinct o.table_name, o.upsert_field from _ob_ops o where o.mapping_id is not null loop
+    execute format($q$update _ob_ops o set row_exists = true, row_sfid = r.sfid,
+                                           row_vals = hstore(r.*) - array['id', 'sfid', '_hc_lastop', '_hc_err'],
+                                           upsert_value = %s
+                        from %I.%I r where o.table_name = $1 and r.id = o.record_id$q$,
+                   case when t.upsert_field is null then 'null' else format('r.%I::text', t.upsert_field) end,
+                   c.schema_name, t.table_name)
+      using t.table_name;
+  end loop;
+
+  update _ob_ops o set action = case
+      when o.mapping_id is null then null
+      when o.first_action = 'INSERT' and (o.last_action = 'DELETE' or not coalesce(o.row_exists, false)) then null
+      when o.first_action = 'INSERT' and coalesce(o.row_sfid, '') = '' then 'insert'
+      when o.first_action = 'INSERT' then 'update'           -- re-queued insert of a row Salesforce already has
+      when o.last_action = 'DELETE' then 'delete'
+      else 'update' end,
+    ignore_reason = case
+      when o.mapping_id is null then 'no mapping for table ' || o.table_name
+      when o.first_action = 'INSERT' and (o.last_action = 'DELETE' or not coalesce(o.row_exists, false))
+        then 'row deleted before it was sent: nothing to create' end;
+
+  -- A create sends the row as it is now: a failed INSERT re-queued by hc.retry after the row was fixed
+  -- carries the fix, and later changes of a row not yet created are not sent as separate updates first.
+  update _ob_ops o set vals = coalesce(o.vals, ''::hstore) || o.row_vals where o.action = 'insert' and o.row_vals is not null;
+
+  -- A delete needs the Id Salesforce knows; an insert that never happened needs no delete.
+  update _ob_ops o set action = null, ignore_reason = 'row was never created in Salesforce: nothing to delete'
+   where o.action = 'delete' and coalesce(o.log_sfid, o.row_sfid) is null;
+
+  -- An update of a row Salesforce does not have yet waits for the row's create (its INSERT entry
+  -- PENDING, NEW or FAILED): it is not claimed and stays NEW.
+  delete from _ob_ops o where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null;
+
+  -- Nothing to send: IGNORED, processed now.
+  execute format($q$update %s t set state = 'IGNORED', updated_at = now(), processed_at = now(),
+                          processed_tx = txid_current(), sf_message = o.ignore_reason
+                      from _ob_ops o where o.action is null and t.id = any(o.log_ids)$q$, tl);
+
+  -- The rest: PENDING, owned by this claimer.
+  insert into hc._outbound_claims (connection_id, log_id, op_id, claimer)
+  select c.id, l, o.op_id, claimer from _ob_ops o, unnest(o.log_ids) l where o.action is not null;
+  execute format($q$update %s t set state = 'PENDING', updated_at = now()
+                      from _ob_ops o where o.action is not null and t.id = any(o.log_ids)$q$, tl);
+  get diagnostics n = row_count;
+
+  return query
+  select jsonb_build_object(
+           'op_id', o.op_id, 'log_ids', to_jsonb(o.log_ids), 'mapping_id', o.mapping_id, 'object', o.object_name,
+           'table', o.table_name, 'record_id', o.record_id, 'action', o.action,
+           'sfid', coalesce(o.row_sfid, o.log_sfid),
+           'body', case when o.action = 'delete' then '{}'::jsonb
+                        else hc._outbound_body(o.mapping_id, coalesce(o.vals, ''::hstore), o.action = 'insert') end,
+           'upsert_field', case when o.action = 'insert' and o.upsert_value is not null
+                                then (select f.field_name from hc._mapping_fields f
+                                       where f.mapping_id = o.mapping_id and f.column_name = o.upsert_field) end,
+           'upsert_value', case when o.action = 'insert' then o.upsert_value end,
+           'attempts', coalesce((select jsonb_agg(jsonb_build_object('log_id', a.log_id, 'started_at', a.started_at, 'sent', a.sent)
+                                                  order by a.started_at)
+                                   from hc._outbound_attempts a
+                                  where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id
+                                    and o.action = 'insert'), '[]'::jsonb))
+    from _ob_ops o
+   where o.action is not null
+   order by o.op_id;
+end;
+$fn$;
+
+-- Records the creates about to be sent (without an upsert field), committed before the call.
+-- ops: [{op_id, table, record_id, object, body}]
+create or replace function hc.outbound_attempt(connection_id integer, claimer integer, ops jsonb)
+returns void
+language sql
+as $$
+  insert into hc._outbound_attempts (connection_id, table_name, record_id, log_id, object_name, sent)
+  select outbound_attempt.connection_id, o->>'table', (o->>'record_id')::int, (o->>'op_id')::int, o->>'object', o->'body'
+    from jsonb_array_elements(ops) o
+    join hc._outbound_claims k on k.connection_id = outbound_attempt.connection_id and k.log_id = (o->>'op_id')::int
+                              and k.claimer = outbound_attempt.claimer
+  on conflict (connection_id, table_name, record_id, log_id) do update set started_at = clock_timestamp(), sent = excluded.sent;
+$$;
+
+-- Records what Salesforce answered. results: [{op_id, outcome: 'ok'|'failed'|'retry', sfid?, error?}]
+--   ok      lead entry SUCCESS, superseded entries MERGED; sfid written back on insert; _hc_lastop
+--           INSERTED/UPDATED (only when no newer change of the row waits: then it stays PENDING)
+--   failed  entries FAILED with sf_message; the row gets _hc_lastop FAILED and _hc_err
+--   retry   a transient failure: entries back to NEW, untouched (attempts kept: the outcome is unknown)
+-- Only ops this claimer still holds are applied: a writer presumed dead cannot overwrite anything.
+-- An insert whose row was deleted while the create was in flight queues the DELETE of the new record
+-- (HC's "re-inserted record" anomaly cannot happen).
+create or replace function hc.outbound_complete(connection_id integer, claimer integer, results jsonb)
+returns integer
+language plpgsql
+set search_path = pg_catalog, public
+as $fn$
+declare
+  c hc.connections;
+  tl text;
+  t record;
+  n integer;
+begin
+  select * into c from hc.connections where id = outbound_complete.connection_id;
+  tl := format('%I._trigger_log', c.schema_name);
+
+  create temp table if not exists _ob_res (
+    op_id integer, log_ids integer[], table_name text, record_id integer, action text, outcome text, sfid text,
+    error text, lastop text
+  ) on commit drop;
+  truncate _ob_res;
+  with r as (
+    select (e->>'op_id')::int op_id, e->>'outcome' outcome, nullif(e->>'sfid', '') sfid, e->>'error' error, e->>'action' action
+      from jsonb_array_elements(results) e),
+  mine as (
+    delete from hc._outbound_claims k using r
+     where k.connection_id = c.id and k.claimer = outbound_complete.claimer and k.op_id = r.op_id
+    returning k.op_id, k.log_id)
+  insert into _ob_res (op_id, log_ids, outcome, sfid, error, action)
+  select r.op_id, array_agg(m.log_id order by m.log_id), r.outcome, r.sfid, r.error, r.action
+    from r join mine m on m.op_id = r.op_id
+   group by r.op_id, r.outcome, r.sfid, r.error, r.action;
+  get diagnostics n = row_count;
+
+  execute format($q$update _ob_res o set table_name = t.table_name, record_id = t.record_id from %s t where t.id = o.op_id$q$, tl);
+
+  -- Transient: back to the queue as they were.
+  execute format($q$update %s t set state = 'NEW', updated_at = now()
+                      from _ob_res o where o.outcome = 'retry' and t.id = any(o.log_ids)$q$, tl);
+
+  execute format($q$update %s t set state = case when o.outcome = 'failed' then 'FAILED'
+                                                  when t.id = o.op_id then 'SUCCESS' else 'MERGED' end,
+                                     updated_at = now(), processed_at = now(), processed_tx = txid_current(),
+                                     sf_result = case when o.outcome = 'failed' then 1 else 0 end,
+                                     sf_message = case when o.outcome = 'failed' then o.error end,
+                                     sfid = coalesce(t.sfid, o.sfid)
+                      from _ob_res o where o.outcome in ('ok', 'failed') and t.id = any(o.log_ids)$q$, tl);
+
+  -- The outcome of these creates is known now.
+  delete from hc._outbound_attempts a using _ob_res o
+   where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id
+     and o.outcome in ('ok', 'failed') and o.action = 'insert';
+
+  update _ob_res o set lastop = case when o.outcome = 'failed' then 'FAILED'
+                                     when o.action = 'insert' then 'INSERTED'
+                                     when o.action = 'update' then 'UPDATED' end
+   where o.outcome in ('ok', 'failed') and o.action <> 'delete';
+
+  for t in select distinct table_name from _ob_res where lastop is not null loop
+    continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
+    -- Write back (a sync session: not captured). _hc_lastop is set explicitly so the status trigger
+    -- keeps it. A successful update of a row with a newer change still queued leaves the row alone:
+    -- it stays PENDING until that change is written too.
+    execute format($q$
+      update %1$I.%2$I r
+         set sfid = case when o.action = 'insert' and o.outcome = 'ok' then coalesce(o.sfid, r.sfid) else r.sfid end,
+             _hc_lastop = o.lastop,
+             _hc_err = case when o.outcome = 'failed' then o.error end
+        from _ob_res o
+       where o.table_name = $1 and o.lastop is not null and r.id = o.record_id
+         and (o.lastop <> 'UPDATED' or not exists (
+               select 1 from %3$s q where q.table_name = o.table_name and q.record_id = o.record_id
+                  and q.state in ('NEW', 'PENDING') and not q.id = any(o.log_ids)))$q$, c.schema_name, t.table_name, tl)
+      using t.table_name;
+  end loop;
+
+  -- Created, but the row was deleted meanwhile: delete the new record too (as a queued entry of ours).
+  for t in select distinct table_name from _ob_res where action = 'insert' and outcome = 'ok' and sfid is not null loop
+    continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
+    execute format($q$
+      insert into %3$s (txid, created_at, updated_at, state, action, table_name, record_id, sfid, old)
+      select txid_current(), clock_timestamp(), clock_timestamp(), 'NEW', 'DELETE', o.table_name, o.record_id, o.sfid,
+             hstore('sfid', o.sfid)::text
+        from _ob_res o
+       where o.table_name = $1 and o.action = 'insert' and o.outcome = 'ok' and o.sfid is not null
+         and not exists (select 1 from %1$I.%2$I r where r.id = o.record_id)$q$, c.schema_name, t.table_name, tl)
+      using t.table_name;
+  end loop;
+
+  update hc._mappings m set last_write_at = now()
+   where m.connection_id = c.id and m.table_name in (select table_name from _ob_res where outcome = 'ok');
+
+  insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
+  select c.id, m.id, 'outbound', 'warn', 'write_failed', o.error,
+         jsonb_build_object('entry', o.op_id, 'record_id', o.record_id, 'action', o.action)
+    from _ob_res o left join hc._mappings m on m.connection_id = c.id and m.table_name = o.table_name
+   where o.outcome = 'failed';
+
+  return n;
+end;
+$fn$;
+
+-- Gives back everything a writer holds (graceful stop): PENDING → NEW. Attempts stay.
+create or replace function hc.outbound_release(connection_id integer, claimer integer)
+returns integer
+language plpgsql
+set search_path = pg_catalog, public
+as $fn$
+declare
+  c hc.connections;
+  ids integer[];
+begin
+  select * into c from hc.connections where id = outbound_release.connection_id;
+  with d as (delete from hc._outbound_claims k where k.connection_id = c.id and k.claimer = outbound_release.claimer
+             returning k.log_id)
+  select array_agg(log_id) into ids from d;
+  execute format($q$update %I._trigger_log set state = 'NEW', updated_at = now() where state = 'PENDING' and id = any($1)$q$,
+                 c.schema_name) using ids;
+  return coalesce(array_length(ids, 1), 0);
+end;
+$fn$;
+
+-- Moves processed entries (SUCCESS, MERGED, IGNORED, IGNORE, READONLY, FAILED) older than keep_seconds
+-- to _trigger_log_archive, and purges archived entries older than retention_days. FAILED entries are
+-- archived too (HC's archive indexes them by state); hc.retry re-queues from either table.
+create or replace function hc.outbound_archive(connection_id integer, retention_days integer default 31,
+                                               keep_seconds integer default 0)
+returns integer
+language plpgsql
+set search_path = pg_catalog, public
+as $fn$
+declare
+  c hc.connections;
+  n integer;
+begin
+  select * into c from hc.connections where id = outbound_archive.connection_id;
+  execute format($q$
+    with moved as (
+      delete from %1$I._trigger_log t
+       where t.state in ('SUCCESS', 'MERGED', 'IGNORED', 'IGNORE', 'READONLY', 'FAILED')
+         and coalesce(t.processed_at, t.updated_at, t.created_at) <= now() - make_interval(secs => $1)
+      returning t.*)
+    insert into %1$I._trigger_log_archive select * from moved
+    on conflict (id) do update set state = excluded.state, updated_at = excluded.updated_at,
+      processed_at = excluded.processed_at, processed_tx = excluded.processed_tx, sfid = excluded.sfid,
+      sf_result = excluded.sf_result, sf_message = excluded.sf_message$q$, c.schema_name)
+    using keep_seconds;
+  get diagnostics n = row_count;
+  execute format($q$delete from %I._trigger_log_archive
+                     where coalesce(processed_at, created_at) < now() - make_interval(days => $1)$q$, c.schema_name)
+    using retention_days;
+  return n;
+end;
+$fn$;

@@ -1,0 +1,141 @@
+// The writer's rules in SQL alone: claiming (NEW → PENDING, one op per record in flight), merged and
+// ordered condensing, field translation, completion (SUCCESS/MERGED/FAILED, sfid write-back,
+// _hc_lastop), dead-claimer takeover, archive.
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { createTestDb, type TestDb } from '../support/db.js';
+import { syncPool } from '../../sidecar/db/pool.js';
+
+const f = (name: string, type: string, extra: Record<string, unknown> = {}) => ({
+  name, type, length: 0, nillable: true, createable: true, updateable: true, calculated: false,
+  externalId: false, unique: false, referenceTo: [], relationshipName: null, ...extra,
+});
+const describeAccount = {
+  name: 'Account',
+  fields: [
+    f('Id', 'id', { nillable: false, createable: false, updateable: false }),
+    f('IsDeleted', 'boolean', { createable: false, updateable: false }),
+    f('Name', 'string', { length: 80 }),
+    f('SystemModstamp', 'datetime', { createable: false, updateable: false }),
+    f('NumberOfEmployees', 'int'),
+    f('Active__c', 'boolean'),
+    f('Ext__c', 'string', { length: 20, externalId: true, unique: true }),
+  ],
+};
+const fields = ['Id', 'Name', 'SystemModstamp', 'IsDeleted', 'NumberOfEmployees', 'Active__c', 'Ext__c'];
+
+let db: TestDb;
+let sync: pg.Pool;
+let connId: number;
+let lock: pg.Client;
+const CLAIMER = 7;
+
+const claim = async (claimer = CLAIMER) =>
+  (await sync.query('select hc.outbound_claim($1, $2, 100) as op', [connId, claimer])).rows.map((r) => r.op);
+const complete = async (results: unknown[], claimer = CLAIMER) =>
+  sync.query('select hc.outbound_complete($1, $2, $3)', [connId, claimer, JSON.stringify(results)]);
+const log = async () =>
+  (await db.query('select id, state, action, record_id, sf_message from salesforce._trigger_log order by id')).rows;
+
+beforeAll(async () => {
+  db = await createTestDb();
+  sync = syncPool(db.url, { max: 2 });
+  connId = (await db.query(`select hc.create_connection('test', 'salesforce') as id`)).rows[0].id;
+  const cfg = { access: 'read_write', fields: Object.fromEntries(fields.map((x) => [x, {}])) };
+  await db.query('select hc.create_mapping($1, $2, $3)', ['Account', cfg, describeAccount]);
+  lock = new pg.Client({ connectionString: db.url });
+  await lock.connect();
+  await lock.query('select pg_advisory_lock(1751347065, $1)', [CLAIMER]);
+});
+afterAll(async () => {
+  await lock?.end();
+  await sync?.end();
+  await db?.drop();
+});
+beforeEach(async () => {
+  await db.query(`update hc.connections set write_algorithm = 'merged', state = 'IDLE'`);
+  await db.query('delete from salesforce.account; delete from salesforce._trigger_log; delete from hc._outbound_claims');
+});
+
+describe('outbound claim and complete', () => {
+  it('merged: an insert and its updates condense into one create with the newest values', async () => {
+    const id = (await db.query(`insert into salesforce.account (name, numberofemployees, active__c) values ('A', 1, true) returning id`)).rows[0].id;
+    await db.query(`update salesforce.account set numberofemployees = 5 where id = $1`, [id]);
+    await db.query(`update salesforce.account set name = 'B' where id = $1`, [id]);
+    const ops = await claim();
+    expect(ops).toHaveLength(1);
+    expect(ops[0]).toMatchObject({ action: 'insert', object: 'Account', record_id: id, body: { Name: 'B', NumberOfEmployees: 5, Active__c: true } });
+    expect(ops[0].body).not.toHaveProperty('Id');
+    expect(ops[0].body).not.toHaveProperty('SystemModstamp');
+    expect((await log()).map((r) => r.state)).toEqual(['PENDING', 'PENDING', 'PENDING']);
+    // A second claimer finds nothing: the record is in flight.
+    expect(await claim(CLAIMER)).toHaveLength(0);
+    await complete([{ op_id: ops[0].op_id, action: 'insert', outcome: 'ok', sfid: '001000000000001AAA' }]);
+    expect((await log()).map((r) => r.state)).toEqual(['MERGED', 'MERGED', 'SUCCESS']);
+    const row = (await db.query('select sfid, _hc_lastop, _hc_err from salesforce.account where id = $1', [id])).rows[0];
+    expect(row).toEqual({ sfid: '001000000000001AAA', _hc_lastop: 'INSERTED', _hc_err: null });
+  });
+
+  it('ordered: one op per entry, a record’s later entries wait for its earlier one', async () => {
+    await db.query(`update hc.connections set write_algorithm = 'ordered'`);
+    const id = (await db.query(`insert into salesforce.account (name, sfid) values ('A', '001000000000002AAA') returning id`)).rows[0].id;
+    await db.query(`delete from salesforce._trigger_log`);
+    await db.query(`update salesforce.account set name = 'B' where id = $1`, [id]);
+    await db.query(`update salesforce.account set numberofemployees = 3 where id = $1`, [id]);
+    let ops = await claim();
+    expect(ops).toHaveLength(1);
+    expect(ops[0]).toMatchObject({ action: 'update', sfid: '001000000000002AAA', body: { Name: 'B' } });
+    expect(ops[0].body).not.toHaveProperty('NumberOfEmployees');
+    await complete([{ op_id: ops[0].op_id, action: 'update', outcome: 'ok' }]);
+    // A newer change is queued: the row stays PENDING.
+    expect((await db.query('select _hc_lastop from salesforce.account')).rows[0]._hc_lastop).toBe('PENDING');
+    ops = await claim();
+    expect(ops[0]).toMatchObject({ action: 'update', body: { NumberOfEmployees: 3 } });
+    await complete([{ op_id: ops[0].op_id, action: 'update', outcome: 'ok' }]);
+    expect((await db.query('select _hc_lastop from salesforce.account')).rows[0]._hc_lastop).toBe('UPDATED');
+  });
+
+  it('insert then delete before sync sends nothing', async () => {
+    const id = (await db.query(`insert into salesforce.account (name) values ('gone') returning id`)).rows[0].id;
+    await db.query(`delete from salesforce.account where id = $1`, [id]);
+    expect(await claim()).toHaveLength(0);
+    expect((await log()).map((r) => r.state)).toEqual(['IGNORED', 'IGNORE']);
+  });
+
+  it('a failed create marks the row FAILED with the message; retry after the fix sends the fixed row', async () => {
+    const id = (await db.query(`insert into salesforce.account (name) values ('bad') returning id`)).rows[0].id;
+    const [op] = await claim();
+    await complete([{ op_id: op.op_id, action: 'insert', outcome: 'failed', error: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' }]);
+    const row = (await db.query('select _hc_lastop, _hc_err from salesforce.account where id = $1', [id])).rows[0];
+    expect(row).toEqual({ _hc_lastop: 'FAILED', _hc_err: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' });
+    expect((await log())[0]).toMatchObject({ state: 'FAILED', sf_message: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' });
+    await db.query(`update salesforce.account set name = 'good' where id = $1`, [id]);
+    expect(await claim()).toHaveLength(0); // the update waits for the create
+    await db.query('select hc.retry()');
+    const ops = await claim();
+    expect(ops).toHaveLength(1);
+    expect(ops[0]).toMatchObject({ action: 'insert', body: { Name: 'good' } });
+  });
+
+  it('entries of a dead claimer go back to NEW; paused claims nothing', async () => {
+    await db.query(`insert into salesforce.account (name) values ('x')`);
+    const ops = await claim(99); // claimer 99 holds no lock: it is dead
+    expect(ops).toHaveLength(1);
+    expect((await log())[0].state).toBe('PENDING');
+    await db.query(`update hc.connections set state = 'PAUSED'`);
+    expect(await claim()).toHaveLength(0);
+    expect((await log())[0].state).toBe('NEW');
+    await db.query(`update hc.connections set state = 'IDLE'`);
+    expect(await claim()).toHaveLength(1);
+  });
+
+  it('processed entries move to the archive', async () => {
+    await db.query(`insert into salesforce.account (name) values ('x')`);
+    const [op] = await claim();
+    await complete([{ op_id: op.op_id, action: 'insert', outcome: 'ok', sfid: '001000000000003AAA' }]);
+    await sync.query('select hc.outbound_archive($1, 31)', [connId]);
+    expect(await log()).toHaveLength(0);
+    const a = (await db.query('select state, sfid from salesforce._trigger_log_archive where id = $1', [op.op_id])).rows[0];
+    expect(a).toEqual({ state: 'SUCCESS', sfid: '001000000000003AAA' });
+  });
+});
