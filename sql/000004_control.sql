@@ -571,3 +571,25 @@ select c.name as connection_name,
   cross join lateral hc._failed_writes(c) f
   left join hc._mappings m on m.connection_id = c.id and m.table_name = f.table_name
  order by f.created_at desc, f.id desc;
+
+-- Removes a connection: its schema (every mapped table and HC object in it) and its hc.* rows.
+-- confirm must repeat the connection's name (as HC's CLI asks for the app name).
+create or replace function hc.delete_connection(confirm text, connection_name text default null)
+returns void
+language plpgsql
+security definer
+set search_path = pg_catalog, public
+as $$
+declare
+  c hc.connections := hc._connection(coalesce(connection_name, confirm));
+begin
+  if confirm is distinct from c.name then
+    raise exception 'hcsync: deleting connection "%" drops schema % and every synced table in it', c.name, c.schema_name
+      using errcode = 'invalid_parameter_value', hint = format('Confirm with select hc.delete_connection(%L);', c.name);
+  end if;
+  execute format('drop schema %I cascade', c.schema_name);
+  delete from hc.connections where id = c.id;
+  insert into hc.audit_log (action, detail) values ('delete_connection', jsonb_build_object('name', c.name, 'schema_name', c.schema_name));
+  perform pg_notify('hc_control', c.schema_name);
+end;
+$$;

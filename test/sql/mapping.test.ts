@@ -1,0 +1,151 @@
+// Mapping DDL beyond Contact: identifiers that need quoting, config changes altered in place,
+// relationship external-id columns, and configs that must be refused with a clear message.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDb, type TestDb } from '../support/db.js';
+import { contactConfig, createConnection, createMapping, describe_, errorOf, triggerLog } from './helpers.js';
+
+let db: TestDb;
+beforeAll(async () => {
+  db = await createTestDb();
+  await createConnection(db);
+});
+afterAll(async () => db?.drop());
+
+async function columnTypes(table: string) {
+  const r = await db.query(
+    `select attname, format_type(atttypid, atttypmod) as t from pg_attribute where attrelid = $1::regclass and attnum > 0 and not attisdropped order by attnum`,
+    [table],
+  );
+  return Object.fromEntries(r.rows.map((x) => [x.attname, x.t]));
+}
+
+describe('identifiers that need quoting', () => {
+  it('User becomes "user", with HC names for its index, triggers and functions; no isdeleted', async () => {
+    await createMapping(db, 'User', { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, Username: {}, LastName: {}, AboutMe: {}, IsActive: {} } }, describe_('user'));
+    expect(await columnTypes('salesforce."user"')).toEqual({
+      sfid: 'character varying(18)', username: 'character varying(80)', lastname: 'character varying(80)', isactive: 'boolean',
+      aboutme: 'character varying(1000)', systemmodstamp: 'timestamp without time zone', id: 'integer',
+      _hc_lastop: 'character varying(32)', _hc_err: 'text',
+    });
+    const t = await db.query(`select tgname from pg_trigger where tgrelid = 'salesforce."user"'::regclass and not tgisinternal order by 1`);
+    expect(t.rows.map((x) => x.tgname)).toEqual(['hc_user_logtrigger', 'hc_user_status_trigger', 'hcsync_truncate_guard']);
+    await db.query('delete from salesforce._trigger_log');
+    await db.query(`insert into salesforce."user" (username, lastname) values ('a@b.c', 'Admin')`);
+    expect((await triggerLog(db)).map((l) => [l.table_name, l.state])).toEqual([['user', 'NEW']]);
+  });
+
+  it('My_Obj__c with MixedCase_Field__c and a reserved-word field (Select__c)', async () => {
+    await createMapping(db, 'My_Obj__c', {
+      access: 'read_write',
+      fields: { Id: {}, SystemModstamp: {}, Name: {}, MixedCase_Field__c: {}, Select__c: {}, Contact__c: {}, Notes__c: {}, Amount__c: {} },
+      indexes: { MixedCase_Field__c: { unique: false } },
+    }, describe_('my_obj__c'));
+    const cols = await columnTypes('salesforce.my_obj__c');
+    expect(cols).toMatchObject({ mixedcase_field__c: 'character varying(50)', select__c: 'character varying(20)', notes__c: 'text', amount__c: 'double precision', isdeleted: 'boolean' });
+    const idx = await db.query(`select indexname from pg_indexes where tablename = 'my_obj__c' order by 1`);
+    expect(idx.rows.map((x) => x.indexname)).toEqual(['hc_idx_my_obj__c_mixedcase_field__c', 'hc_idx_my_obj__c_systemmodstamp', 'hcu_idx_my_obj__c_sfid', 'my_obj__c_pkey']);
+    await db.query(`insert into salesforce.my_obj__c (name, mixedcase_field__c) values ('n', 'v')`);
+  });
+
+  it('a second connection in its own schema works, and is deleted with its schema', async () => {
+    await createConnection(db, 'second', 'sf_two');
+    await createMapping(db, 'Contact', contactConfig, describe_('contact'), 'second');
+    await db.query(`insert into sf_two.contact (lastname) values ('Two')`);
+    const r = await db.query(`select count(*)::int as n from sf_two._trigger_log where state = 'NEW'`);
+    expect(r.rows[0].n).toBe(1);
+    await db.query(`select hc.delete_mapping('Contact', 'second')`);
+    expect((await db.query(`select to_regclass('sf_two.contact') as t`)).rows[0].t).toBeNull();
+    const e = await errorOf(() => db.query(`select hc.delete_connection('oops', 'second')`));
+    expect(e.hint).toContain(`hc.delete_connection('second')`);
+    await db.query(`select hc.delete_connection('second')`);
+    expect((await db.query(`select to_regnamespace('sf_two') as s`)).rows[0].s).toBeNull();
+  });
+});
+
+describe('config changes alter the table in place', () => {
+  it('adds and drops columns and indexes, keeps the rows, and moves the mapping to RESYNC', async () => {
+    await createMapping(db, 'Contact', contactConfig, describe_('contact'));
+    await db.query(`insert into salesforce.contact (lastname, external_id__c) values ('Keep', 'e1')`);
+    const cfg = { ...contactConfig, fields: { Id: {}, IsDeleted: {}, SystemModstamp: {}, LastName: {}, Email: {}, Home_Location__Latitude__s: {} },
+                  indexes: { Id: { unique: true }, SystemModstamp: { unique: false }, Email: { unique: false } } } as Record<string, unknown>;
+    delete cfg.upsert_field;
+    await db.query(`select hc.update_mapping('Contact', $1::jsonb)`, [JSON.stringify(cfg)]);
+    const cols = await columnTypes('salesforce.contact');
+    expect(Object.keys(cols).sort()).toEqual(['_hc_err', '_hc_lastop', 'email', 'home_location__latitude__s', 'id', 'isdeleted', 'lastname', 'sfid', 'systemmodstamp']);
+    const idx = await db.query(`select indexname from pg_indexes where schemaname = 'salesforce' and tablename = 'contact' order by 1`);
+    expect(idx.rows.map((x) => x.indexname)).toEqual(['contact_pkey', 'hc_idx_contact_email', 'hc_idx_contact_systemmodstamp', 'hcu_idx_contact_sfid']);
+    expect((await db.query(`select lastname from salesforce.contact`)).rows).toEqual([{ lastname: 'Keep' }]);
+    const m = await db.query(`select state, state_message, revision from hc._mappings where object_name = 'Contact' and connection_id = 1`);
+    expect(m.rows[0]).toMatchObject({ state: 'RESYNC', revision: 2 });
+    expect(m.rows[0].state_message).toMatch(/email/);
+  });
+
+  it('a relationship external-id column (Account__External_Id__c) is typed like the parent field and described', async () => {
+    await createMapping(db, 'Account', { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, Name: {}, External_Id__c: {} }, indexes: { External_Id__c: { unique: true } } }, describe_('account'));
+    await db.query(`select hc.update_mapping('Contact', $1::jsonb, $2::jsonb)`, [
+      JSON.stringify({ ...contactConfig, fields: { ...contactConfig.fields, Account__External_Id__c: {} } }), JSON.stringify(describe_('contact')),
+    ]);
+    expect((await columnTypes('salesforce.contact')).account__external_id__c).toBe('character varying(64)');
+    const f = await db.query(`select sf_type, reference_to, relationship_name, target_field, createable from hc._mapping_fields where column_name = 'account__external_id__c'`);
+    expect(f.rows).toEqual([{ sf_type: 'relationship_external_id', reference_to: ['Account'], relationship_name: 'Account', target_field: 'External_Id__c', createable: true }]);
+  });
+});
+
+describe('bad configs raise errors that say what to do', () => {
+  it('unknown access mode', async () => {
+    const e = await errorOf(() => createMapping(db, 'Lead', { access: 'read_mostly', fields: { Id: {} } }));
+    expect(e.code).toBe('22023');
+    expect(e.message).toContain('access must be "read_only" or "read_write", not "read_mostly"');
+    expect(e.hint).toContain('read_only');
+  });
+
+  it('malformed JSON in an import', async () => {
+    const e = await errorOf(() => db.query(`select hc.import_config('{"version": 1, "mappings": [')`));
+    expect(e.message).toMatch(/the import is not valid JSON/);
+    expect(e.hint).toMatch(/export/);
+  });
+
+  it('config that is not an object, and fields that are not an object', async () => {
+    expect((await errorOf(() => db.query(`select hc.create_mapping('Lead', '"read_only"')`))).message).toMatch(/must be a JSON object, not string/);
+    expect((await errorOf(() => createMapping(db, 'Lead', { access: 'read_only', fields: ['Id'] }))).message).toMatch(/"fields" must be a non-empty object/);
+    expect((await errorOf(() => createMapping(db, 'Lead', { access: 'read_only', fields: { Id: {} }, sf_polling_seconds: 'often' }))).message).toMatch(/sf_polling_seconds/);
+  });
+
+  it('a mapping that does not exist', async () => {
+    for (const call of [`select hc.reload('Opportunity')`, `select hc.delete_mapping('Opportunity')`, `select hc.poll_now('Opportunity')`]) {
+      const e = await errorOf(() => db.query(call));
+      expect(e.code).toBe('42704');
+      expect(e.message).toContain('has no mapping for object "Opportunity"');
+      expect(e.hint).toMatch(/Mapped objects: .*Contact/);
+    }
+  });
+
+  it('a field the object does not have, naming the field and close matches', async () => {
+    const id = await createMapping(db, 'Case', { access: 'read_only', fields: { Id: {}, SystemModstamp: {} } });
+    const wrong = await errorOf(() => db.query('select hc.apply_mapping_ddl($1, $2::jsonb)', [id, JSON.stringify(describe_('account'))]));
+    expect(wrong.message).toContain('the describe is for Account, but the mapping is for Case');
+    const bad = await errorOf(() => createMapping(db, 'Lead', { access: 'read_only', fields: { Id: {}, LastNme: {} } }, { ...describe_('contact'), name: 'Lead' }));
+    expect(bad.message).toContain('Lead has no field "LastNme"');
+    expect(bad.hint).toContain('LastName');
+  });
+
+  it('a compound field, pointing at its components', async () => {
+    const e = await errorOf(() => createMapping(db, 'Lead', { access: 'read_only', fields: { Id: {}, MailingAddress: {} } }, { ...describe_('contact'), name: 'Lead' }));
+    expect(e.message).toContain('field Lead.MailingAddress has Salesforce type address');
+    expect(e.hint).toContain('MailingStreet');
+  });
+
+  it('an ambiguous connection argument', async () => {
+    await createConnection(db, 'other', 'sf_other');
+    const e = await errorOf(() => db.query(`select hc.pause()`));
+    expect(e.message).toMatch(/2 connections exist \(my-app, other\)/);
+    expect(e.hint).toMatch(/connection_name/);
+    await db.query(`select hc.delete_connection('other')`);
+  });
+
+  it('a pre-existing table that is not an HC table is not taken over', async () => {
+    await db.query(`create table salesforce.lead (id serial primary key, name text)`);
+    const e = await errorOf(() => createMapping(db, 'Lead', { access: 'read_only', fields: { Id: {}, SystemModstamp: {} } }, { ...describe_('contact'), name: 'Lead' }));
+    expect(e.message).toMatch(/already exists and is not a Heroku Connect table/);
+  });
+});
