@@ -325,18 +325,6 @@ as $$
   update hc._mappings set last_poll_at = now() where id = p_mapping_id;
 $$;
 
--- The sidecar takes an operator request (reload, poll, abort): it is cleared as it is taken, so it runs
--- once. Returns the request, or NULL when there was none.
-create or replace function hc.inbound_take_request(p_mapping_id integer)
-returns text
-language sql
-as $$
-  update hc._mappings m set requested = null, requested_at = null
-  from (select id, requested from hc._mappings where id = p_mapping_id for update) old
-  where m.id = old.id and old.requested is not null
-  returning old.requested;
-$$;
-
 -- Before a reload clears a table: refused while local writes wait to be sent, because the clear and
 -- refill would lose them (or send them against rows that no longer exist). The operator waits for the
 -- writer (or discards the entries) and asks again. Then the table is emptied (HC semantics: ids change).
@@ -399,5 +387,9 @@ begin
     using p_org_id, 'hcsync api_version=' || p_api_version;
   update hc.connections set organization_id = p_org_id, api_version = p_api_version, updated_at = now()
   where id = p_connection_id and (organization_id is distinct from p_org_id or api_version is distinct from p_api_version);
+  -- Signed in and bound: a new connection is ready (HC: NEW/NEED_AUTHENTICATION → IDLE).
+  if c.state in ('NEW', 'NEED_AUTHENTICATION') then
+    perform hc.set_connection_state('IDLE', null, c.name);
+  end if;
 end;
 $$;

@@ -1,0 +1,85 @@
+// Initial load and reload of one mapping. SELECT COUNT() decides the API, as Heroku Connect does: REST
+// query pages up to 10,000 rows, Bulk API 2.0 above. Pages go straight to SQL (JSON rows, or CSV COPYed
+// into a staging table) and are merged set-based; nothing holds more than one page.
+import type { SyncContext } from '../../context.js';
+import { bulkQuery } from '../../salesforce/bulk.js';
+import { CsvStage, countRecords, mergeRows, restQuery, type MappingRow, type MergeResult } from './rows.js';
+
+/** HC's large_query_threshold: above it a load goes through Bulk 2.0. */
+export const BULK_THRESHOLD = 10_000;
+/** Rows per Bulk 2.0 result page (maxRecords): bounds the sidecar's memory. */
+export const BULK_PAGE_SIZE = Number(process.env.HC_BULK_PAGE_SIZE ?? 25_000);
+/** Re-read this far before the load's start on the first poll/CDC catch-up: changes made during the load. */
+export const OVERLAP_MS = 60_000;
+
+export class Aborted extends Error {
+  constructor() {
+    super('aborted by request');
+  }
+}
+
+export async function soqlFields(ctx: SyncContext, mappingId: number): Promise<string[]> {
+  const r = await ctx.db.query('select hc.inbound_soql_fields($1) as f', [mappingId]);
+  return r.rows[0].f as string[];
+}
+
+export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reload: boolean; signal: AbortSignal }): Promise<void> {
+  const log = ctx.log.child({ mapping: m.object_name });
+  const started = new Date();
+  const fields = await soqlFields(ctx, m.id);
+  const total = await countRecords(ctx.sf, m.object_name);
+  const bulk = total > BULK_THRESHOLD;
+  if (opts.reload) {
+    await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, 'RELOAD_TABLE', `reloading ${total} rows`]);
+    await ctx.db.query('select hc.inbound_begin_reload($1)', [m.id]);
+    log.info({ table: m.table_name }, `RELOAD TABLE ${m.table_name}: cleared table for load`);
+  } else {
+    await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, bulk ? 'POLLING_SF_BULK' : 'POLLING_SF_CHANGES', `loading ${total} rows`]);
+  }
+  log.info({ total, api: bulk ? 'bulk2' : 'rest' }, `loading table ${m.table_name} via ${bulk ? 'Bulk API 2.0' : 'REST query'}`);
+
+  const soql = `SELECT ${fields.join(', ')} FROM ${m.object_name}`;
+  const sum: MergeResult = { applied: 0, deleted: 0, failed: 0, conflicts: 0, skipped_deleted: 0 };
+  let rows = 0;
+  const report = async () => {
+    const secs = (Date.now() - started.getTime()) / 1000;
+    const rate = secs > 0 ? Math.round(rows / secs) : 0;
+    const eta = rate > 0 ? Math.max(0, Math.round((total - rows) / rate)) : null;
+    const progress = { phase: opts.reload ? 'reload' : 'load', api: bulk ? 'bulk2' : 'rest', rows, total, rate_per_s: rate, eta_s: eta, failed: sum.failed, started_at: started.toISOString() };
+    await ctx.db.query('select hc.inbound_progress($1, $2)', [m.id, progress]);
+    log.info(progress, `load ${m.table_name}: ${rows}/${total} rows, ${rate}/s${eta !== null ? `, ETA ${eta}s` : ''}`);
+  };
+  const add = (r: MergeResult) => {
+    for (const k of Object.keys(sum) as (keyof MergeResult)[]) sum[k] += r[k] ?? 0;
+  };
+
+  if (bulk) {
+    const stage = await CsvStage.open(ctx.db, m.id, fields);
+    try {
+      for await (const page of bulkQuery(ctx.sf, soql, { pageSize: BULK_PAGE_SIZE, signal: opts.signal })) {
+        if (opts.signal.aborted) throw new Aborted();
+        add(await stage.apply(page.csv, 'load'));
+        rows += page.records;
+        await report();
+      }
+    } finally {
+      await stage.close();
+    }
+  } else {
+    for await (const page of restQuery(ctx.sf, soql)) {
+      if (opts.signal.aborted) throw new Aborted();
+      add(await mergeRows(ctx.db, m.id, fields, page.records, 'load'));
+      rows += page.records.length;
+      await report();
+    }
+  }
+  if (opts.signal.aborted) throw new Aborted();
+  // The first catch-up (CDC subscription without a replay id, or the first poll) re-reads from here.
+  await ctx.db.query('select hc.inbound_position($1, p_poll_watermark => $2, p_delete_watermark => $2)', [m.id, new Date(started.getTime() - OVERLAP_MS)]);
+  await ctx.db.query(
+    `insert into hc.sync_log (connection_id, mapping_id, direction, event, message, detail) values ($1, $2, 'inbound', $3, $4, $5)`,
+    [ctx.connection.id, m.id, opts.reload ? 'reload' : 'load', `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}: ${sum.applied} rows, ${sum.failed} failed`, { ...sum, rows, total, api: bulk ? 'bulk2' : 'rest', seconds: (Date.now() - started.getTime()) / 1000 }],
+  );
+  await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, 'DATA_SYNCED', null]);
+  log.info({ ...sum, rows, seconds: (Date.now() - started.getTime()) / 1000 }, `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}`);
+}
