@@ -381,7 +381,7 @@ declare
   created text[] := '{}';
   updated text[] := '{}';
   unchanged text[] := '{}';
-  features jsonb;
+  flags jsonb;
 begin
   if config is null or jsonb_typeof(config) <> 'object' then
     raise exception 'hcsync: an import must be a JSON object (a Heroku Connect export file), not %', coalesce(jsonb_typeof(config), 'null')
@@ -404,12 +404,12 @@ begin
     perform hc._check_config(mp->>'object_name', mp->'config');
   end loop;
 
-  features := coalesce(config->'connection'->'features', '{}');
-  if jsonb_typeof(features) = 'object' and features <> '{}' then
+  flags := coalesce(config->'connection'->'features', '{}');
+  if jsonb_typeof(flags) = 'object' and flags <> '{}' then
     update hc.connections x
-       set features = x.features || (features - 'poll_db_no_merge'),
-           write_algorithm = case when features ? 'poll_db_no_merge'
-                                  then case when (features->>'poll_db_no_merge')::boolean then 'ordered' else 'merged' end
+       set features = x.features || flags,
+           write_algorithm = case when flags ? 'poll_db_no_merge'
+                                  then case when (flags->>'poll_db_no_merge')::boolean then 'ordered' else 'merged' end
                                   else x.write_algorithm end,
            api_version = coalesce(x.api_version, config->'connection'->>'api_version'),
            updated_at = now()

@@ -17,7 +17,8 @@ export interface TestDb {
 export async function createTestDb(): Promise<TestDb> {
   const adminUrl = inject('adminUrl');
   const template = inject('templateDb');
-  const name = `hcsync_t_${randomBytes(5).toString('hex')}`;
+  // The creation time in the name lets a later run tell leftovers from another run's live databases.
+  const name = `hcsync_t_${Math.floor(Date.now() / 1000)}_${randomBytes(4).toString('hex')}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`create database "${name}" template "${template}"`);

@@ -2,11 +2,15 @@
 // A template database is migrated once; each test file clones it (see db.ts).
 import type { TestProject } from 'vitest/node';
 import { resolve } from 'node:path';
+import { rmSync } from 'node:fs';
 import pg from 'pg';
 import { startEmbeddedPostgres, type RunningPostgres } from './postgres.js';
 import { migrate } from '../../sidecar/db/contractor.js';
 
 let server: RunningPostgres | undefined;
+// One data directory per run: two runs in the same working tree (a watcher and a one-off run, or two
+// people's) must not wipe each other's server.
+const dataDir = resolve(`.data/test-pg-${process.pid}`);
 
 export function withDatabase(url: string, db: string): string {
   const u = new URL(url);
@@ -17,15 +21,18 @@ export function withDatabase(url: string, db: string): string {
 export default async function setup(project: TestProject) {
   let adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) {
-    server = await startEmbeddedPostgres(resolve('.data/test-pg'), { fresh: true });
+    server = await startEmbeddedPostgres(dataDir, { fresh: true });
     adminUrl = server.url;
   }
-  const template = `hcsync_tpl_${process.pid}`;
+  const template = `hcsync_tpl_${Math.floor(Date.now() / 1000)}_${process.pid}`;
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
-  // Databases left by earlier runs on a shared server (kept for inspection after a failure) go now.
+  // Databases left by earlier runs (kept for inspection after a failure) go now; those of a run still
+  // going on the same server (names carry their creation time) are left alone.
   const old = await admin.query(
-    `select datname from pg_database where datname like 'hcsync\\_t\\_%' or datname like 'hcsync\\_tpl\\_%'`,
+    `select datname from pg_database
+      where (datname like 'hcsync\\_t\\_%' or datname like 'hcsync\\_tpl\\_%')
+        and coalesce(substring(datname from '^hcsync_(?:t|tpl)_(\\d{10})_')::bigint, 0) < extract(epoch from now()) - 3 * 3600`,
   );
   for (const r of old.rows) await admin.query(`drop database if exists "${r.datname}" with (force)`);
   await admin.query(`create database "${template}"`);
@@ -44,7 +51,16 @@ export default async function setup(project: TestProject) {
   process.env.HCSYNC_TEST_ADMIN_URL = adminUrl;
   process.env.HCSYNC_TEST_TEMPLATE = template;
   return async () => {
-    if (server) await server.stop();
+    if (!server) {
+      const a = new pg.Client({ connectionString: adminUrl });
+      await a.connect();
+      await a.query(`drop database if exists "${template}" with (force)`).catch(() => {});
+      await a.end();
+    }
+    if (server) {
+      await server.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   };
 }
 
