@@ -1,0 +1,98 @@
+// The writer end to end: app writes on a mapped table reach the emulator over real HTTP; results come
+// back into the row and the trigger log.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Service } from '../../sidecar/context.js';
+import { setup, until, queueEmpty, type Harness } from './harness.js';
+
+let h: Harness;
+let writer: Service;
+
+beforeAll(async () => {
+  h = await setup({ algorithm: 'merged' });
+  writer = await h.startWriter();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+const row = async (id: number) =>
+  (await h.db.query('select * from salesforce.account where id = $1', [id])).rows[0];
+const entries = async (recordId: number) =>
+  (await h.db.query(
+    `select id, state, action, sf_message from salesforce._trigger_log where record_id = $1
+     union all select id, state, action, sf_message from salesforce._trigger_log_archive where record_id = $1 order by id`,
+    [recordId],
+  )).rows;
+
+describe('outbound writer', () => {
+  it('INSERT, UPDATE and DELETE reach Salesforce; sfid, _hc_lastop and the log are right; an UPDATE sends only changed fields', async () => {
+    const id = (await h.db.query(`insert into salesforce.account (name, accountnumber) values ('Acme', 'A-1') returning id`)).rows[0].id;
+    const inserted = await until(async () => {
+      const r = await row(id);
+      return r._hc_lastop === 'INSERTED' && r;
+    }, 'insert written back');
+    expect(inserted.sfid).toMatch(/^001[A-Za-z0-9]{15}$/);
+    const [rec] = await h.sfRecords(`SELECT Id, Name, AccountNumber FROM Account WHERE Id = '${inserted.sfid}'`);
+    expect(rec).toMatchObject({ Name: 'Acme', AccountNumber: 'A-1' });
+
+    // Someone changes AccountNumber in Salesforce; the app changes only Name: AccountNumber must survive.
+    await h.ctx.sf.conn.sobject('Account').update({ Id: inserted.sfid, AccountNumber: 'SF-SIDE' });
+    await h.db.query(`update salesforce.account set name = 'Acme 2' where id = $1`, [id]);
+    await until(async () => (await row(id))._hc_lastop === 'UPDATED', 'update written');
+    const [after] = await h.sfRecords(`SELECT Name, AccountNumber FROM Account WHERE Id = '${inserted.sfid}'`);
+    expect(after).toMatchObject({ Name: 'Acme 2', AccountNumber: 'SF-SIDE' });
+
+    await h.db.query(`delete from salesforce.account where id = $1`, [id]);
+    await until(async () => (await entries(id)).some((e) => e.action === 'DELETE' && e.state === 'SUCCESS'), 'delete written');
+    expect(await h.sfRecords(`SELECT Id FROM Account WHERE Id = '${inserted.sfid}'`)).toHaveLength(0);
+    expect((await entries(id)).map((e) => `${e.action}:${e.state}`)).toEqual(['INSERT:SUCCESS', 'UPDATE:SUCCESS', 'DELETE:SUCCESS']);
+  });
+
+  it('a validation-rule failure fails that row alone with the message; hc.retry after the fix succeeds', async () => {
+    const ids = (await h.db.query(
+      `insert into salesforce.account (name) values ('Good 1'), ('INVALID'), ('Good 2') returning id`,
+    )).rows.map((r) => r.id as number);
+    await until(() => queueEmpty(h.db), 'queue drained');
+    const rows = await Promise.all(ids.map(row));
+    expect(rows.map((r) => r._hc_lastop)).toEqual(['INSERTED', 'FAILED', 'INSERTED']);
+    expect(rows[1]._hc_err).toMatch(/FIELD_CUSTOM_VALIDATION_EXCEPTION.*INVALID is not allowed/);
+    expect(rows[1].sfid).toBeNull();
+    const failed = (await entries(ids[1])).find((e) => e.state === 'FAILED');
+    expect(failed.sf_message).toMatch(/FIELD_CUSTOM_VALIDATION_EXCEPTION/);
+
+    await h.db.query(`update salesforce.account set name = 'Fixed' where id = $1`, [ids[1]]);
+    await h.db.query('select hc.retry()');
+    const fixed = await until(async () => {
+      const r = await row(ids[1]);
+      return r._hc_lastop === 'INSERTED' && r;
+    }, 'retried insert');
+    const [rec] = await h.sfRecords(`SELECT Name FROM Account WHERE Id = '${fixed.sfid}'`);
+    expect(rec.Name).toBe('Fixed');
+  });
+
+  it('paused: capture continues and nothing is sent; resume drains', async () => {
+    await h.db.query('select hc.pause()');
+    const before = (await h.sfRecords(`SELECT Id FROM Account`)).length;
+    const id = (await h.db.query(`insert into salesforce.account (name) values ('While paused') returning id`)).rows[0].id;
+    // Give a running writer every chance to (wrongly) send it: wake it twice.
+    await h.db.query(`select pg_notify('salesforce.hc_trigger_log', 'ping')`);
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await entries(id)).map((e) => e.state)).toEqual(['NEW']);
+    expect((await h.sfRecords(`SELECT Id FROM Account`)).length).toBe(before);
+    await h.db.query('select hc.resume()');
+    await until(async () => (await row(id))._hc_lastop === 'INSERTED', 'drained after resume');
+  });
+
+  it('merged: 10,000 updates in one transaction use at most ceil(10000/200) + 3 collections calls', async () => {
+    await h.db.query(`insert into salesforce.account (name) select 'Bulk ' || g from generate_series(1, 10000) g`);
+    await until(() => queueEmpty(h.db), 'inserts drained', 240_000);
+    const before = h.ctx.sf.ledger.totals.get('collections') ?? 0;
+    await h.db.query(`update salesforce.account set numberofemployees = 7 where name like 'Bulk %'`);
+    await until(() => queueEmpty(h.db), 'updates drained', 240_000);
+    const used = (h.ctx.sf.ledger.totals.get('collections') ?? 0) - before;
+    console.log(`10,000 merged updates used ${used} collections calls`);
+    expect(used).toBeLessThanOrEqual(Math.ceil(10_000 / 200) + 3);
+    const n = await h.sfRecords(`SELECT COUNT() FROM Account WHERE NumberOfEmployees = 7`);
+    expect(n).toBeDefined();
+  }, 600_000);
+});
