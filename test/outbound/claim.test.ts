@@ -40,11 +40,14 @@ const log = async () =>
 beforeAll(async () => {
   db = await createTestDb();
   sync = syncPool(db.url, { max: 2 });
+  // The database is dropped WITH (FORCE) at the end; a client still closing then hears "terminating".
+  sync.on('error', () => {});
   connId = (await db.query(`select hc.create_connection('test', 'salesforce') as id`)).rows[0].id;
   const cfg = { access: 'read_write', fields: Object.fromEntries(fields.map((x) => [x, {}])) };
   await db.query('select hc.create_mapping($1, $2, $3)', ['Account', cfg, describeAccount]);
   lock = new pg.Client({ connectionString: db.url });
   await lock.connect();
+  lock.on('error', () => {});
   await lock.query('select pg_advisory_lock(1751347065, $1)', [CLAIMER]);
 });
 afterAll(async () => {
