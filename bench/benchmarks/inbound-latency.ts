@@ -1,0 +1,173 @@
+// 2. Inbound latency: someone writes a record in Salesforce (jsforce against the emulator); how long until
+// the row is in Postgres. Start: the write acknowledged to the writer. End: the row (or the new value)
+// first seen by a query polling Postgres every 2 ms. Two configurations of the same mapping:
+//  - CDC on (sf_notify_enabled): change events drive the apply;
+//  - polling only, at the mapping's configured sf_polling_seconds (short here so the run stays short;
+//    the latency is then dominated by, and scales with, the interval).
+import { join } from 'node:path';
+import pg from 'pg';
+import type { Connection } from 'jsforce';
+import { compared, now, sleep, type BenchContext, type BenchResult, type Benchmark, type Row } from '../lib/bench.js';
+import { emulatorProcess, sfConnection } from '../lib/emulator.js';
+import { accountConfig, mapAccount } from '../lib/mapping.js';
+import { spawnSidecar, type SidecarProcess } from '../lib/sidecar.js';
+import { round, summarize } from '../lib/stats.js';
+import { waitRunning, waitSynced } from '../lib/sync.js';
+
+/**
+ * Watches Postgres for rows by sfid (optionally with an expected description): one client, one query
+ * every 2 ms for everything outstanding, so watching many writes costs no more than watching one.
+ */
+class PgWatcher {
+  private waiting = new Map<string, { description?: string; deadline: number; resolve(t: number): void; reject(e: Error): void }>();
+  private running = false;
+
+  constructor(private readonly db: pg.Client, private readonly sidecar: () => SidecarProcess) {}
+
+  seen(sfid: string, opts: { description?: string; timeoutMs: number }): Promise<number> {
+    const p = new Promise<number>((resolve, reject) => this.waiting.set(sfid, { description: opts.description, deadline: now() + opts.timeoutMs, resolve, reject }));
+    if (!this.running) void this.loop();
+    return Promise.race([p, this.sidecar().exited]);
+  }
+
+  private async loop(): Promise<void> {
+    this.running = true;
+    try {
+      while (this.waiting.size) {
+        const ids = [...this.waiting.keys()];
+        const r = await this.db.query<{ sfid: string; description: string | null }>({
+          name: 'watch',
+          text: 'select sfid, description from salesforce.account where sfid = any($1)',
+          values: [ids],
+        });
+        const t = now();
+        for (const row of r.rows) {
+          const w = this.waiting.get(row.sfid);
+          if (w && (w.description === undefined || w.description === row.description)) {
+            this.waiting.delete(row.sfid);
+            w.resolve(t);
+          }
+        }
+        for (const [sfid, w] of this.waiting) {
+          if (t > w.deadline) {
+            this.waiting.delete(sfid);
+            w.reject(new Error(`Account ${sfid}${w.description ? ` with description "${w.description}"` : ''} not in Postgres in time; sidecar log:\n${this.sidecar().tail(8)}`));
+          }
+        }
+        if (this.waiting.size) await sleep(2);
+      }
+    } catch (e) {
+      for (const w of this.waiting.values()) w.reject(e as Error);
+      this.waiting.clear();
+    } finally {
+      this.running = false;
+    }
+  }
+}
+
+async function create(conn: Connection, name: string): Promise<{ id: string; at: number }> {
+  const r = (await conn.sobject('Account').create({ Name: name, Phone: '(212) 555-0199', BillingCity: 'New York' })) as { id: string; success: boolean };
+  const at = now();
+  if (!r.success) throw new Error(`create in Salesforce failed: ${JSON.stringify(r)}`);
+  return { id: r.id, at };
+}
+
+export const inboundLatency: Benchmark = {
+  name: 'inbound-latency',
+  title: '2. Inbound latency (SF → PG)',
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const samples = ctx.quick ? 15 : 100;
+    const pauseMs = ctx.quick ? 30 : 100;
+    const pollSeconds = ctx.quick ? 2 : 10;
+    const pollWindows = 3;
+    const pollEveryMs = ctx.quick ? 300 : 1000;
+    const db = await ctx.server.createDatabase('inlat');
+    const emu = await emulatorProcess(ctx);
+    const pool = new pg.Pool({ connectionString: db.url, max: 2, application_name: 'hcsync bench' });
+    const watcher = new pg.Client({ connectionString: db.url, application_name: 'bench watcher' });
+    let sidecar: SidecarProcess | undefined;
+    const rows: Row[] = [];
+    const config: Record<string, unknown> = { samples, pauseMs, pgPollMs: 2 };
+    try {
+      const conn = await sfConnection(emu);
+      const describe = await conn.sobject('Account').describe();
+      const run = Date.now().toString(36);
+      const start = async (label: string, notify: boolean, polling: number) => {
+        const cfg = accountConfig(describe as never, { access: 'read_write', notify, pollingSeconds: polling });
+        sidecar = spawnSidecar({ databaseUrl: db.url, sf: emu.credentials, logFile: join(ctx.workDir, `inbound-latency-${label}-sidecar.log`) });
+        await waitRunning(sidecar);
+        return cfg;
+      };
+      await watcher.connect();
+      const watch = new PgWatcher(watcher, () => sidecar!);
+
+      // CDC on.
+      const cdcConfig = await start('cdc', true, 600);
+      await mapAccount(pool, cdcConfig);
+      await waitSynced(pool, 'Account', sidecar!, 120_000);
+      config.cdcMapping = cdcConfig;
+      await sleep(500); // the CDC subscription is up once the mapping is synced; a moment for the handshake
+      const ins: number[] = [];
+      const upd: number[] = [];
+      for (let i = 0; i < samples; i++) {
+        const c = await create(conn, `Inbound ${run} ${i}`);
+        ins.push((await watch.seen(c.id, { timeoutMs: 30_000 })) - c.at);
+        await sleep(pauseMs);
+        const desc = `changed in Salesforce ${run} ${i}`;
+        await conn.sobject('Account').update({ Id: c.id, Description: desc });
+        const at = now();
+        upd.push((await watch.seen(c.id, { description: desc, timeoutMs: 30_000 })) - at);
+        await sleep(pauseMs);
+      }
+      const si = summarize(ins);
+      const su = summarize(upd);
+      rows.push(
+        { metric: 'CDC on: create → in Postgres, p50', value: si.p50, unit: 'ms' },
+        { metric: 'CDC on: create → in Postgres, p99', value: si.p99, unit: 'ms' },
+        { metric: 'CDC on: update → in Postgres, p50', value: su.p50, unit: 'ms' },
+        { metric: 'CDC on: update → in Postgres, p99', value: su.p99, unit: 'ms' },
+      );
+      config.cdc = { create: si, update: su };
+      ctx.progress(`CDC: create p50 ${si.p50.toFixed(1)} ms, update p50 ${su.p50.toFixed(1)} ms`);
+
+      // Polling only: the same mapping with change events off, at a short interval; restart the sidecar so
+      // nothing of the CDC run carries over.
+      await sidecar!.stop();
+      const pollConfig = accountConfig(describe as never, { access: 'read_write', notify: false, pollingSeconds: pollSeconds });
+      await pool.query(`select hc.update_mapping('Account', $1::jsonb)`, [JSON.stringify(pollConfig)]);
+      await start('poll', false, pollSeconds);
+      await waitSynced(pool, 'Account', sidecar!, 60_000);
+      config.pollMapping = pollConfig;
+      // Writes at a steady cadence across several intervals, so they land at every phase of the cycle.
+      const polled: Promise<number>[] = [];
+      const count = Math.round((pollWindows * pollSeconds * 1000) / pollEveryMs);
+      for (let i = 0; i < count; i++) {
+        const c = await create(conn, `Polled ${run} ${i}`);
+        const p = watch.seen(c.id, { timeoutMs: (pollSeconds * 3 + 30) * 1000 }).then((t) => t - c.at);
+        p.catch(() => {});
+        polled.push(p);
+        await sleep(pollEveryMs);
+      }
+      const sp = summarize(await Promise.all(polled));
+      rows.push(
+        compared(`polling only (every ${pollSeconds} s): create → in Postgres, p50`, sp.p50, 'ms', 'half the interval', (pollSeconds * 1000) / 2),
+        compared(`polling only (every ${pollSeconds} s): create → in Postgres, p99`, sp.p99, 'ms', 'the interval', pollSeconds * 1000),
+      );
+      config.polling = { create: sp, writes: count, everyMs: pollEveryMs, intervalSeconds: pollSeconds };
+      return {
+        rows,
+        config,
+        samples: { cdcCreateMs: ins.map((x) => round(x, 2)), cdcUpdateMs: upd.map((x) => round(x, 2)), pollCreateMs: (await Promise.all(polled)).map((x) => round(x, 2)) },
+      };
+    } catch (err) {
+      Object.assign(err as object, { partial: { rows, config } });
+      throw err;
+    } finally {
+      await watcher.end().catch(() => {});
+      await sidecar?.stop();
+      await pool.end().catch(() => {});
+      await emu.stop();
+      await db.drop().catch(() => {});
+    }
+  },
+};

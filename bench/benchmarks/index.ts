@@ -1,0 +1,11 @@
+// Every benchmark, in the order `make bench` runs them and the table shows them (issue 7's numbering).
+import type { Benchmark } from '../lib/bench.js';
+import { capture } from './capture.js';
+import { emulatorCeiling } from './emulator.js';
+import { idle } from './idle.js';
+import { inboundLatency } from './inbound-latency.js';
+import { initialLoad } from './initial-load.js';
+import { outboundLatency } from './outbound-latency.js';
+import { outboundThroughput } from './outbound-throughput.js';
+
+export const benchmarks: Benchmark[] = [outboundLatency, inboundLatency, initialLoad, outboundThroughput, capture, idle, emulatorCeiling];

@@ -1,0 +1,112 @@
+// 3. Initial load: a new mapping of N Account-like rows (1,000,000; realistic widths) loaded by the
+// sidecar through Bulk 2.0 into Postgres: rows/s from the mapping's creation to DATA_SYNCED, and the
+// sidecar's peak RSS. Baseline, same run: a raw COPY of the same CSV (the Bulk query's own output) into
+// an unmapped table with identical columns and indexes. Also shown: the emulator serving that query to a
+// bare client, the floor no loader can beat here.
+import { createReadStream } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import pg from 'pg';
+import { from as copyFrom } from 'pg-copy-streams';
+import { accountGenerator, writeAccountCsv } from '../lib/accounts.js';
+import { compared, type BenchContext, type BenchResult, type Benchmark, type Row } from '../lib/bench.js';
+import { bulkIngest, bulkQuery } from '../lib/bulk.js';
+import { emulatorProcess, sfConnection } from '../lib/emulator.js';
+import { accountConfig, mapAccount } from '../lib/mapping.js';
+import { spawnSidecar } from '../lib/sidecar.js';
+import { waitRunning, waitSynced } from '../lib/sync.js';
+
+export const initialLoad: Benchmark = {
+  name: 'initial-load',
+  title: '3. Initial load (Bulk 2.0)',
+  async run(ctx: BenchContext): Promise<BenchResult> {
+    const n = ctx.quick ? 20_000 : 1_000_000;
+    const rows: Row[] = [];
+    const config: Record<string, unknown> = { rows: n };
+    const db = await ctx.server.createDatabase('load');
+    const emu = await emulatorProcess(ctx);
+    const pool = new pg.Pool({ connectionString: db.url, max: 2, application_name: 'hcsync bench' });
+    let sidecar: ReturnType<typeof spawnSidecar> | undefined;
+    try {
+      const conn = await sfConnection(emu);
+      const describe = await conn.sobject('Account').describe();
+      const gen = accountGenerator(describe.fields as never, 3);
+      const mappingConfig = accountConfig(describe as never, { access: 'read_write', notify: false, pollingSeconds: 600 });
+      Object.assign(config, { mapping: mappingConfig });
+
+      // The org: N Account-like rows, put there through Bulk 2.0 by "someone else".
+      const source = join(ctx.workDir, `load-accounts-${n}.csv`);
+      const { bytes } = await writeAccountCsv(source, gen, n);
+      ctx.progress(`generated ${n} rows (${(bytes / 2 ** 20).toFixed(0)} MiB), ingesting into the emulator`);
+      const ingest = await bulkIngest(conn, 'Account', source);
+      if (ingest.failed) throw new Error(`seeding the emulator: ${ingest.failed} of ${n} rows failed`);
+      Object.assign(config, { sourceCsvBytes: bytes, seedIngestRowsPerSecond: Math.round(ingest.processed / ingest.seconds) });
+
+      // The baseline's input: exactly the CSV a Bulk 2.0 query of the mapped fields returns.
+      const fields = Object.keys(mappingConfig.fields as object);
+      const csv = join(ctx.workDir, `load-query-${n}.csv`);
+      const q = await bulkQuery(conn, `SELECT ${fields.join(', ')} FROM Account`, { file: csv });
+      rows.push({ metric: 'Bulk 2.0 query alone (emulator → bare client)', value: q.rows / q.seconds, unit: 'rows/s', note: `${q.pages} pages, ${(q.bytes / 2 ** 20).toFixed(0)} MiB` });
+      ctx.progress(`bulk query to file: ${Math.round(q.rows / q.seconds)} rows/s`);
+
+      // An unmapped table with the mapped table's exact columns, types and indexes (built by the same
+      // DDL function from the same describe, in a scratch connection), then COPY.
+      await pool.query(`select hc.create_connection('baseline', 'bench_baseline')`);
+      await pool.query(`select hc.create_mapping('Account', $1::jsonb, $2::jsonb, 'baseline')`, [JSON.stringify(mappingConfig), JSON.stringify(describe)]);
+      const map = await pool.query<{ field_name: string; column_name: string }>(
+        `select f.field_name, f.column_name from hc._mapping_fields f join hc._mappings m on m.id = f.mapping_id
+          join hc.connections c on c.id = m.connection_id where c.name = 'baseline'`,
+      );
+      const column = new Map(map.rows.map((r) => [r.field_name.toLowerCase(), r.column_name]));
+      await pool.query('create table public.account_copy (like bench_baseline.account including all)');
+      await pool.query(`select hc.delete_mapping('Account', 'baseline')`);
+      await pool.query(`delete from hc.connections where name = 'baseline'`);
+      await pool.query('drop schema bench_baseline cascade');
+      const cols = fields.map((f) => {
+        const c = column.get(f.toLowerCase());
+        if (!c) throw new Error(`field ${f} has no column in hc._mapping_fields`);
+        return `"${c}"`;
+      });
+      const client = await pool.connect();
+      let copySeconds: number;
+      try {
+        const t0 = performance.now();
+        await pipeline(createReadStream(csv), client.query(copyFrom(`copy public.account_copy (${cols.join(', ')}) from stdin with (format csv, header true)`)));
+        copySeconds = (performance.now() - t0) / 1000;
+      } finally {
+        client.release();
+      }
+      const copyRate = n / copySeconds;
+      ctx.progress(`baseline COPY: ${Math.round(copyRate)} rows/s`);
+      await pool.query('drop table public.account_copy');
+      await pool.query('checkpoint');
+
+      // hcsync: the sidecar running, the mapping created (as an operator would), until DATA_SYNCED.
+      sidecar = spawnSidecar({ databaseUrl: db.url, sf: emu.credentials, logFile: join(ctx.workDir, 'initial-load-sidecar.log') });
+      await waitRunning(sidecar);
+      const idleRss = sidecar.rssMiB();
+      const t0 = performance.now();
+      await mapAccount(pool, mappingConfig);
+      await waitSynced(pool, 'Account', sidecar, ctx.quick ? 120_000 : 600_000);
+      const seconds = (performance.now() - t0) / 1000;
+      const peak = sidecar.peakRssMiB();
+      const loaded = (await pool.query<{ n: number }>('select count(*)::int as n from salesforce.account')).rows[0].n;
+      if (loaded !== n) throw new Error(`the mapping is DATA_SYNCED with ${loaded} rows in Postgres, expected ${n}`);
+      const apiCalls = (await pool.query<{ kind: string; n: number }>('select kind, count(*)::int as n from hc.api_calls group by kind order by kind')).rows;
+      rows.unshift(
+        compared('initial load, mapping created → DATA_SYNCED', n / seconds, 'rows/s', 'raw COPY of the same CSV', copyRate, `${n.toLocaleString('en-US')} rows in ${seconds.toFixed(1)} s`),
+      );
+      rows.push(compared('sidecar peak RSS (VmHWM)', peak ?? NaN, 'MiB', 'sidecar RSS before the load', idleRss ?? NaN));
+      Object.assign(config, { loadSeconds: seconds, copySeconds, apiCallsByKind: Object.fromEntries(apiCalls.map((r) => [r.kind, r.n])) });
+      return { rows, config };
+    } catch (err) {
+      Object.assign(err as object, { partial: { rows, config } });
+      throw err;
+    } finally {
+      await sidecar?.stop();
+      await pool.end().catch(() => {});
+      await emu.stop();
+      await db.drop().catch(() => {});
+    }
+  },
+};
