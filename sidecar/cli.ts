@@ -220,8 +220,8 @@ for (const [verb, fn, what] of [
     .description(`${what} (${fn}())`)
     .action(async (object: string) => {
       await withAdmin(dbUrl(), async (c) => {
-        await c.query(`select ${fn}($1, $2)`, [object, connection()]);
-        console.log(`${object}: ${verb.split(':')[1]} requested`);
+        const { rows } = await c.query(`select ${fn}($1, $2) as r`, [object, connection()]);
+        console.log(`${object}: ${rows[0].r === 'cancelled' ? 'pending request cancelled' : `${rows[0].r} requested`}`);
       });
     });
 }
