@@ -70,7 +70,7 @@ export class Ledger {
     if (!rows.length || !this.pool) return;
     await this.pool
       .query(
-        `insert into hc.api_calls (at, connection_id, kind, method, path, status, duration_ms, api_usage_used, api_usage_limit)
+        `insert into hc.api_calls (at, connection_id, kind, method, path, status, duration_ms, api_used, api_limit)
          select * from jsonb_to_recordset($1::jsonb) as x(at timestamptz, connection_id int, kind text, method text, path text,
                 status int, duration_ms int, api_usage_used int, api_usage_limit int)`,
         [JSON.stringify(rows.map((r) => ({
