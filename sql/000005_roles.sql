@@ -20,6 +20,10 @@ revoke execute on all functions in schema hc from public;
 grant usage on schema hc to hcsync_admin;
 grant select on all tables in schema hc to hcsync_admin;
 grant execute on all functions in schema hc to hcsync_admin;
+-- Later migrations (inbound, outbound, ops) add tables and functions: the admin role reads and calls
+-- those too, without each file repeating the grants.
+alter default privileges in schema hc grant select on tables to hcsync_admin;
+alter default privileges in schema hc grant execute on functions to hcsync_admin;
 
 -- Gives an application role DML on every mapped table of a connection (and on tables mapped later).
 create or replace function hc.grant_app_access(role_name text, connection_name text default null)
