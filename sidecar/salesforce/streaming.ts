@@ -10,7 +10,7 @@
 //   * 401 / expired token (advice reconnect "none", caught by AuthFailure): refresh the session, build a
 //     new client (the token is baked into the CometD headers), resubscribe from the last event seen;
 //   * any other subscription failure: retry with capped backoff, reporting a resync each time.
-import jsforce from 'jsforce';
+import extensionModule from 'jsforce/lib/api/streaming/extension.js';
 import type { SalesforceClient } from './client.js';
 import type { Logger } from '../log.js';
 
@@ -48,7 +48,8 @@ interface FayeClient {
 type Ext = { incoming?(m: BayeuxMessage, cb: (m: BayeuxMessage) => void): void; outgoing?(m: BayeuxMessage, cb: (m: BayeuxMessage) => void): void };
 interface BayeuxMessage { channel: string; successful?: boolean; error?: string; advice?: { reconnect?: string }; data?: unknown }
 
-const { Replay, AuthFailure } = (jsforce as unknown as { StreamingExtension: { Replay: new (ch: string, id: number) => Ext; AuthFailure: new (cb: (m: BayeuxMessage) => void) => Ext } }).StreamingExtension;
+// jsforce's Replay and AuthFailure extensions (CommonJS module; the package root does not re-export them).
+const { Replay, AuthFailure } = extensionModule as unknown as { Replay: new (ch: string, id: number) => Ext; AuthFailure: new (cb: (m: BayeuxMessage) => void) => Ext };
 
 /** /data/AccountChangeEvent, /data/Employee__ChangeEvent for Employee__c. */
 export function changeEventChannel(objectName: string): string {

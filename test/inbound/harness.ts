@@ -1,0 +1,96 @@
+// What the inbound tests share: a real emulator over HTTP, a cloned database with a connection, the
+// inbound reader in-process (startInbound) or the whole sidecar as a process (kill -9, RSS).
+import pg from 'pg';
+import { startEmulator } from '../../emulator/index.js';
+import { loadConfig, type Config } from '../../sidecar/config.js';
+import { syncPool } from '../../sidecar/db/pool.js';
+import { createLogger } from '../../sidecar/log.js';
+import { SalesforceClient } from '../../sidecar/salesforce/client.js';
+import type { Service, SyncContext } from '../../sidecar/context.js';
+import { startInbound } from '../../sidecar/sync/inbound/index.js';
+import { createTestDb, type TestDb } from '../support/db.js';
+import { spawnSidecar, type SidecarProcess } from '../support/sidecar.js';
+
+export type Emulator = Awaited<ReturnType<typeof startEmulator>>;
+
+export interface Harness {
+  emu: Emulator;
+  db: TestDb;
+  env: Record<string, string>;
+  config: Config;
+  /** A jsforce connection of "another user" changing data in Salesforce (not marked client=hcsync). */
+  sf: SalesforceClient;
+  startInbound(): Promise<Service>;
+  spawn(extraEnv?: Record<string, string>): SidecarProcess;
+  close(): Promise<void>;
+}
+
+export async function setup(opts: { seed?: Record<string, number> } = {}): Promise<Harness> {
+  const emu = await startEmulator({ seed: opts.seed ?? {} } as Parameters<typeof startEmulator>[0]);
+  const db = await createTestDb();
+  const env: Record<string, string> = {
+    DATABASE_URL: db.url,
+    HC_SCHEMA: 'salesforce',
+    SF_LOGIN_URL: emu.credentials.loginUrl,
+    SF_CLIENT_ID: emu.credentials.clientId,
+    SF_CLIENT_SECRET: emu.credentials.clientSecret,
+    SF_USERNAME: emu.credentials.username,
+    SF_PASSWORD: emu.credentials.password,
+    SF_API_VERSION: '62.0',
+    HC_HTTP_PORT: '0',
+    HC_LOG_LEVEL: process.env.HC_LOG_LEVEL ?? 'warn',
+  };
+  const config = loadConfig(env);
+  await db.query(`select hc.create_connection('test', 'salesforce')`);
+  const connectionId = (await db.query(`select id from hc.connections`)).rows[0].id as number;
+  const sf = await SalesforceClient.connect(config.salesforce);
+  const pools: pg.Pool[] = [];
+  const services: Service[] = [];
+  const procs: SidecarProcess[] = [];
+  return {
+    emu, db, env, config, sf,
+    async startInbound() {
+      const pool = syncPool(db.url);
+      pools.push(pool);
+      const own = await SalesforceClient.connect(config.salesforce, { pool, connectionId });
+      const log = createLogger({ level: config.log.level, pretty: false });
+      const ctx: SyncContext = { config, db: pool, log, sf: own, connection: { id: connectionId, name: 'test', schema: 'salesforce' } };
+      const s = await startInbound(ctx);
+      services.push(s);
+      return s;
+    },
+    spawn(extraEnv = {}) {
+      const p = spawnSidecar({ ...env, ...extraEnv });
+      procs.push(p);
+      return p;
+    },
+    async close() {
+      for (const p of procs) await p.kill9().catch(() => {});
+      for (const s of services) await s.stop().catch(() => {});
+      for (const p of pools) await p.end().catch(() => {});
+      await db.drop();
+      await emu.stop();
+    },
+  };
+}
+
+/** Waits until `check` returns a truthy value (polling; no timing is asserted). */
+export async function until<T>(check: () => Promise<T>, what: string, timeoutMs = 60_000): Promise<T> {
+  const start = Date.now();
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v) return v;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+export async function mappingState(db: TestDb, object: string): Promise<{ state: string; state_message: string | null }> {
+  const r = await db.query(`select state, state_message from hc._mappings where object_name = $1`, [object]);
+  return r.rows[0];
+}

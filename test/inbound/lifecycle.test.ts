@@ -1,0 +1,145 @@
+// A mapping created by SQL alone is described, validated, created and loaded; Salesforce changes then
+// arrive over CDC (create, update, delete, undelete, flow automation, formula fields); a notify-off
+// mapping polls; a bad field is BAD_CONFIG while the others keep syncing.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Service } from '../../sidecar/context.js';
+import { mappingState, setup, until, type Harness } from './harness.js';
+
+let h: Harness;
+let inbound: Service;
+
+async function admin(path: string, body: unknown = {}): Promise<unknown> {
+  const res = await fetch(`${h.emu.url}/__emulator/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`emulator admin ${path}: ${res.status} ${await res.text()}`);
+  return res.json().catch(() => null);
+}
+
+const accountFields = ['Id', 'Name', 'SystemModstamp', 'IsDeleted', 'CreatedDate', 'AccountNumber', 'Type', 'AnnualRevenue',
+  'NumberOfEmployees', 'Rating', 'Phone', 'ParentId', 'Last_Touched__c', 'External_Id__c', 'Description'];
+const cfg = (fields: string[], extra: Record<string, unknown> = {}) => ({ access: 'read_write', fields: Object.fromEntries(fields.map((f) => [f, {}])), ...extra });
+
+beforeAll(async () => {
+  h = await setup({ seed: { Account: 40, Contact: 30 } });
+  inbound = await h.startInbound();
+});
+afterAll(async () => {
+  await inbound?.stop();
+  await h?.close();
+});
+
+describe('inbound lifecycle', () => {
+  it('a mapping created by SQL alone reaches DATA_SYNCED with every Salesforce row, typed', async () => {
+    await h.db.query('select hc.create_mapping($1, $2)', ['Account', cfg(accountFields, { upsert_field: 'External_Id__c' })]);
+    await until(async () => (await mappingState(h.db, 'Account')).state === 'DATA_SYNCED', 'Account DATA_SYNCED');
+    const sfRows = (await h.sf.conn.query<Record<string, any>>(`SELECT ${accountFields.join(', ')} FROM Account`, { autoFetch: true })).records;
+    const { rows } = await h.db.query('select * from salesforce.account');
+    expect(rows.length).toBe(sfRows.length);
+    expect(sfRows.length).toBe(40);
+    const byId = new Map(rows.map((r) => [r.sfid, r]));
+    for (const s of sfRows) {
+      const r = byId.get(s.Id);
+      expect(r, s.Id).toBeDefined();
+      expect(r.name).toBe(s.Name);
+      expect(r.accountnumber).toBe(s.AccountNumber ?? null);
+      expect(r.type).toBe(s.Type ?? null); // picklist
+      expect(r.annualrevenue).toBe(s.AnnualRevenue ?? null); // double
+      expect(r.numberofemployees).toBe(s.NumberOfEmployees ?? null); // int
+      expect(r.parentid).toBe(s.ParentId ?? null); // reference
+      expect(r.isdeleted).toBe(false); // boolean
+      // datetimes: Salesforce's instant, stored as UTC (the pool reads timestamp columns back as UTC)
+      expect(r.systemmodstamp.toISOString()).toBe(new Date(s.SystemModstamp.replace(/\+0000$/, 'Z')).toISOString());
+      expect(r.createddate.toISOString()).toBe(new Date(s.CreatedDate.replace(/\+0000$/, 'Z')).toISOString());
+      expect(r._hc_lastop).toBe('SYNCED');
+    }
+    const types = await h.db.query(`select column_name, data_type from information_schema.columns where table_schema = 'salesforce' and table_name = 'account'`);
+    const t = Object.fromEntries(types.rows.map((x) => [x.column_name, x.data_type]));
+    expect(t).toMatchObject({ systemmodstamp: 'timestamp without time zone', isdeleted: 'boolean', numberofemployees: 'integer', annualrevenue: 'double precision', name: 'character varying' });
+    const meta = await h.db.query('select org_id, details from salesforce._hcmeta');
+    expect(meta.rows[0].org_id).toMatch(/^00D/);
+    expect((await h.db.query('select organization_id, api_version, state from hc.connections')).rows[0]).toMatchObject({ api_version: '62.0', state: 'IDLE' });
+  });
+
+  it('creates, updates, deletes and undeletes in Salesforce reach the table over CDC', async () => {
+    const created = (await h.sf.conn.sobject('Account').create({ Name: 'Inbound Co', NumberOfEmployees: 7 })) as { id: string };
+    await until(async () => (await h.db.query('select name from salesforce.account where sfid = $1', [created.id])).rows[0]?.name === 'Inbound Co', 'create');
+    await h.sf.conn.sobject('Account').update({ Id: created.id, NumberOfEmployees: 8, AccountNumber: 'AN-1' });
+    await until(async () => (await h.db.query('select numberofemployees from salesforce.account where sfid = $1', [created.id])).rows[0]?.numberofemployees === 8, 'update');
+    expect((await h.db.query('select name, accountnumber from salesforce.account where sfid = $1', [created.id])).rows[0]).toEqual({ name: 'Inbound Co', accountnumber: 'AN-1' });
+    await h.sf.conn.sobject('Account').destroy(created.id);
+    await until(async () => (await h.db.query('select count(*)::int n from salesforce.account where sfid = $1', [created.id])).rows[0].n === 0, 'delete');
+    // Undelete (Apex/SOAP in a real org; the emulator's org does it directly): a CDC UNDELETE event.
+    await admin('undelete', { ids: [created.id] });
+    await until(async () => (await h.db.query('select name from salesforce.account where sfid = $1', [created.id])).rows[0]?.name === 'Inbound Co', 'undelete');
+  });
+
+  it('a field set by Salesforce automation (flow) shows up', async () => {
+    const a = (await h.sf.conn.sobject('Account').create({ Name: 'Flowed', AnnualRevenue: 20_000_000 })) as { id: string };
+    await until(async () => (await h.db.query('select rating from salesforce.account where sfid = $1', [a.id])).rows[0]?.rating === 'Hot', 'before-save flow');
+    await h.sf.conn.sobject('Account').update({ Id: a.id, Phone: '555-0100' });
+    await until(async () => (await h.db.query('select last_touched__c from salesforce.account where sfid = $1', [a.id])).rows[0]?.last_touched__c, 'after-save flow');
+  });
+
+  it('a GAP event makes the record be read again', async () => {
+    const id = (await h.db.query(`select sfid from salesforce.account order by sfid limit 1`)).rows[0].sfid;
+    await h.db.query(`update salesforce.account set name = 'stale' where sfid = $1`, [id]);
+    await h.db.query(`delete from salesforce._trigger_log`); // pretend it was never a local change
+    await admin('streaming/gap', { object: 'Account', changeType: 'GAP_UPDATE', recordIds: [id] });
+    await until(async () => (await h.db.query('select name from salesforce.account where sfid = $1', [id])).rows[0]?.name !== 'stale', 'gap re-read');
+  });
+
+  it('formula fields are fetched for CDC changes', async () => {
+    await h.db.query('select hc.create_mapping($1, $2)', ['Contact', cfg(['Id', 'SystemModstamp', 'IsDeleted', 'FirstName', 'LastName', 'Email', 'Email_Upper__c', 'Name'])]);
+    await until(async () => (await mappingState(h.db, 'Contact')).state === 'DATA_SYNCED', 'Contact DATA_SYNCED');
+    const c = (await h.sf.conn.sobject('Contact').create({ LastName: 'Formula', FirstName: 'Fay', Email: 'fay@example.com' })) as { id: string };
+    await until(async () => (await h.db.query('select email_upper__c from salesforce.contact where sfid = $1', [c.id])).rows[0]?.email_upper__c === 'FAY@EXAMPLE.COM', 'formula on create');
+    await h.sf.conn.sobject('Contact').update({ Id: c.id, Email: 'fay2@example.com' });
+    await until(async () => (await h.db.query('select email_upper__c from salesforce.contact where sfid = $1', [c.id])).rows[0]?.email_upper__c === 'FAY2@EXAMPLE.COM', 'formula on update');
+    expect((await h.db.query('select name from salesforce.contact where sfid = $1', [c.id])).rows[0].name).toBe('Fay Formula');
+  });
+
+  it('an unknown field gives BAD_CONFIG naming it; other mappings keep syncing', async () => {
+    await h.db.query('select hc.create_mapping($1, $2)', ['Lead', cfg(['Id', 'SystemModstamp', 'LastName', 'Company', 'No_Such_Field__c'])]);
+    const s = await until(async () => {
+      const m = await mappingState(h.db, 'Lead');
+      return m.state === 'BAD_CONFIG' ? m : null;
+    }, 'Lead BAD_CONFIG');
+    expect(s.state_message).toMatch(/No_Such_Field__c/);
+    const a = (await h.sf.conn.sobject('Account').create({ Name: 'Still Syncing' })) as { id: string };
+    await until(async () => (await h.db.query('select count(*)::int n from salesforce.account where sfid = $1', [a.id])).rows[0].n === 1, 'Account still syncing');
+  });
+
+  it('a notify-off mapping polls (SystemModstamp window with deletes) and poll_now runs one at once', async () => {
+    await h.db.query('select hc.create_mapping($1, $2)', ['Opportunity', cfg(['Id', 'SystemModstamp', 'IsDeleted', 'Name', 'StageName', 'CloseDate', 'Amount'], { sf_notify_enabled: false, sf_polling_seconds: 3600 })]);
+    await until(async () => (await mappingState(h.db, 'Opportunity')).state === 'DATA_SYNCED', 'Opportunity DATA_SYNCED');
+    const o = (await h.sf.conn.sobject('Opportunity').create({ Name: 'Polled', StageName: 'Prospecting', CloseDate: '2030-01-31', Amount: 10.5 })) as { id: string };
+    await h.db.query(`select hc.poll_now('Opportunity')`);
+    const row = await until(async () => (await h.db.query('select name, closedate::text d, amount from salesforce.opportunity where sfid = $1', [o.id])).rows[0], 'poll_now');
+    expect(row).toEqual({ name: 'Polled', d: '2030-01-31', amount: 10.5 });
+    await h.sf.conn.sobject('Opportunity').destroy(o.id);
+    await until(async () => {
+      await h.db.query(`select hc.poll_now('Opportunity')`).catch(() => {});
+      await new Promise((r) => setTimeout(r, 300));
+      return (await h.db.query('select count(*)::int n from salesforce.opportunity where sfid = $1', [o.id])).rows[0].n === 0;
+    }, 'polled delete');
+  });
+
+  it('reload refills the table, and is refused while local writes are pending', async () => {
+    const before = (await h.db.query('select count(*)::int n from salesforce.account')).rows[0].n;
+    await h.db.query(`update salesforce.account set accountnumber = 'LOCAL' where sfid = (select min(sfid) from salesforce.account)`);
+    await h.db.query(`select hc.reload('Account')`);
+    const refused = await until(async () => {
+      const m = await mappingState(h.db, 'Account');
+      return m.state === 'DATA_SYNCED' && /refused/.test(m.state_message ?? '') ? m : null;
+    }, 'reload refused');
+    expect(refused.state_message).toMatch(/waiting to be sent/);
+    await h.db.query(`delete from salesforce._trigger_log`);
+    await h.db.query(`select hc.reload('Account')`);
+    await until(async () => {
+      const m = await mappingState(h.db, 'Account');
+      const n = (await h.db.query(`select count(*)::int n from hc.sync_log where event = 'reload'`)).rows[0].n;
+      return m.state === 'DATA_SYNCED' && n === 1;
+    }, 'reload done');
+    expect((await h.db.query('select count(*)::int n from salesforce.account')).rows[0].n).toBe(before);
+    expect((await h.db.query(`select count(*)::int n from salesforce.account where accountnumber = 'LOCAL'`)).rows[0].n).toBe(0);
+  });
+});
