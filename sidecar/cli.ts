@@ -8,7 +8,6 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { loadConfig, ConfigError } from './config.js';
 import { migrate, installScript } from './db/contractor.js';
-import { startSidecar } from './run.js';
 import { EXIT, UsageError, describeError, table, withAdmin } from './cli/admin.js';
 import { diagnose } from './cli/diagnose.js';
 
@@ -62,6 +61,8 @@ program
   .description('run the sidecar: Salesforce ⇄ Postgres sync, /healthz and /metrics')
   .action(async () => {
     const config = loadConfig();
+    // Loaded on demand: the operator verbs never load the sync code (and start faster without it).
+    const { startSidecar } = await import('./run.js');
     const sidecar = await startSidecar(config);
     let stopping = false;
     const stop = async () => {
