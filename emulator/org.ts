@@ -468,7 +468,7 @@ class Tx {
     this.counts.created++;
     this.event(obj, 'CREATE', id, this.eventFields(obj, rec), [], []);
     this.afterSave(obj, rec, undefined);
-    return { id, success: true, errors: [], created: true };
+    return { id, success: true, errors: [] };
   }
 
   private afterSave(obj: ObjectMeta, rec: Rec, old: Rec | undefined): void {
