@@ -28,6 +28,8 @@ export interface Harness {
 export async function setup(opts: { seed?: Record<string, number> } = {}): Promise<Harness> {
   const emu = await startEmulator({ seed: opts.seed ?? {} } as Parameters<typeof startEmulator>[0]);
   const db = await createTestDb();
+  // The database is dropped WITH (FORCE) at the end: idle clients then get 57P01, which is expected.
+  db.pool.on('error', () => {});
   const env: Record<string, string> = {
     DATABASE_URL: db.url,
     HC_SCHEMA: 'salesforce',
