@@ -1,7 +1,7 @@
 // Change Data Capture over CometD: a faye Bayeux server with Salesforce's replay extension, auth and error texts.
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import faye from 'faye';
+import { createRequire } from 'node:module';
 import type { ChangeEvent, Org } from './org.js';
 import type { ObjectMeta } from './schema.js';
 import { toZulu } from './values.js';
@@ -28,6 +28,9 @@ interface BayeuxMessage {
   [k: string]: unknown;
 }
 
+// faye ships no type declarations; load it untyped.
+const faye = createRequire(import.meta.url)('faye') as { NodeAdapter: new (o: object) => any };
+
 const AUTH_INVALID = '401::Authentication invalid';
 const ALL_CHANNEL = '/data/ChangeEvents';
 
@@ -46,7 +49,7 @@ export class CdcBus {
   private schemaIds = new Map<string, string>();
 
   constructor(private org: Org, private checkToken: TokenCheck, timeoutSec = 110) {
-    this.adapter = new (faye as unknown as { NodeAdapter: new (o: object) => any }).NodeAdapter({ mount: '/cometd', timeout: timeoutSec });
+    this.adapter = new faye.NodeAdapter({ mount: '/cometd', timeout: timeoutSec });
     this.adapter.addExtension({ incoming: this.incoming.bind(this), outgoing: this.outgoing.bind(this) });
     org.listeners.push((events) => this.publish(events));
   }

@@ -448,7 +448,8 @@ class Tx {
 
   insert(objName: string, values: Rec, preset?: Rec): SaveResult {
     const obj = this.objectOf(objName);
-    if (values.Id != null || values.id != null) {
+    const idv = values.Id ?? values.id;
+    if (idv != null && idv !== '') {
       throw new RecordFailure([err('INVALID_FIELD_FOR_INSERT_UPDATE', 'cannot specify Id in an insert call', ['Id'])]);
     }
     const input = { ...this.prepare(obj, values, 'insert'), ...(preset ?? {}) };

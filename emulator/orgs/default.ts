@@ -34,7 +34,7 @@ export const defaultOrg: OrgDefinition = {
         { name: 'Fax', type: 'phone', length: 40 },
         { name: 'Website', type: 'url', length: 255 },
         { name: 'AnnualRevenue', type: 'currency', precision: 18, scale: 0 },
-        { name: 'NumberOfEmployees', type: 'int', precision: 8, scale: 0 },
+        { name: 'NumberOfEmployees', label: 'Employees', type: 'int', precision: 8, scale: 0 },
         { name: 'Description', type: 'textarea', length: 32000 },
         { name: 'BillingStreet', type: 'textarea', length: 255 },
         { name: 'BillingCity', type: 'string', length: 40 },
