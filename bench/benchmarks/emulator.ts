@@ -2,7 +2,8 @@
 // Collections (200 per call, the path the outbound writer uses), ingests and serves Bulk 2.0 jobs (the
 // path the initial load uses). When an hcsync figure approaches these, the emulator is the bottleneck,
 // not hcsync. Issue 3 asks for >= 5,000 records/s through collections and a 1M-row Bulk query streamed in
-// bounded memory: the emulator runs in a child process here so its resident memory is its own.
+// bounded memory: the emulator runs in a child process so its resident memory is its own (the 1M-row
+// query and its memory are reported by the initial-load benchmark, which holds 1M rows anyway).
 import { join } from 'node:path';
 import { accountGenerator, writeAccountCsv } from '../lib/accounts.js';
 import { type BenchContext, type BenchResult, type Benchmark, type Row } from '../lib/bench.js';
@@ -14,7 +15,8 @@ export const emulatorCeiling: Benchmark = {
   title: '7. Emulator ceiling',
   async run(ctx: BenchContext): Promise<BenchResult> {
     const collectionRecords = ctx.quick ? 4_000 : 40_000;
-    const bulkRows = ctx.quick ? 20_000 : 1_000_000;
+    // The 1M-row query (issue 3) is measured by the initial-load benchmark, which holds 1M rows anyway.
+    const bulkRows = ctx.quick ? 20_000 : 200_000;
     const inFlight = 4;
     const emu = await emulatorProcess(ctx);
     try {

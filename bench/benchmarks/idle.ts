@@ -20,7 +20,7 @@ export const idle: Benchmark = {
   name: 'idle',
   title: '6. Idle API cost (CDC on)',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const windowSeconds = ctx.quick ? 15 : 180;
+    const windowSeconds = ctx.quick ? 15 : 120;
     const records = ctx.quick ? 200 : 1_000;
     const db = await ctx.server.createDatabase('idle');
     const emu = await emulatorProcess(ctx);

@@ -4,6 +4,8 @@
 // API calls spent (from the ledger hc.api_calls) against the ideal ceil(N/200) of 200-record calls; Bulk
 // jobs opened. Baseline, same run: a bare client updating the same records through sObject Collections,
 // 200 per call, one call at a time.
+// Two configurations: change events off (the writer alone, N = 100,000) and on (Accelerated Polling, the
+// default: the echo of every update comes back through CDC while the writer works; N smaller, see below).
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -15,104 +17,132 @@ import { accountConfig, mapAccount } from '../lib/mapping.js';
 import { spawnSidecar, whileAlive } from '../lib/sidecar.js';
 import { waitRunning, waitSynced } from '../lib/sync.js';
 
-export const outboundThroughput: Benchmark = {
+interface Variant {
+  name: string;
+  title: string;
+  notify: boolean;
+  updates: { quick: number; full: number };
+  burst: { quick: number; full: number };
+}
+
+function throughput(v: Variant): Benchmark {
+  return {
+    name: v.name,
+    title: v.title,
+    async run(ctx: BenchContext): Promise<BenchResult> {
+      const n = ctx.quick ? v.updates.quick : v.updates.full;
+      const burst = ctx.quick ? v.burst.quick : v.burst.full;
+      const pauseMs = 250;
+      const baselineRecords = Math.min(n, 20_000);
+      const db = await ctx.server.createDatabase(v.name);
+      const emu = await emulatorProcess(ctx);
+      const pool = new pg.Pool({ connectionString: db.url, max: 3, application_name: 'hcsync bench' });
+      let sidecar: ReturnType<typeof spawnSidecar> | undefined;
+      const rows: Row[] = [];
+      const config: Record<string, unknown> = { updates: n, burstRows: burst, pauseBetweenBurstsMs: pauseMs };
+      try {
+        const conn = await sfConnection(emu);
+        const describe = await conn.sobject('Account').describe();
+        const gen = accountGenerator(describe.fields as never, 4);
+        const source = join(ctx.workDir, `throughput-accounts-${n}.csv`);
+        await writeAccountCsv(source, gen, n);
+        const ingest = await bulkIngest(conn, 'Account', source);
+        if (ingest.failed) throw new Error(`seeding the emulator: ${ingest.failed} rows failed`);
+
+        // Baseline: a bare client, sObject Collections updates of 200, serially.
+        const idFile = join(ctx.workDir, 'throughput-ids.csv');
+        await bulkQuery(conn, 'SELECT Id FROM Account', { file: idFile });
+        const ids = readFileSync(idFile, 'utf8').split('\n').slice(1).map((l) => l.replace(/"/g, '').trim()).filter(Boolean).slice(0, baselineRecords);
+        const b0 = performance.now();
+        for (let i = 0; i < ids.length; i += 200) {
+          const records = ids.slice(i, i + 200).map((Id, k) => ({ attributes: { type: 'Account' }, Id, Description: `baseline ${i + k}` }));
+          await conn.request({ method: 'PATCH', url: `/services/data/v${conn.version}/composite/sobjects`, body: JSON.stringify({ allOrNone: false, records }), headers: { 'Content-Type': 'application/json' } });
+        }
+        const baseRate = ids.length / ((performance.now() - b0) / 1000);
+        ctx.progress(`baseline collections update: ${Math.round(baseRate)} records/s`);
+
+        const mapping = accountConfig(describe as never, { access: 'read_write', notify: v.notify, pollingSeconds: 600 });
+        config.mapping = mapping;
+        sidecar = spawnSidecar({ databaseUrl: db.url, sf: emu.credentials, logFile: join(ctx.workDir, `${v.name}-sidecar.log`) });
+        await waitRunning(sidecar);
+        await mapAccount(pool, mapping);
+        await waitSynced(pool, 'Account', sidecar, ctx.quick ? 120_000 : 300_000);
+        const algorithm = (await pool.query(`select write_algorithm from hc.connections where schema_name = 'salesforce'`)).rows[0].write_algorithm;
+        config.writeAlgorithm = algorithm;
+        await sleep(1000); // let the ledger flush the load's calls
+        const mark = (await pool.query<{ id: number | null }>('select max(id) as id from hc.api_calls')).rows[0].id ?? 0;
+        const { lo } = (await pool.query<{ lo: number }>('select min(id) as lo from salesforce.account')).rows[0];
+
+        // The application's bursts.
+        const t0 = performance.now();
+        for (let k = 0; k * burst < n; k++) {
+          const from = lo + k * burst;
+          const to = Math.min(lo + n - 1, from + burst - 1);
+          await pool.query(`update salesforce.account set description = 'bench-burst ' || $1::int || ' row ' || id, numberofemployees = id % 5000 where id between $2 and $3`, [k, from, to]);
+          await sleep(pauseMs);
+        }
+        const burstSeconds = (performance.now() - t0) / 1000;
+        ctx.progress(`${n} updates committed in ${burstSeconds.toFixed(1)} s; waiting for the writer`);
+        const deadline = Date.now() + (ctx.quick ? 120_000 : 600_000);
+        await whileAlive(
+          sidecar,
+          (async () => {
+            for (;;) {
+              const r = await pool.query<{ pending: number }>(`select count(*)::int as pending from salesforce._trigger_log where state in ('NEW', 'PENDING')`);
+              if (r.rows[0].pending === 0) return;
+              if (Date.now() > deadline) throw new Error(`${r.rows[0].pending} changes still NEW/PENDING after the deadline; sidecar log:\n${sidecar!.tail(8)}`);
+              await sleep(50);
+            }
+          })(),
+        );
+        const seconds = (performance.now() - t0) / 1000;
+        const failed = (await pool.query<{ n: number }>(
+          `select (select count(*) from salesforce._trigger_log where state = 'FAILED') + (select count(*) from salesforce._trigger_log_archive where state = 'FAILED') as n`,
+        )).rows[0].n;
+        const inSf = await emu.countWhere('Account', 'Description', 'bench-burst ');
+        if (inSf !== n) throw new Error(`the writer finished but ${inSf} of ${n} updates are in Salesforce (${failed} FAILED)`);
+        await sleep(1500); // the ledger writes every 500 ms
+        const calls = (await pool.query<{ kind: string; method: string; path: string }>('select kind, method, path from hc.api_calls where id > $1', [mark])).rows;
+        const byKind: Record<string, number> = {};
+        for (const c of calls) byKind[c.kind] = (byKind[c.kind] ?? 0) + 1;
+        const writeCalls = calls.filter((c) => ['collections', 'composite', 'rest', 'bulk2_ingest'].includes(c.kind) && c.method !== 'GET').length;
+        const bulkJobs = calls.filter((c) => c.kind === 'bulk2_ingest' && c.method === 'POST' && /\/jobs\/ingest\/?$/.test(c.path.split('?')[0])).length;
+        const ideal = Math.ceil(n / 200);
+        rows.push(
+          compared('throughput, first burst → all in Salesforce', n / seconds, 'rows/s', 'bare client, collections, serial', baseRate, `${n.toLocaleString('en-US')} updates in ${seconds.toFixed(1)} s (${algorithm} writes)`),
+          compared('write calls for the updates', writeCalls, 'calls', 'ideal ceil(N/200)', ideal),
+          { metric: 'Bulk 2.0 ingest jobs opened', value: bulkJobs, unit: 'jobs', note: algorithm === 'ordered' ? 'ordered writes' : 'merged writes' },
+          { metric: 'all API calls during the run', value: calls.length, unit: 'calls', note: Object.entries(byKind).map(([k, v]) => `${k} ${v}`).join(', ') },
+        );
+        Object.assign(config, { seconds, burstSeconds, failed, apiCallsByKind: byKind, baselineRecords, idealCalls: ideal });
+        return { rows, config };
+      } catch (err) {
+        Object.assign(err as object, { partial: { rows, config } });
+        throw err;
+      } finally {
+        await sidecar?.stop();
+        await pool.end().catch(() => {});
+        await emu.stop();
+        await db.drop().catch(() => {});
+      }
+    },
+  };
+}
+
+export const outboundThroughput = throughput({
   name: 'outbound-throughput',
-  title: '4. Outbound throughput + API economy',
-  async run(ctx: BenchContext): Promise<BenchResult> {
-    const n = ctx.quick ? 5_000 : 100_000;
-    const burst = ctx.quick ? 1_000 : 5_000;
-    const pauseMs = 250;
-    const baselineRecords = Math.min(n, 20_000);
-    const db = await ctx.server.createDatabase('outtp');
-    const emu = await emulatorProcess(ctx);
-    const pool = new pg.Pool({ connectionString: db.url, max: 3, application_name: 'hcsync bench' });
-    let sidecar: ReturnType<typeof spawnSidecar> | undefined;
-    const rows: Row[] = [];
-    const config: Record<string, unknown> = { updates: n, burstRows: burst, pauseBetweenBurstsMs: pauseMs };
-    try {
-      const conn = await sfConnection(emu);
-      const describe = await conn.sobject('Account').describe();
-      const gen = accountGenerator(describe.fields as never, 4);
-      const source = join(ctx.workDir, `throughput-accounts-${n}.csv`);
-      await writeAccountCsv(source, gen, n);
-      const ingest = await bulkIngest(conn, 'Account', source);
-      if (ingest.failed) throw new Error(`seeding the emulator: ${ingest.failed} rows failed`);
+  title: '4. Outbound throughput + API economy (CDC off)',
+  notify: false,
+  updates: { quick: 5_000, full: 100_000 },
+  burst: { quick: 1_000, full: 5_000 },
+});
 
-      // Baseline: a bare client, sObject Collections updates of 200, serially.
-      const idFile = join(ctx.workDir, 'throughput-ids.csv');
-      await bulkQuery(conn, 'SELECT Id FROM Account', { file: idFile });
-      const ids = readFileSync(idFile, 'utf8').split('\n').slice(1).map((l) => l.replace(/"/g, '').trim()).filter(Boolean).slice(0, baselineRecords);
-      const b0 = performance.now();
-      for (let i = 0; i < ids.length; i += 200) {
-        const records = ids.slice(i, i + 200).map((Id, k) => ({ attributes: { type: 'Account' }, Id, Description: `baseline ${i + k}` }));
-        await conn.request({ method: 'PATCH', url: `/services/data/v${conn.version}/composite/sobjects`, body: JSON.stringify({ allOrNone: false, records }), headers: { 'Content-Type': 'application/json' } });
-      }
-      const baseRate = ids.length / ((performance.now() - b0) / 1000);
-      ctx.progress(`baseline collections update: ${Math.round(baseRate)} records/s`);
-
-      const mapping = accountConfig(describe as never, { access: 'read_write', notify: true, pollingSeconds: 600 });
-      config.mapping = mapping;
-      sidecar = spawnSidecar({ databaseUrl: db.url, sf: emu.credentials, logFile: join(ctx.workDir, 'outbound-throughput-sidecar.log') });
-      await waitRunning(sidecar);
-      await mapAccount(pool, mapping);
-      await waitSynced(pool, 'Account', sidecar, ctx.quick ? 120_000 : 300_000);
-      const algorithm = (await pool.query(`select write_algorithm from hc.connections where schema_name = 'salesforce'`)).rows[0].write_algorithm;
-      config.writeAlgorithm = algorithm;
-      await sleep(1000); // let the ledger flush the load's calls
-      const mark = (await pool.query<{ id: number | null }>('select max(id) as id from hc.api_calls')).rows[0].id ?? 0;
-      const { lo } = (await pool.query<{ lo: number }>('select min(id) as lo from salesforce.account')).rows[0];
-
-      // The application's bursts.
-      const t0 = performance.now();
-      for (let k = 0; k * burst < n; k++) {
-        const from = lo + k * burst;
-        const to = Math.min(lo + n - 1, from + burst - 1);
-        await pool.query(`update salesforce.account set description = 'bench-burst ' || $1::int || ' row ' || id, numberofemployees = id % 5000 where id between $2 and $3`, [k, from, to]);
-        await sleep(pauseMs);
-      }
-      const burstSeconds = (performance.now() - t0) / 1000;
-      ctx.progress(`${n} updates committed in ${burstSeconds.toFixed(1)} s; waiting for the writer`);
-      const deadline = Date.now() + (ctx.quick ? 120_000 : 600_000);
-      await whileAlive(
-        sidecar,
-        (async () => {
-          for (;;) {
-            const r = await pool.query<{ pending: number }>(`select count(*)::int as pending from salesforce._trigger_log where state in ('NEW', 'PENDING')`);
-            if (r.rows[0].pending === 0) return;
-            if (Date.now() > deadline) throw new Error(`${r.rows[0].pending} changes still NEW/PENDING after the deadline; sidecar log:\n${sidecar!.tail(8)}`);
-            await sleep(50);
-          }
-        })(),
-      );
-      const seconds = (performance.now() - t0) / 1000;
-      const failed = (await pool.query<{ n: number }>(
-        `select (select count(*) from salesforce._trigger_log where state = 'FAILED') + (select count(*) from salesforce._trigger_log_archive where state = 'FAILED') as n`,
-      )).rows[0].n;
-      const inSf = await emu.countWhere('Account', 'Description', 'bench-burst ');
-      if (inSf !== n) throw new Error(`the writer finished but ${inSf} of ${n} updates are in Salesforce (${failed} FAILED)`);
-      await sleep(1500); // the ledger writes every 500 ms
-      const calls = (await pool.query<{ kind: string; method: string; path: string }>('select kind, method, path from hc.api_calls where id > $1', [mark])).rows;
-      const byKind: Record<string, number> = {};
-      for (const c of calls) byKind[c.kind] = (byKind[c.kind] ?? 0) + 1;
-      const writeCalls = calls.filter((c) => ['collections', 'composite', 'rest', 'bulk2_ingest'].includes(c.kind) && c.method !== 'GET').length;
-      const bulkJobs = calls.filter((c) => c.kind === 'bulk2_ingest' && c.method === 'POST' && /\/jobs\/ingest\/?$/.test(c.path.split('?')[0])).length;
-      const ideal = Math.ceil(n / 200);
-      rows.push(
-        compared('throughput, first burst → all in Salesforce', n / seconds, 'rows/s', 'bare client, collections, serial', baseRate, `${n.toLocaleString('en-US')} updates in ${seconds.toFixed(1)} s (${algorithm} writes)`),
-        compared('write calls for the updates', writeCalls, 'calls', 'ideal ceil(N/200)', ideal),
-        { metric: 'Bulk 2.0 ingest jobs opened', value: bulkJobs, unit: 'jobs', note: algorithm === 'ordered' ? 'ordered writes' : 'merged writes' },
-        { metric: 'all API calls during the run', value: calls.length, unit: 'calls', note: Object.entries(byKind).map(([k, v]) => `${k} ${v}`).join(', ') },
-      );
-      Object.assign(config, { seconds, burstSeconds, failed, apiCallsByKind: byKind, baselineRecords, idealCalls: ideal });
-      return { rows, config };
-    } catch (err) {
-      Object.assign(err as object, { partial: { rows, config } });
-      throw err;
-    } finally {
-      await sidecar?.stop();
-      await pool.end().catch(() => {});
-      await emu.stop();
-      await db.drop().catch(() => {});
-    }
-  },
-};
+// With change events on, each update's echo is applied inbound while the writer works; this run is kept
+// smaller so the whole suite stays within its time budget (see docs/PERFORMANCE.md for why it is slower).
+export const outboundThroughputCdc = throughput({
+  name: 'outbound-throughput-cdc',
+  title: '4b. Outbound throughput (CDC on)',
+  notify: true,
+  updates: { quick: 1_000, full: 5_000 },
+  burst: { quick: 250, full: 1_000 },
+});

@@ -53,7 +53,7 @@ export function spawnSidecar(opts: {
     SF_USERNAME: opts.sf.username,
     SF_PASSWORD: opts.sf.password,
     HC_HTTP_PORT: '0',
-    HC_LOG_LEVEL: 'info',
+    HC_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'info',
     HC_LOG_PRETTY: '0',
     ...opts.env,
   };
