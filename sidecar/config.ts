@@ -15,12 +15,15 @@ const Env = z.object({
   HC_CONNECTION_NAME: z.string().min(1).optional(),
   SF_LOGIN_URL: z.url({ error: 'SF_LOGIN_URL must be a URL such as https://login.salesforce.com (or https://test.salesforce.com for sandboxes)' }).default('https://login.salesforce.com'),
   SF_API_VERSION: z.string().regex(apiVersion, 'SF_API_VERSION must look like 62.0').default('62.0'),
-  SF_AUTH: z.enum(['password', 'refresh_token', 'client_credentials']).optional(),
+  SF_AUTH: z.enum(['password', 'refresh_token', 'client_credentials', 'jwt'], { error: 'SF_AUTH must be password, refresh_token, client_credentials or jwt (or unset: inferred from the SF_* variables given)' }).optional(),
   SF_CLIENT_ID: z.string().min(1).optional(),
   SF_CLIENT_SECRET: z.string().min(1).optional(),
   SF_USERNAME: z.string().min(1).optional(),
   SF_PASSWORD: z.string().min(1).optional(),
   SF_REFRESH_TOKEN: z.string().min(1).optional(),
+  /** JWT bearer flow: the private key (PEM) whose certificate is uploaded to the connected app. */
+  SF_PRIVATE_KEY: z.string().min(1).optional(),
+  SF_PRIVATE_KEY_FILE: z.string().min(1).optional(),
   HC_HTTP_HOST: z.string().default('127.0.0.1'),
   HC_HTTP_PORT: z.coerce.number({ error: 'HC_HTTP_PORT must be a port number (0 picks a free one, logged at start)' }).int().min(0).max(65535).default(9464),
   HC_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
@@ -28,7 +31,7 @@ const Env = z.object({
   HC_ARCHIVE_RETENTION_DAYS: z.coerce.number().int().min(1, 'HC_ARCHIVE_RETENTION_DAYS must be at least 1').default(31),
 });
 
-export type SalesforceAuth = 'password' | 'refresh_token' | 'client_credentials';
+export type SalesforceAuth = 'password' | 'refresh_token' | 'client_credentials' | 'jwt';
 
 export interface SalesforceConfig {
   loginUrl: string;
@@ -39,6 +42,7 @@ export interface SalesforceConfig {
   username?: string;
   password?: string;
   refreshToken?: string;
+  privateKey?: string;
 }
 
 export interface Config {
@@ -76,6 +80,7 @@ function fromFile(path: string | undefined): Record<string, string> {
 function inferAuth(e: z.infer<typeof Env>): SalesforceAuth {
   if (e.SF_AUTH) return e.SF_AUTH;
   if (e.SF_REFRESH_TOKEN) return 'refresh_token';
+  if (e.SF_PRIVATE_KEY || e.SF_PRIVATE_KEY_FILE) return 'jwt';
   if (e.SF_USERNAME || e.SF_PASSWORD) return 'password';
   return 'client_credentials';
 }
@@ -96,15 +101,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { salesfo
       password: ['SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_USERNAME', 'SF_PASSWORD'],
       refresh_token: ['SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_REFRESH_TOKEN'],
       client_credentials: ['SF_CLIENT_ID', 'SF_CLIENT_SECRET'],
+      jwt: ['SF_CLIENT_ID', 'SF_USERNAME', 'SF_PRIVATE_KEY'],
     };
-    const missing = need[auth].filter((k) => !e[k]);
+    const missing = need[auth].filter((k) => !e[k] && !(k === 'SF_PRIVATE_KEY' && e.SF_PRIVATE_KEY_FILE));
     if (missing.length) {
       throw new ConfigError(
         missing.map(
-          (k) => `${k} is not set: ${auth} authentication needs ${need[auth].join(', ')} (from your connected app and integration user)`,
+          (k) =>
+            `${k} is not set: ${auth} authentication needs ${need[auth].join(', ')}${auth === 'jwt' ? ' (or SF_PRIVATE_KEY_FILE)' : ''} (from your connected app and integration user)`,
         ),
       );
     }
+  }
+  let privateKey = e.SF_PRIVATE_KEY;
+  if (!privateKey && e.SF_PRIVATE_KEY_FILE) {
+    try {
+      privateKey = readFileSync(e.SF_PRIVATE_KEY_FILE, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`SF_PRIVATE_KEY_FILE=${e.SF_PRIVATE_KEY_FILE} cannot be read (${(err as Error).message}): give the PEM file of the connected app's key`]);
+    }
+  }
+  if (auth === 'jwt' && privateKey && !/-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(privateKey)) {
+    throw new ConfigError([`${e.SF_PRIVATE_KEY ? 'SF_PRIVATE_KEY' : 'SF_PRIVATE_KEY_FILE'}: not a PEM private key (-----BEGIN PRIVATE KEY-----): give the key whose certificate the connected app holds`]);
   }
   return {
     databaseUrl: e.DATABASE_URL,
@@ -119,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { salesfo
       username: e.SF_USERNAME,
       password: e.SF_PASSWORD,
       refreshToken: e.SF_REFRESH_TOKEN,
+      privateKey,
     },
     http: { host: e.HC_HTTP_HOST, port: e.HC_HTTP_PORT },
     log: { level: e.HC_LOG_LEVEL, pretty: e.HC_LOG_PRETTY ? e.HC_LOG_PRETTY === '1' : Boolean(process.stdout.isTTY) },
@@ -138,6 +157,7 @@ export function redacted(c: Config): Record<string, unknown> {
       clientSecret: c.salesforce.clientSecret && '***',
       password: c.salesforce.password && '***',
       refreshToken: c.salesforce.refreshToken && '***',
+      privateKey: c.salesforce.privateKey && '***',
     },
   };
 }

@@ -9,7 +9,7 @@ export function createLogger(opts: { level?: string; pretty?: boolean; name?: st
     name: opts.name ?? 'hcsync',
     level: opts.level ?? 'info',
     redact: {
-      paths: ['password', '*.password', 'clientSecret', '*.clientSecret', 'refreshToken', '*.refreshToken', 'accessToken', '*.accessToken', 'headers.authorization', '*.headers.authorization'],
+      paths: ['password', '*.password', 'clientSecret', '*.clientSecret', 'refreshToken', '*.refreshToken', 'privateKey', '*.privateKey', 'accessToken', '*.accessToken', 'headers.authorization', '*.headers.authorization'],
       censor: '***',
     },
     transport: opts.pretty ? { target: 'pino-pretty', options: { colorize: true, translateTime: 'HH:MM:ss.l', ignore: 'pid,hostname,name' } } : undefined,

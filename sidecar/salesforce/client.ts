@@ -2,6 +2,7 @@
 // OAuth) passes through here so it is counted in the API-call ledger (hc.api_calls) with the org's own
 // usage figure from `Sforce-Limit-Info`, and carries `Sforce-Call-Options: client=hcsync` so that the
 // Change Data Capture echo of our own writes can be recognised (changeOrigin).
+import { createSign } from 'node:crypto';
 import jsforce, { type Connection } from 'jsforce';
 import type pg from 'pg';
 import type { SalesforceConfig } from '../config.js';
@@ -132,12 +133,12 @@ export class SalesforceClient {
       oauth2,
       callOptions: { client: CLIENT_NAME },
       refreshToken: cfg.auth === 'refresh_token' ? cfg.refreshToken : undefined,
-      // Password and client-credentials sessions have no refresh token: on expiry, sign in again.
+      // Password, client-credentials and JWT sessions have no refresh token: on expiry, sign in again.
       refreshFn:
-        cfg.auth === 'client_credentials'
+        cfg.auth === 'client_credentials' || cfg.auth === 'jwt'
           ? async (c, callback) => {
               try {
-                const res = await c.authorize({ grant_type: 'client_credentials' });
+                const res = await c.authorize(grant(cfg));
                 callback(undefined, c.accessToken ?? undefined, res as never);
               } catch (e) {
                 callback(e as Error);
@@ -149,7 +150,7 @@ export class SalesforceClient {
     instrument(anyConn._transport, ledger);
     instrument(anyConn.oauth2._transport, ledger);
     if (cfg.auth === 'password') await conn.login(cfg.username!, cfg.password!);
-    else if (cfg.auth === 'client_credentials') await conn.authorize({ grant_type: 'client_credentials' });
+    else if (cfg.auth === 'client_credentials' || cfg.auth === 'jwt') await conn.authorize(grant(cfg));
     else {
       const res = await conn.oauth2.refreshToken(cfg.refreshToken!);
       conn.accessToken = res.access_token;
@@ -172,6 +173,37 @@ export class SalesforceClient {
   async close(): Promise<void> {
     await this.ledger.flush();
   }
+}
+
+const JWT_BEARER = 'urn:ietf:params:oauth:grant-type:jwt-bearer';
+
+/** The token request of the grants that sign in without a user's password or a refresh token. */
+function grant(cfg: SalesforceConfig): { grant_type: string; assertion?: string } {
+  return cfg.auth === 'jwt' ? { grant_type: JWT_BEARER, assertion: jwtAssertion(cfg) } : { grant_type: 'client_credentials' };
+}
+
+/**
+ * Salesforce's OAuth 2.0 JWT bearer assertion: RS256 over {iss: consumer key, sub: username, aud: login
+ * URL, exp: three minutes}, signed with the key whose certificate the connected app holds. Made fresh
+ * for every sign-in (it expires).
+ */
+export function jwtAssertion(cfg: SalesforceConfig, now = Date.now()): string {
+  const part = (o: object) => Buffer.from(JSON.stringify(o)).toString('base64url');
+  const body = `${part({ alg: 'RS256', typ: 'JWT' })}.${part({ iss: cfg.clientId, sub: cfg.username, aud: jwtAudience(cfg.loginUrl), exp: Math.floor(now / 1000) + 180 })}`;
+  const sig = createSign('RSA-SHA256').update(body).sign(cfg.privateKey!, 'base64url');
+  return `${body}.${sig}`;
+}
+
+/**
+ * Salesforce accepts only its login servers as the audience, whatever URL the token request goes to
+ * (a My Domain too): test.salesforce.com for sandboxes, login.salesforce.com otherwise. Other hosts (an
+ * Experience Cloud site, the emulator) are their own audience.
+ */
+function jwtAudience(loginUrl: string): string {
+  const host = new URL(loginUrl).hostname;
+  if (host === 'test.salesforce.com' || host.endsWith('.sandbox.my.salesforce.com')) return 'https://test.salesforce.com';
+  if (host === 'salesforce.com' || host.endsWith('.salesforce.com')) return 'https://login.salesforce.com';
+  return loginUrl;
 }
 
 function parseIdUrl(url: string | undefined): { id: string; organizationId: string; url: string } | undefined {

@@ -91,6 +91,10 @@ describe('a running sidecar', () => {
     expect(res.status).toBe(200);
     expect(await res.json()).toMatchObject({ status: 'ok', connection: 'ops' });
     expect((await fetch(`${base}/nope`)).status).toBe(404);
+    // Secrets never reach the log (the start line logs the whole configuration, masked).
+    expect(sidecar!.output()).toContain('"msg":"hcsync starting"');
+    expect(sidecar!.output()).not.toContain(emu.credentials.password);
+    expect(sidecar!.output()).not.toContain(emu.credentials.clientSecret);
   });
 
   it('/metrics: rows synced inbound and outbound, pending and errored writes, API calls and usage move as rows sync', async () => {
