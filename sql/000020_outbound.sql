@@ -336,6 +336,15 @@ begin
 
   for t in select distinct table_name from _ob_res where lastop is not null loop
     continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
+    -- The read side may have stored the record we just created as a row of its own before this
+    -- write-back (HC's duplicate-record race, without an upsert field nothing matches it to the app's
+    -- row). Such a row was written only by the sync (_hc_lastop SYNCED): it is the echo of our create,
+    -- so it goes (not captured: nothing is deleted in Salesforce) and the application's row keeps the sfid.
+    execute format($q$
+      delete from %1$I.%2$I d using _ob_res o
+       where o.table_name = $1 and o.action = 'insert' and o.outcome = 'ok' and d.sfid = o.sfid
+         and d.id <> o.record_id and d._hc_lastop = 'SYNCED'$q$, c.schema_name, t.table_name)
+      using t.table_name;
     -- Write back (a sync session: not captured). _hc_lastop is set explicitly so the status trigger
     -- keeps it. A successful update of a row with a newer change still queued leaves the row alone:
     -- it stays PENDING until that change is written too.

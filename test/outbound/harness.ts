@@ -48,6 +48,8 @@ export async function setup(opts: { algorithm?: 'merged' | 'ordered'; upsert?: b
   };
   const config = loadConfig(env);
   const pool = syncPool(db.url);
+  // The test database is force-dropped at the end: a client still closing then hears "terminating".
+  pool.on('error', () => {});
   const connectionId = (await db.query(`select hc.create_connection('test', 'salesforce') as id`)).rows[0].id as number;
   await db.query(`update hc.connections set state = 'IDLE'`);
   if (opts.algorithm) await db.query('select hc.set_write_algorithm($1)', [opts.algorithm]);
@@ -88,9 +90,9 @@ export async function queueEmpty(db: TestDb): Promise<boolean> {
 export function spawnSidecar(env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, [resolve('dist/sidecar/cli.js'), 'run'], {
     env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env },
-    stdio: ['ignore', 'ignore', 'pipe'],
+    stdio: ['ignore', process.env.HCSYNC_TEST_SIDECAR_LOG ? 'inherit' : 'ignore', 'pipe'],
   });
-  child.stderr?.on('data', () => {});
+  child.stderr?.on('data', (d) => process.env.HCSYNC_TEST_SIDECAR_LOG && process.stderr.write(d));
   return child;
 }
 

@@ -36,10 +36,15 @@ describe.each([
     let survived = 0;
     for (let k = 0; k < KILLS; k++) {
       if (k === Math.floor(KILLS / 2)) await h.db.query(`select hc.set_write_algorithm('merged')`);
-      const before = await processed(h.db);
       child = spawnSidecar(h.env);
-      const step = 1 + Math.floor(Math.random() * (ROWS / KILLS / 2));
-      const done = await until(async () => (await processed(h!.db)) >= before + step || (await queueEmpty(h!.db)), 'progress before the kill', 120_000);
+      // Kill at a random moment while work is claimed (entries PENDING, calls in flight or results
+      // being written), or once the queue is empty.
+      const busy = await until(async () => {
+        const r = await h!.db.query(`select count(*) filter (where state = 'PENDING')::int p, count(*) filter (where state in ('NEW', 'PENDING'))::int q from salesforce._trigger_log`);
+        return r.rows[0].p > 0 || r.rows[0].q === 0 ? r.rows[0] : null;
+      }, 'work claimed', 120_000);
+      await new Promise((r) => setTimeout(r, Math.random() * 400));
+      const done = busy.p > 0;
       child.kill('SIGKILL');
       await new Promise((r) => child!.once('exit', r));
       child = undefined;
