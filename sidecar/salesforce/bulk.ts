@@ -65,7 +65,7 @@ export async function* bulkQuery(sf: SalesforceClient, soql: string, opts: BulkQ
       const api = new HttpApi(sf.conn, { responseType: 'text/plain' });
       let headers: Record<string, string | undefined> = {};
       api.on('response', (res) => { headers = res.headers ?? {}; });
-      const csv = String((await api.request({ method: 'GET', url: `${base}/${job.id}/results?${q}`, headers: { Accept: 'text/csv' } })) ?? '');
+      const csv = String((await api.request({ method: 'GET', url: `${sf.conn.instanceUrl}${base}/${job.id}/results?${q}`, headers: { Accept: 'text/csv' } })) ?? '');
       const next = headers['sforce-locator'];
       const records = Number(headers['sforce-numberofrecords'] ?? NaN);
       yield { csv, records: Number.isFinite(records) ? records : Math.max(0, csv.split('\n').filter(Boolean).length - 1) };

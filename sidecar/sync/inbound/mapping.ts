@@ -17,6 +17,7 @@ const LIVE = new Set(['DATA_SYNCED', 'RECOVERY', 'POLLING_SF_FOR_DELETES']);
 export class MappingWorker {
   private chain: Promise<void> = Promise.resolve();
   private busy = new Set<string>();
+  private held = new Map<string, { failures: number; until: number }>();
   private load?: AbortController;
   private cdc?: CdcSubscriber;
   private events: ChangeEvent[] = [];
@@ -38,13 +39,24 @@ export class MappingWorker {
   /** Queues a piece of work under a key; the same key is queued at most once at a time. */
   private run(key: string, fn: () => Promise<void>): void {
     if (this.busy.has(key) || this.stopped) return;
+    // After a failure the same work waits (capped exponential backoff): a broken org or network must
+    // not turn into a tight loop of API calls.
+    const held = this.held.get(key);
+    if (held && Date.now() < held.until) return;
     this.busy.add(key);
     this.chain = this.chain
       .then(async () => {
         if (this.stopped) return;
         await fn();
+        this.held.delete(key);
       })
-      .catch((e) => this.log.error({ err: e, work: key }, `inbound ${key} of ${this.m.object_name} failed`))
+      .catch((e) => {
+        const failures = (this.held.get(key)?.failures ?? 0) + 1;
+        const delay = Math.min(300_000, 2000 * 2 ** (failures - 1));
+        this.held.set(key, { failures, until: Date.now() + delay });
+        setTimeout(() => this.nudge(), delay + 10).unref();
+        this.log.error({ err: e, work: key, retryInMs: delay }, `inbound ${key} of ${this.m.object_name} failed`);
+      })
       .finally(() => {
         this.busy.delete(key);
         this.nudge();
