@@ -36,9 +36,9 @@ export const initialLoad: Benchmark = {
 
       // The org: N Account-like rows, put there through Bulk 2.0 by "someone else".
       const source = join(ctx.workDir, `load-accounts-${n}.csv`);
-      const { bytes } = await writeAccountCsv(source, gen, n);
+      const { bytes, files } = await writeAccountCsv(source, gen, n);
       ctx.progress(`generated ${n} rows (${(bytes / 2 ** 20).toFixed(0)} MiB), ingesting into the emulator`);
-      const ingest = await bulkIngest(conn, 'Account', source);
+      const ingest = await bulkIngest(conn, 'Account', files);
       if (ingest.failed) throw new Error(`seeding the emulator: ${ingest.failed} of ${n} rows failed`);
       Object.assign(config, { sourceCsvBytes: bytes, seedIngestRowsPerSecond: Math.round(ingest.processed / ingest.seconds) });
 

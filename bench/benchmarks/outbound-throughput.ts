@@ -45,8 +45,8 @@ function throughput(v: Variant): Benchmark {
         const describe = await conn.sobject('Account').describe();
         const gen = accountGenerator(describe.fields as never, 4);
         const source = join(ctx.workDir, `throughput-accounts-${n}.csv`);
-        await writeAccountCsv(source, gen, n);
-        const ingest = await bulkIngest(conn, 'Account', source);
+        const { files } = await writeAccountCsv(source, gen, n);
+        const ingest = await bulkIngest(conn, 'Account', files);
         if (ingest.failed) throw new Error(`seeding the emulator: ${ingest.failed} rows failed`);
 
         // Baseline: a bare client, sObject Collections updates of 200, serially.

@@ -114,15 +114,31 @@ export function accountGenerator(fields: FieldInfo[], seed = 42): { columns: str
   };
 }
 
-/** Writes `count` rows as CSV (Bulk 2.0 dialect: header of API names, empty = null) to `file`. */
-export async function writeAccountCsv(file: string, gen: ReturnType<typeof accountGenerator>, count: number): Promise<{ bytes: number }> {
-  const out = createWriteStream(file);
-  const csv = stringify({ header: true, columns: gen.columns });
-  csv.pipe(out);
-  for (let i = 1; i <= count; i++) {
-    if (!csv.write(gen.row(i))) await once(csv, 'drain');
+/**
+ * Writes `count` rows as CSV (Bulk 2.0 dialect: header of API names, empty = null). Salesforce takes at
+ * most 150 MB per ingest job, so the rows go into parts of `rowsPerFile` (~40 MB per 100,000 rows):
+ * `<file>` for the first part, `<file>.2`, `<file>.3`, … after it.
+ */
+export async function writeAccountCsv(
+  file: string,
+  gen: ReturnType<typeof accountGenerator>,
+  count: number,
+  rowsPerFile = 200_000,
+): Promise<{ bytes: number; files: string[] }> {
+  const files: string[] = [];
+  let bytes = 0;
+  for (let start = 1, part = 1; start <= count; start += rowsPerFile, part++) {
+    const name = part === 1 ? file : `${file}.${part}`;
+    const out = createWriteStream(name);
+    const csv = stringify({ header: true, columns: gen.columns });
+    csv.pipe(out);
+    for (let i = start; i < Math.min(count + 1, start + rowsPerFile); i++) {
+      if (!csv.write(gen.row(i))) await once(csv, 'drain');
+    }
+    csv.end();
+    await once(out, 'finish');
+    bytes += out.bytesWritten;
+    files.push(name);
   }
-  csv.end();
-  await once(out, 'finish');
-  return { bytes: out.bytesWritten };
+  return { bytes, files };
 }

@@ -36,8 +36,20 @@ async function waitJob(conn: Connection, kind: 'ingest' | 'query', id: string, t
   }
 }
 
-/** Bulk 2.0 insert of a CSV file; resolves when the job is complete. */
-export async function bulkIngest(conn: Connection, object: string, file: string, timeoutMs = 600_000): Promise<{ processed: number; failed: number; seconds: number }> {
+/** Bulk 2.0 insert of CSV files, one job per file (Salesforce's 150 MB per job), one after the other. */
+export async function bulkIngest(conn: Connection, object: string, files: string[], timeoutMs = 600_000): Promise<{ processed: number; failed: number; seconds: number }> {
+  const t0 = performance.now();
+  let processed = 0;
+  let failed = 0;
+  for (const f of files) {
+    const r = await ingestJob(conn, object, f, timeoutMs);
+    processed += r.processed;
+    failed += r.failed;
+  }
+  return { processed, failed, seconds: (performance.now() - t0) / 1000 };
+}
+
+async function ingestJob(conn: Connection, object: string, file: string, timeoutMs: number): Promise<{ processed: number; failed: number; seconds: number }> {
   const { base, headers } = api(conn);
   const t0 = performance.now();
   const job = await json<JobInfo>(
