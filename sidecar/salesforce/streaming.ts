@@ -64,6 +64,8 @@ export class CdcSubscriber {
   private retries = 0;
   private retryTimer?: NodeJS.Timeout;
   private generation = 0;
+  /** A re-read waits until the (new) subscription is confirmed: what happens after that arrives as events. */
+  private pendingResync?: string;
 
   constructor(
     private readonly sf: SalesforceClient,
@@ -73,6 +75,8 @@ export class CdcSubscriber {
     replayFrom: number | null,
   ) {
     this.lastSeen = replayFrom ?? -1;
+    // New events only: whatever happened before the subscription is read by SystemModstamp once it holds.
+    if (replayFrom === null) this.pendingResync = 'no stored replay id';
   }
 
   start(): void {
@@ -117,7 +121,13 @@ export class CdcSubscriber {
       this.handlers.onEvent({ channel: this.channel, replayId, header, fields: payload });
     });
     sub.then(
-      () => this.log.info({ channel: this.channel, replayFrom: this.lastSeen }, 'subscribed to change events'),
+      () => {
+        if (gen !== this.generation) return;
+        this.log.info({ channel: this.channel, replayFrom: this.lastSeen }, 'subscribed to change events');
+        const reason = this.pendingResync;
+        this.pendingResync = undefined;
+        if (reason) this.handlers.onResync(reason);
+      },
       (err) => {
         if (gen !== this.generation || this.stopped) return;
         const text = `${err?.code ?? ''} ${err?.message ?? String(err)}`;
@@ -125,13 +135,13 @@ export class CdcSubscriber {
         if (/replayId/i.test(text)) {
           this.log.warn({ channel: this.channel, replayId: this.lastSeen, error: text }, 'replay id is outside the retention window: subscribing to new events and re-reading by SystemModstamp');
           this.lastSeen = -1;
-          this.handlers.onResync('replay id outside retention');
+          this.pendingResync = 'replay id outside retention';
           this.connect();
           return;
         }
         const delay = Math.min(30_000, 1000 * 2 ** this.retries++);
         this.log.error({ channel: this.channel, error: text, retryInMs: delay }, 'subscription to change events failed');
-        this.handlers.onResync('subscription failed');
+        this.pendingResync ??= 'subscription failed';
         this.retryTimer = setTimeout(() => this.connect(), delay);
       },
     );
@@ -150,7 +160,7 @@ export class CdcSubscriber {
       this.retryTimer = setTimeout(() => void this.reauth(), delay);
       return;
     }
-    this.handlers.onResync('streaming re-authenticated');
+    this.pendingResync ??= 'streaming re-authenticated';
     this.connect();
   }
 

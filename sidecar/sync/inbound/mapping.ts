@@ -229,10 +229,9 @@ export class MappingWorker {
       this.log,
       stored,
     );
+    // No replay id yet (just loaded): new events only; the subscriber asks for one re-read from the
+    // load's start once the subscription holds, so that changes made in between are not missed.
     this.cdc.start();
-    // No replay id yet (just loaded, or replay lost): new events only, plus one re-read from the load's
-    // start so that changes made in between are not missed.
-    if (stored === null) this.run('reread', async () => void (await pollChanges(this.ctx, this.m, 'reread')));
   }
 
   private async drain(fields: string[], calculated: string[]): Promise<void> {
