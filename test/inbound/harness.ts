@@ -21,6 +21,8 @@ export interface Harness {
   /** A jsforce connection of "another user" changing data in Salesforce (not marked client=hcsync). */
   sf: SalesforceClient;
   startInbound(): Promise<Service>;
+  /** A sync context like the sidecar's (sync pool, ledgered client), to call inbound parts directly. */
+  context(): Promise<SyncContext>;
   spawn(extraEnv?: Record<string, string>): SidecarProcess;
   close(): Promise<void>;
 }
@@ -51,12 +53,15 @@ export async function setup(opts: { seed?: Record<string, number> } = {}): Promi
   const procs: SidecarProcess[] = [];
   return {
     emu, db, env, config, sf,
-    async startInbound() {
+    async context() {
       const pool = syncPool(db.url);
       pools.push(pool);
       const own = await SalesforceClient.connect(config.salesforce, { pool, connectionId });
       const log = createLogger({ level: config.log.level, pretty: false });
-      const ctx: SyncContext = { config, db: pool, log, sf: own, connection: { id: connectionId, name: 'test', schema: 'salesforce' } };
+      return { config, db: pool, log, sf: own, connection: { id: connectionId, name: 'test', schema: 'salesforce' } };
+    },
+    async startInbound() {
+      const ctx = await this.context();
       const s = await startInbound(ctx);
       services.push(s);
       return s;

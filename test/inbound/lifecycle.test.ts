@@ -3,6 +3,7 @@
 // mapping polls; a bad field is BAD_CONFIG while the others keep syncing.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../../sidecar/context.js';
+import { driftSweep } from '../../sidecar/sync/inbound/drift.js';
 import { mappingState, setup, until, type Harness } from './harness.js';
 
 let h: Harness;
@@ -121,6 +122,23 @@ describe('inbound lifecycle', () => {
       await new Promise((r) => setTimeout(r, 300));
       return (await h.db.query('select count(*)::int n from salesforce.opportunity where sfid = $1', [o.id])).rows[0].n === 0;
     }, 'polled delete');
+  });
+
+  it('the drift sweep finds and repairs rows a poll or stream missed', async () => {
+    const ctx = await h.context();
+    const m = (await h.db.query(`select id, object_name, table_name, config, state, requested from hc._mappings where object_name = 'Account'`)).rows[0];
+    expect((await driftSweep(ctx, m)).repaired).toBe(0); // in step: one COUNT() and nothing else
+    const [gone, stale] = (await h.db.query('select sfid from salesforce.account order by sfid limit 2')).rows.map((r) => r.sfid);
+    // As if events had been missed: a row lost, a row stale, a row Salesforce no longer has.
+    await ctx.db.query('delete from salesforce.account where sfid = $1', [gone]);
+    await ctx.db.query(`update salesforce.account set name = 'stale', systemmodstamp = '2000-01-01' where sfid = $1`, [stale]);
+    await ctx.db.query(`insert into salesforce.account (sfid, name, systemmodstamp) values ('001000000000BOGUS', 'ghost', now())`);
+    await ctx.db.query(`insert into salesforce.account (sfid, name, systemmodstamp) values ('001000000000BOGU2', 'ghost', now())`);
+    const r = await driftSweep(ctx, m);
+    expect(r.repaired).toBe(4);
+    expect((await h.db.query(`select count(*)::int n from salesforce.account where name in ('ghost', 'stale')`)).rows[0].n).toBe(0);
+    expect((await h.db.query('select count(*)::int n from salesforce.account where sfid = $1', [gone])).rows[0].n).toBe(1);
+    expect((await h.db.query(`select count(*)::int n from salesforce._trigger_log`)).rows[0].n).toBe(0); // repairs are not echoed
   });
 
   it('reload refills the table, and is refused while local writes are pending', async () => {
