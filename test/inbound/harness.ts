@@ -75,6 +75,9 @@ export async function setup(opts: { seed?: Record<string, number> } = {}): Promi
       for (const p of procs) await p.kill9().catch(() => {});
       for (const s of services) await s.stop().catch(() => {});
       for (const p of pools) await p.end().catch(() => {});
+      // pool.end() resolves before its connections have closed; a forced DROP DATABASE racing them makes
+      // pg emit 57P01 on a client nobody listens to any more. Let them close first.
+      await new Promise((r) => setTimeout(r, 300));
       await db.drop();
       await emu.stop();
     },
