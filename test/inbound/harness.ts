@@ -55,6 +55,8 @@ export async function setup(opts: { seed?: Record<string, number> } = {}): Promi
     emu, db, env, config, sf,
     async context() {
       const pool = syncPool(db.url);
+      // An idle client's error (the forced drop at the end) is emitted on the pool: expected here.
+      pool.on('error', () => {});
       pools.push(pool);
       const own = await SalesforceClient.connect(config.salesforce, { pool, connectionId });
       const log = createLogger({ level: config.log.level, pretty: false });
