@@ -31,7 +31,7 @@ export async function startSidecar(config: Config, opts: { log?: Logger } = {}):
   log.info({ config: redacted(config) }, 'hcsync starting');
   const { applied } = await migrate(config.databaseUrl);
   if (applied.length) log.info({ applied }, 'database migrated');
-  const db = syncPool(config.databaseUrl);
+  const db = syncPool(config.databaseUrl, { onIdleError: (err) => log.warn({ err }, 'an idle database session died; the pool replaces it') });
   const connection = await ensureConnection({ db, config });
   const sf = await SalesforceClient.connect(config.salesforce, { log, pool: db, connectionId: connection.id });
   const ctx: SyncContext = { config, db, log, sf, connection };

@@ -9,20 +9,30 @@ pg.types.setTypeParser(pg.types.builtins.TIMESTAMP, (v) => (v === null ? null : 
 // bigint counters (ledger, txids) fit in a JS number for any realistic value.
 pg.types.setTypeParser(pg.types.builtins.INT8, (v) => (v === null ? null : Number(v)));
 
-export function syncPool(connectionString: string, opts: { max?: number; application_name?: string } = {}): pg.Pool {
-  return new pg.Pool({
-    connectionString,
-    max: opts.max ?? 8,
-    application_name: opts.application_name ?? 'hcsync sync',
-    options: '-c xmlbinary=hex -c timezone=UTC',
-  });
+interface PoolOptions {
+  max?: number;
+  application_name?: string;
+  /** Told about idle sessions that died (server restart, terminated backend); the pool replaces them. */
+  onIdleError?: (err: Error) => void;
 }
 
-export function adminPool(connectionString: string, opts: { max?: number; application_name?: string } = {}): pg.Pool {
-  return new pg.Pool({
+function pool(connectionString: string, opts: PoolOptions, defaults: { max: number; name: string; options: string }): pg.Pool {
+  const p = new pg.Pool({
     connectionString,
-    max: opts.max ?? 2,
-    application_name: opts.application_name ?? 'hcsync admin',
-    options: '-c timezone=UTC',
+    max: opts.max ?? defaults.max,
+    application_name: opts.application_name ?? defaults.name,
+    options: defaults.options,
   });
+  // pg-pool re-emits an idle client's error on the pool; unheard, it would kill the process. The dead
+  // client is already discarded, and work in flight sees its own error, so noting it is enough.
+  p.on('error', (err) => opts.onIdleError?.(err));
+  return p;
+}
+
+export function syncPool(connectionString: string, opts: PoolOptions = {}): pg.Pool {
+  return pool(connectionString, opts, { max: 8, name: 'hcsync sync', options: '-c xmlbinary=hex -c timezone=UTC' });
+}
+
+export function adminPool(connectionString: string, opts: PoolOptions = {}): pg.Pool {
+  return pool(connectionString, opts, { max: 2, name: 'hcsync admin', options: '-c timezone=UTC' });
 }
