@@ -6,7 +6,7 @@ import { Command } from 'commander';
 import { mkdirSync } from 'node:fs';
 import { resolve, join } from 'node:path';
 import { benchmarks } from './benchmarks/index.js';
-import type { BenchContext } from './lib/bench.js';
+import { interruptAll, type BenchContext } from './lib/bench.js';
 import { machine, versions } from './lib/machine.js';
 import { startBenchServer } from './lib/postgres.js';
 import { table, writeRecord, type Outcome, type RunRecord } from './lib/report.js';
@@ -22,10 +22,10 @@ const opts = program.opts<{ quick: boolean; only?: string; list: boolean }>();
 
 async function main(): Promise<number> {
   if (opts.list) {
-    for (const b of benchmarks) console.log(`${b.name.padEnd(22)} ${b.title}`);
+    for (const b of benchmarks) console.log(`${b.name.padEnd(24)} ${b.title}${b.optIn ? `  (only with --only: ${b.optIn})` : ''}`);
     return 0;
   }
-  let selected = benchmarks;
+  let selected = benchmarks.filter((b) => !b.optIn);
   if (opts.only) {
     const wanted = opts.only.split(',').map((s) => s.trim()).filter(Boolean);
     const unknown = wanted.filter((w) => !benchmarks.some((b) => b.name === w));
@@ -58,6 +58,13 @@ async function main(): Promise<number> {
   progress(`PostgreSQL ${server.version}, node ${process.version}, hcsync ${record.versions.hcsync}, ${mach.cores} × ${mach.cpu}`);
 
   const ctx: BenchContext = { quick: opts.quick, server, progress, workDir };
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      progress(`${sig}: stopping the sidecar, the emulator and Postgres`);
+      interruptAll();
+      void server.stop().finally(() => process.exit(130));
+    });
+  }
   try {
     for (const b of selected) {
       progress(`── ${b.name}: ${b.title}`);

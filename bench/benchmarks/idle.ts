@@ -11,7 +11,7 @@ import { compared, sleep, type BenchContext, type BenchResult, type Benchmark, t
 import { emulatorProcess, sfConnection } from '../lib/emulator.js';
 import { accountConfig, mapAccount } from '../lib/mapping.js';
 import { spawnSidecar, whileAlive } from '../lib/sidecar.js';
-import { waitRunning, waitSynced } from '../lib/sync.js';
+import { waitCaughtUp, waitRunning, waitSynced } from '../lib/sync.js';
 
 /** The documented idle schedule with CDC on: the drift sweep, once per mapping per HC_DRIFT_SECONDS (3600). */
 const DOCUMENTED_CALLS_PER_HOUR_PER_MAPPING = 1;
@@ -42,6 +42,7 @@ export const idle: Benchmark = {
       await waitRunning(sidecar);
       await mapAccount(pool, mapping);
       await waitSynced(pool, 'Account', sidecar, 120_000);
+      await waitCaughtUp(pool, 'Account', sidecar, 60_000);
       await sleep(3000); // settle: the load's last calls reach the ledger, the subscription is up
       const mark = (await pool.query<{ id: number | null }>('select max(id) as id from hc.api_calls')).rows[0].id ?? 0;
       const before = await emu.stats();

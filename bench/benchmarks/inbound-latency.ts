@@ -12,7 +12,7 @@ import { emulatorProcess, sfConnection } from '../lib/emulator.js';
 import { accountConfig, mapAccount } from '../lib/mapping.js';
 import { spawnSidecar, type SidecarProcess } from '../lib/sidecar.js';
 import { round, summarize } from '../lib/stats.js';
-import { waitRunning, waitSynced } from '../lib/sync.js';
+import { waitCaughtUp, waitRunning, waitSynced } from '../lib/sync.js';
 
 /**
  * Watches Postgres for rows by sfid (optionally with an expected description): one client, one query
@@ -105,6 +105,7 @@ export const inboundLatency: Benchmark = {
       const cdcConfig = await start('cdc', true, 600);
       await mapAccount(pool, cdcConfig);
       await waitSynced(pool, 'Account', sidecar!, 120_000);
+      await waitCaughtUp(pool, 'Account', sidecar!, 60_000);
       config.cdcMapping = cdcConfig;
       await sleep(500); // the CDC subscription is up once the mapping is synced; a moment for the handshake
       const ins: number[] = [];

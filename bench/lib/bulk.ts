@@ -14,6 +14,16 @@ function api(conn: Connection): { base: string; headers: Record<string, string> 
   };
 }
 
+/** fetch, with the underlying socket error (undici's cause) in the message instead of "fetch failed". */
+async function call(url: string, init: RequestInit, what: string): Promise<Response> {
+  try {
+    return await fetch(url, init);
+  } catch (e) {
+    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+    throw new Error(`${what}: ${(e as Error).message}${cause ? ` (${cause.code ?? ''} ${cause.message ?? ''})`.replace('( ', '(') : ''}`);
+  }
+}
+
 async function json<T>(res: Response, what: string): Promise<T> {
   const text = await res.text();
   if (!res.ok) throw new Error(`${what}: HTTP ${res.status} ${text.slice(0, 300)}`);
@@ -27,7 +37,7 @@ async function waitJob(conn: Connection, kind: 'ingest' | 'query', id: string, t
   const deadline = Date.now() + timeoutMs;
   let wait = 20;
   for (;;) {
-    const info = await json<JobInfo>(await fetch(`${base}/jobs/${kind}/${id}`, { headers }), `Bulk ${kind} job ${id}`);
+    const info = await json<JobInfo>(await call(`${base}/jobs/${kind}/${id}`, { headers }, `Bulk ${kind} job ${id}`), `Bulk ${kind} job ${id}`);
     if (info.state === 'JobComplete') return info;
     if (info.state === 'Failed' || info.state === 'Aborted') throw new Error(`Bulk ${kind} job ${id} ${info.state}: ${info.errorMessage ?? ''}`);
     if (Date.now() > deadline) throw new Error(`Bulk ${kind} job ${id} still ${info.state} after ${timeoutMs / 1000} s`);
@@ -53,28 +63,28 @@ async function ingestJob(conn: Connection, object: string, file: string, timeout
   const { base, headers } = api(conn);
   const t0 = performance.now();
   const job = await json<JobInfo>(
-    await fetch(`${base}/jobs/ingest`, {
+    await call(`${base}/jobs/ingest`, {
       method: 'POST',
       headers: { ...headers, 'Content-Type': 'application/json' },
       body: JSON.stringify({ object, operation: 'insert', contentType: 'CSV', lineEnding: 'LF' }),
-    }),
+    }, 'create ingest job'),
     'create ingest job',
   );
   await json(
-    await fetch(`${base}/jobs/ingest/${job.id}/batches`, {
+    await call(`${base}/jobs/ingest/${job.id}/batches`, {
       method: 'PUT',
       headers: { ...headers, 'Content-Type': 'text/csv', 'Content-Length': String(statSync(file).size) },
       body: Readable.toWeb(createReadStream(file)) as ReadableStream,
       duplex: 'half',
-    } as RequestInit),
+    } as RequestInit, 'upload ingest data'),
     'upload ingest data',
   );
   await json(
-    await fetch(`${base}/jobs/ingest/${job.id}`, {
+    await call(`${base}/jobs/ingest/${job.id}`, {
       method: 'PATCH',
       headers: { ...headers, 'Content-Type': 'application/json' },
       body: JSON.stringify({ state: 'UploadComplete' }),
-    }),
+    }, 'close ingest job'),
     'close ingest job',
   );
   const info = await waitJob(conn, 'ingest', job.id, timeoutMs);
@@ -93,11 +103,11 @@ export async function bulkQuery(
   const { base, headers } = api(conn);
   const t0 = performance.now();
   const job = await json<JobInfo>(
-    await fetch(`${base}/jobs/query`, {
+    await call(`${base}/jobs/query`, {
       method: 'POST',
       headers: { ...headers, 'Content-Type': 'application/json' },
       body: JSON.stringify({ operation: 'query', query: soql }),
-    }),
+    }, 'create query job'),
     'create query job',
   );
   const info = await waitJob(conn, 'query', job.id, opts.timeoutMs ?? 600_000);
@@ -110,7 +120,7 @@ export async function bulkQuery(
     const qs = new URLSearchParams();
     if (opts.maxRecords) qs.set('maxRecords', String(opts.maxRecords));
     if (locator) qs.set('locator', locator);
-    const res = await fetch(`${base}/jobs/query/${job.id}/results${qs.size ? `?${qs}` : ''}`, { headers: { ...headers, Accept: 'text/csv' } });
+    const res = await call(`${base}/jobs/query/${job.id}/results${qs.size ? `?${qs}` : ''}`, { headers: { ...headers, Accept: 'text/csv' } }, `query results page ${pages + 1}`);
     if (!res.ok || !res.body) throw new Error(`query results page ${pages + 1}: HTTP ${res.status} ${(await res.text()).slice(0, 300)}`);
     locator = res.headers.get('sforce-locator');
     if (locator === 'null' || locator === '') locator = null;

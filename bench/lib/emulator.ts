@@ -5,7 +5,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import jsforce, { type Connection } from 'jsforce';
-import type { BenchContext } from './bench.js';
+import { onInterrupt, type BenchContext } from './bench.js';
 import type { SalesforceCredentials } from './sidecar.js';
 
 export const API_VERSION = '62.0';
@@ -41,6 +41,8 @@ function rss(pid: number): number | undefined {
 export async function emulatorProcess(ctx: Pick<BenchContext, 'progress'>): Promise<EmulatorHandle> {
   // Room for a million records in memory: the org's data lives in the emulator's heap.
   const child: ChildProcess = fork(CHILD, [], { execArgv: ['--max-old-space-size=8192'], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const forget = onInterrupt(() => child.kill('SIGKILL'));
+  child.once('exit', forget);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);

@@ -3,6 +3,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { onInterrupt } from './bench.js';
 
 const CLI = fileURLToPath(new URL('../../sidecar/cli.js', import.meta.url));
 
@@ -67,6 +68,8 @@ export function spawnSidecar(opts: {
   };
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
+  const forget = onInterrupt(() => child.kill('SIGKILL'));
+  child.once('exit', forget);
   let stopping = false;
   let lastPeak: number | undefined;
   const exited = new Promise<never>((_, reject) => {

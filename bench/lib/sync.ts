@@ -37,3 +37,20 @@ export async function waitRunning(sidecar: SidecarProcess, timeoutMs = 60_000): 
   })();
   await Promise.race([work, sidecar.exited]);
 }
+
+/**
+ * After a load the sidecar catches up once (a re-read from the load's start, or the first poll), and that
+ * pass competes with whatever comes next. Resolves when it has finished (hc._mappings.last_poll_at set).
+ */
+export async function waitCaughtUp(db: pg.Pool, object: string, sidecar: SidecarProcess, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const work = (async () => {
+    for (;;) {
+      const { rows } = await db.query<{ done: boolean }>('select last_poll_at is not null as done from hc._mappings where lower(object_name) = lower($1)', [object]);
+      if (rows[0]?.done) return;
+      if (Date.now() > deadline) throw new Error(`mapping ${object}: no catch-up poll finished within ${timeoutMs / 1000} s after the load; sidecar log:\n${sidecar.tail(10)}`);
+      await sleep(50);
+    }
+  })();
+  await Promise.race([work, sidecar.exited]);
+}
