@@ -106,3 +106,22 @@ export async function mappingState(db: TestDb, object: string): Promise<{ state:
   const r = await db.query(`select state, state_message from hc._mappings where object_name = $1`, [object]);
   return r.rows[0];
 }
+
+/**
+ * Runs `fn` with the emulator's change event bus detached: changes made meanwhile publish no event, as
+ * if Salesforce had lost them (the situation GAP_OVERFLOW reports, or a missed create/delete).
+ */
+export async function withoutChangeEvents<T>(emu: Emulator, fn: () => Promise<T>): Promise<T> {
+  const listeners = emu.server.org.listeners.splice(0);
+  try {
+    return await fn();
+  } finally {
+    emu.server.org.listeners.push(...listeners);
+  }
+}
+
+export async function emulatorAdmin(emu: Emulator, path: string, body: unknown = {}): Promise<unknown> {
+  const res = await fetch(`${emu.url}/__emulator/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  if (!res.ok) throw new Error(`emulator admin ${path}: ${res.status} ${await res.text()}`);
+  return res.json().catch(() => null);
+}

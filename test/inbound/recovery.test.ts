@@ -1,0 +1,90 @@
+// Recovery paths of the inbound reader that need a running stream or load: GAP_OVERFLOW (Salesforce
+// says events were lost) is answered by a SystemModstamp re-read; an access token that expires under a
+// live subscription (401 Authentication invalid) is refreshed and the subscription resumes without
+// losing a change; hc.abort stops a running load between pages and a reload afterwards completes it.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Service } from '../../sidecar/context.js';
+import { mappingState, setup, until, withoutChangeEvents, type Harness } from './harness.js';
+
+let h: Harness;
+let inbound: Service;
+const cfg = (fields: string[]) => ({ access: 'read_write', fields: Object.fromEntries(fields.map((f) => [f, {}])) });
+const nameOf = async (id: string) => (await h.db.query('select name from salesforce.account where sfid = $1', [id])).rows[0]?.name;
+
+beforeAll(async () => {
+  h = await setup({ seed: { Account: 20, Contact: 6000 } });
+  inbound = await h.startInbound();
+  await h.db.query('select hc.create_mapping($1, $2)', ['Account', cfg(['Id', 'Name', 'SystemModstamp', 'IsDeleted', 'NumberOfEmployees'])]);
+  // Loaded, and the first catch-up re-read after subscribing is done: from here on only CDC applies.
+  await until(async () => {
+    const m = await h.db.query(`select state, last_poll_at from hc._mappings where object_name = 'Account'`);
+    return m.rows[0]?.state === 'DATA_SYNCED' && m.rows[0]?.last_poll_at;
+  }, 'Account loaded and subscribed');
+}, 120_000);
+afterAll(async () => {
+  await inbound?.stop();
+  await h?.close();
+});
+
+describe('inbound recovery', () => {
+  it('GAP_OVERFLOW: changes whose events were lost are re-read by SystemModstamp', async () => {
+    const [lost, seen] = (await h.db.query('select sfid from salesforce.account order by sfid limit 2')).rows.map((r) => r.sfid);
+    await withoutChangeEvents(h.emu, () => h.sf.conn.sobject('Account').update({ Id: lost, Name: 'Lost Event Co' }));
+    // The stream itself is alive (this change arrives), yet the lost one does not: no event, no row change.
+    await h.sf.conn.sobject('Account').update({ Id: seen, Name: 'Seen Event Co' });
+    await until(async () => (await nameOf(seen)) === 'Seen Event Co', 'the change with an event');
+    expect(await nameOf(lost)).not.toBe('Lost Event Co');
+    h.emu.injectGap('Account', 'GAP_OVERFLOW');
+    await until(async () => (await nameOf(lost)) === 'Lost Event Co', 're-read after GAP_OVERFLOW');
+    expect((await mappingState(h.db, 'Account')).state).toBe('DATA_SYNCED');
+  });
+
+  it('an access token expiring under a live subscription is refreshed; no change is lost', async () => {
+    const ids = (await h.db.query('select sfid from salesforce.account order by sfid limit 6')).rows.map((r) => r.sfid);
+    const before = h.emu.stats().notCounted;
+    expect(h.emu.expireTokens()).toBeGreaterThan(0);
+    // Changes keep coming while the stream meets 401::Authentication invalid and signs in again.
+    for (let i = 0; i < ids.length; i++) {
+      await h.sf.conn.sobject('Account').update({ Id: ids[i], NumberOfEmployees: 4200 + i });
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    await until(async () => {
+      const r = await h.db.query('select count(*)::int n from salesforce.account where sfid = any($1) and numberofemployees = 4200 + array_position($1, sfid) - 1', [ids]);
+      return r.rows[0].n === ids.length;
+    }, 'every change after the token expired');
+    const after = h.emu.stats().notCounted;
+    // The subscription was built again on a fresh session (a new handshake and subscribe).
+    expect(after.streamingHandshakes).toBeGreaterThan(before.streamingHandshakes);
+    expect(after.streamingSubscribes).toBeGreaterThan(before.streamingSubscribes);
+    const later = (await h.sf.conn.sobject('Account').create({ Name: 'After Refresh' })) as { id: string };
+    await until(async () => (await nameOf(later.id)) === 'After Refresh', 'a change on the refreshed subscription');
+  });
+
+  it('hc.abort stops a running load between pages; a reload afterwards completes it', async () => {
+    h.emu.setLatency(600); // REST pages of 2,000 rows: each page now takes long enough for the abort to land
+    try {
+      await h.db.query('select hc.create_mapping($1, $2)', ['Contact', cfg(['Id', 'SystemModstamp', 'IsDeleted', 'LastName', 'Email'])]);
+      await until(async () => {
+        const m = (await h.db.query(`select state, progress from hc._mappings where object_name = 'Contact'`)).rows[0];
+        return m?.state === 'POLLING_SF_CHANGES' && Number(m.progress?.rows) >= 2000;
+      }, 'first page of the Contact load applied');
+      await h.db.query(`select hc.abort('Contact')`);
+      const s = await until(async () => {
+        const m = await mappingState(h.db, 'Contact');
+        return m.state === 'ABORTED' ? m : null;
+      }, 'Contact ABORTED');
+      expect(s.state_message).toMatch(/aborted/);
+      const partial = (await h.db.query('select count(*)::int n from salesforce.contact')).rows[0].n;
+      expect(partial).toBeGreaterThan(0);
+      expect(partial).toBeLessThan(6000);
+      // Nothing runs for an aborted mapping: no subscription, no further pages.
+      const loadLog = await h.db.query(`select count(*)::int n from hc.sync_log where event = 'load' and mapping_id = (select id from hc._mappings where object_name = 'Contact')`);
+      expect(loadLog.rows[0].n).toBe(0);
+    } finally {
+      h.emu.setLatency(0);
+    }
+    await h.db.query(`select hc.reload('Contact')`);
+    await until(async () => (await mappingState(h.db, 'Contact')).state === 'DATA_SYNCED', 'Contact reloaded');
+    expect((await h.db.query('select count(*)::int n from salesforce.contact')).rows[0].n).toBe(6000);
+  });
+});
