@@ -2,7 +2,8 @@
 // sidecar memory: the sidecar runs as a process and its peak RSS (VmHWM) is read from /proc.
 // It takes well under a minute, so it is part of the default suite.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mappingState, setup, until, type Harness } from './harness.js';
+import { driftSweep } from '../../sidecar/sync/inbound/drift.js';
+import { mappingState, setup, until, withoutChangeEvents, type Harness } from './harness.js';
 
 const ROWS = 100_000;
 let h: Harness;
@@ -41,6 +42,27 @@ describe('bulk load', () => {
     console.log(`bulk load: ${ROWS} rows in ${seconds.toFixed(1)} s (${Math.round(ROWS / seconds)} rows/s), sidecar peak RSS ${peak.toFixed(0)} MiB (baseline ${baseline.toFixed(0)} MiB)`);
     // Bounded: the peak does not grow with the row count (one 10k-row page at a time).
     expect(peak).toBeLessThan(400);
-    await proc.stop();
   }, 900_000);
+
+  it('the daily id reconciliation of a large object lists ids through one Bulk 2.0 query', async () => {
+    const ctx = await h.context();
+    const m = (await h.db.query(`select id, object_name, table_name, config, state, requested from hc._mappings where object_name = 'Account'`)).rows[0];
+    const victim = (await h.db.query(`select sfid from salesforce.account where systemmodstamp < now() - interval '10 minutes' limit 1`)).rows[0].sfid;
+    const made = await withoutChangeEvents(h.emu, async () => {
+      const c = (await h.sf.conn.sobject('Account').create({ Name: 'Missed Bulk Create' })) as { id: string };
+      await h.sf.conn.sobject('Account').destroy(victim);
+      return c.id;
+    });
+    await h.db.query(`update hc.sync_positions set reconciled_at = now() - interval '25 hours' where mapping_id = $1`, [m.id]);
+    const used = h.emu.stats().api.used;
+    const r = await driftSweep(ctx, m);
+    const calls = h.emu.stats().api.used - used;
+    expect(r).toMatchObject({ sf: ROWS, pg: ROWS, reconciled: true, repaired: 2 });
+    expect((await h.db.query('select name from salesforce.account where sfid = $1', [made])).rows[0]?.name).toBe('Missed Bulk Create');
+    expect((await h.db.query('select count(*)::int n from salesforce.account where sfid = $1', [victim])).rows[0].n).toBe(0);
+    expect((await h.db.query('select count(*)::int n from salesforce.account')).rows[0].n).toBe(ROWS);
+    // COUNT(), the query job (create, status until complete, one results page of 100k ids), one re-read.
+    expect(calls).toBeLessThanOrEqual(10);
+    console.log(`id reconciliation of ${ROWS} rows: ${calls} API calls`);
+  }, 120_000);
 });

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../../sidecar/context.js';
 import { driftSweep } from '../../sidecar/sync/inbound/drift.js';
-import { mappingState, setup, until, type Harness } from './harness.js';
+import { mappingState, setup, until, withoutChangeEvents, type Harness } from './harness.js';
 
 let h: Harness;
 let inbound: Service;
@@ -138,6 +138,40 @@ describe('inbound lifecycle', () => {
     expect(r.repaired).toBe(4);
     expect((await h.db.query(`select count(*)::int n from salesforce.account where name in ('ghost', 'stale')`)).rows[0].n).toBe(0);
     expect((await h.db.query('select count(*)::int n from salesforce.account where sfid = $1', [gone])).rows[0].n).toBe(1);
+    expect((await h.db.query(`select count(*)::int n from salesforce._trigger_log`)).rows[0].n).toBe(0); // repairs are not echoed
+  });
+
+  it('a missed create and a missed delete that cancel out in the count are caught by the daily id reconciliation', async () => {
+    const ctx = await h.context();
+    const m = (await h.db.query(`select id, object_name, table_name, config, state, requested from hc._mappings where object_name = 'Account'`)).rows[0];
+    // Last changed long ago: the comparison itself removes it (a recent row would be re-read first).
+    const victim = (await h.db.query(`select sfid from salesforce.account where systemmodstamp < now() - interval '10 minutes' order by sfid desc limit 1`)).rows[0].sfid;
+    // Salesforce changes whose events never arrive: one record created, another deleted.
+    const made = await withoutChangeEvents(h.emu, async () => {
+      const c = (await h.sf.conn.sobject('Account').create({ Name: 'Missed Create' })) as { id: string };
+      await h.sf.conn.sobject('Account').destroy(victim);
+      return c.id;
+    });
+    const api = () => h.emu.stats().api.used;
+    let used = api();
+    const hourly = await driftSweep(ctx, m);
+    expect(hourly).toMatchObject({ reconciled: false, repaired: 0 }); // the counts agree: blind to it
+    expect(hourly.sf).toBe(hourly.pg);
+    expect(api() - used).toBe(1); // one SELECT COUNT()
+    // A day later the sweep also compares ids (Salesforce's listing, compared in SQL).
+    await h.db.query(`update hc.sync_positions set reconciled_at = now() - interval '25 hours' where mapping_id = $1`, [m.id]);
+    used = api();
+    const daily = await driftSweep(ctx, m);
+    expect(daily).toMatchObject({ reconciled: true, repaired: 2 });
+    expect(api() - used).toBe(3); // COUNT(), one page of Id, SystemModstamp, one re-read by Id
+    expect((await h.db.query('select name from salesforce.account where sfid = $1', [made])).rows[0]?.name).toBe('Missed Create');
+    expect((await h.db.query('select count(*)::int n from salesforce.account where sfid = $1', [victim])).rows[0].n).toBe(0);
+    const log = (await h.db.query(`select detail from hc.sync_log where event = 'drift' order by id desc limit 1`)).rows[0].detail;
+    expect(log).toMatchObject({ removed: 1, missing: 1, stale: 0 }); // rows applied from change events are not stale
+    // Reconciled just now: the next sweep is one COUNT() again.
+    used = api();
+    expect(await driftSweep(ctx, m)).toMatchObject({ reconciled: false, repaired: 0 });
+    expect(api() - used).toBe(1);
     expect((await h.db.query(`select count(*)::int n from salesforce._trigger_log`)).rows[0].n).toBe(0); // repairs are not echoed
   });
 

@@ -76,6 +76,8 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
   if (opts.signal.aborted) throw new Aborted();
   // The first catch-up (CDC subscription without a replay id, or the first poll) re-reads from here.
   await ctx.db.query('select hc.inbound_position($1, p_poll_watermark => $2, p_delete_watermark => $2)', [m.id, new Date(started.getTime() - OVERLAP_MS)]);
+  // Every record was just read: the daily id reconciliation of the drift sweep counts from here.
+  await ctx.db.query('select hc.inbound_reconciled($1, $2)', [m.id, started]);
   await ctx.db.query(
     `insert into hc.sync_log (connection_id, mapping_id, direction, event, message, detail) values ($1, $2, 'inbound', $3, $4, $5)`,
     [ctx.connection.id, m.id, opts.reload ? 'reload' : 'load', `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}: ${sum.applied} rows, ${sum.failed} failed`, { ...sum, rows, total, api: bulk ? 'bulk2' : 'rest', seconds: (Date.now() - started.getTime()) / 1000 }],
