@@ -10,6 +10,7 @@ import { loadConfig, ConfigError } from './config.js';
 import { migrate, installScript } from './db/contractor.js';
 import { EXIT, UsageError, describeError, table, withAdmin } from './cli/admin.js';
 import { diagnose } from './cli/diagnose.js';
+import { followMappings } from './cli/follow.js';
 
 const program = new Command('hcsync')
   .description('Heroku-Connect-compatible Salesforce ⇄ Postgres sync')
@@ -172,7 +173,8 @@ program
   .option('--fields <list>', 'comma-separated field API names (without --config)')
   .option('--upsert-field <field>', 'unique External ID field used to match records (without --config)')
   .option('--polling <seconds>', 'poll interval (without --config)')
-  .action(async (object: string, opts: { config?: string; access: string; fields?: string; upsertField?: string; polling?: string }) => {
+  .option('--wait', 'follow the initial load until the mapping is DATA_SYNCED (needs hcsync run)')
+  .action(async (object: string, opts: { config?: string; access: string; fields?: string; upsertField?: string; polling?: string; wait?: boolean }) => {
     let config: Record<string, unknown>;
     if (opts.config) {
       config = readJson(opts.config, '--config') as Record<string, unknown>;
@@ -193,6 +195,7 @@ program
     await withAdmin(dbUrl(), async (c) => {
       const { rows } = await c.query('select hc.create_mapping($1, $2::jsonb, null, $3) as id', [object, JSON.stringify(config), connection()]);
       console.log(`mapping ${object} created (id ${rows[0].id}); the sidecar creates and loads its table`);
+      if (opts.wait) await followMappings(c, { objects: [object], connection: connection(), say: console.log });
     });
   });
 
@@ -219,10 +222,12 @@ for (const [verb, fn, what] of [
     .command(verb)
     .argument('<object>')
     .description(`${what} (${fn}())`)
-    .action(async (object: string) => {
+    .option('--wait', 'follow it until the mapping is DATA_SYNCED again (needs hcsync run)')
+    .action(async (object: string, opts: { wait?: boolean }) => {
       await withAdmin(dbUrl(), async (c) => {
         const { rows } = await c.query(`select ${fn}($1, $2) as r`, [object, connection()]);
         console.log(`${object}: ${rows[0].r === 'cancelled' ? 'pending request cancelled' : `${rows[0].r} requested`}`);
+        if (opts.wait) await followMappings(c, { objects: [object], connection: connection(), say: console.log });
       });
     });
 }

@@ -12,6 +12,7 @@ import { migrate } from '../db/contractor.js';
 import { startSidecar } from '../run.js';
 import { freePort, startEmbeddedPostgres } from './postgres.js';
 import { startTraffic } from './traffic.js';
+import { followMappings } from '../cli/follow.js';
 
 export const DEMO_DB = 'hcsync_demo';
 export const DEMO_SCHEMA = 'salesforce';
@@ -79,29 +80,6 @@ async function ensureMappings(databaseUrl: string): Promise<void> {
     for (const [object, config] of Object.entries(DEMO_MAPPINGS)) {
       const m = await c.query('select 1 from hc._mappings where lower(object_name) = lower($1)', [object]);
       if (!m.rowCount) await c.query('select hc.create_mapping($1, $2::jsonb)', [object, JSON.stringify(config)]);
-    }
-  } finally {
-    await c.end();
-  }
-}
-
-/** Waits until every mapping has loaded, printing progress; long first loads are visible. */
-async function waitLoaded(databaseUrl: string, say: (s: string) => void): Promise<void> {
-  const c = new pg.Client({ connectionString: databaseUrl });
-  await c.connect();
-  let last = '';
-  try {
-    for (;;) {
-      const { rows } = await c.query<{ object_name: string; state: string; pg_rows: number; state_category: string; state_message: string | null }>(
-        'select object_name, state, state_category, state_message, pg_rows from hc.mappings order by object_name',
-      );
-      const line = rows.map((r) => `${r.object_name} ${r.state} (${r.pg_rows ?? 0} rows)`).join(', ');
-      if (line !== last) say(`  loading: ${line}`);
-      last = line;
-      const bad = rows.find((r) => r.state_category === 'error');
-      if (bad) throw new Error(`mapping ${bad.object_name} is in state ${bad.state}: ${bad.state_message ?? ''}`);
-      if (rows.length && rows.every((r) => r.state === 'DATA_SYNCED')) return;
-      await new Promise((r) => setTimeout(r, 1000));
     }
   } finally {
     await c.end();
@@ -214,7 +192,14 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
     const sidecar = await startSidecar(config, { log });
     stops.push(() => sidecar.stop());
     say(`  sidecar    http://127.0.0.1:${httpPort}/metrics and /healthz`);
-    await waitLoaded(databaseUrl, say);
+    // The first load of thousands of records is visible as it goes (rows, rate, ETA).
+    const follower = new pg.Client({ connectionString: databaseUrl });
+    await follower.connect();
+    try {
+      await followMappings(follower, { say: (l) => say(`  loading    ${l}`) });
+    } finally {
+      await follower.end();
+    }
 
     if (opts.traffic) {
       const traffic = await startTraffic({ databaseUrl, schema: DEMO_SCHEMA, sf: { ...emu.credentials, apiVersion: config.salesforce.apiVersion }, log });

@@ -133,6 +133,20 @@ describe('a running sidecar', () => {
     expect(get(m2, 'hcsync_outbound_lag_seconds', 'connection="ops"')).toBe(0);
   });
 
+  it('mapping:create --wait and mapping:reload --wait follow the load until DATA_SYNCED', async () => {
+    const create = await hcsync(['mapping:create', 'Contact', '--fields', 'LastName,Email', '--wait'], { DATABASE_URL: db.url });
+    expect(create.stderr).toBe('');
+    expect(create.code).toBe(0);
+    expect(create.stdout.trim().split('\n').at(-1)).toMatch(/^Contact DATA_SYNCED \(\d+ rows\)$/);
+    const reload = await hcsync(['mapping:reload', 'Account', '--wait'], { DATABASE_URL: db.url });
+    expect(reload.stderr).toBe('');
+    expect(reload.code).toBe(0);
+    const lines = reload.stdout.trim().split('\n');
+    expect(lines[0]).toBe('Account: reload requested');
+    expect(lines.at(-1)).toMatch(/^Account DATA_SYNCED \(2\d rows\)$/);
+    expect(lines.length).toBeGreaterThan(2); // the request and the load were seen on the way
+  });
+
   it('/healthz is 503 with the reason while the connection is in an error state', async () => {
     await db.query(`select hc.set_connection_state('SYSTEM_ERROR', 'test: something broke')`);
     const res = await fetch(`${base}/healthz`);

@@ -1,0 +1,56 @@
+// Following long operations (initial load, reload) from hc.mappings: state, rows and the progress the
+// sidecar records (rows/total, rate, ETA), printed when they change, until the mappings are DATA_SYNCED.
+import type pg from 'pg';
+
+interface Row {
+  object_name: string;
+  state: string;
+  state_category: string;
+  state_message: string | null;
+  requested: string | null;
+  pg_rows: number | null;
+  progress: { rows?: number; total?: number; rate_per_s?: number; eta_s?: number | null } | null;
+}
+
+function describe(r: Row): string {
+  const p = r.progress;
+  const loading = r.state !== 'DATA_SYNCED' && p && typeof p.rows === 'number' && typeof p.total === 'number';
+  const detail = loading
+    ? `${p!.rows}/${p!.total} rows${p!.rate_per_s ? `, ${p!.rate_per_s}/s` : ''}${p!.eta_s != null ? `, ETA ${p!.eta_s}s` : ''}`
+    : `${r.pg_rows ?? 0} rows`;
+  return `${r.object_name} ${r.state} (${detail})${r.requested ? ` [${r.requested} requested]` : ''}`;
+}
+
+/**
+ * Resolves when every mapping named (all when none) is DATA_SYNCED with no request pending; throws
+ * naming the mapping when one reaches an error state. `say` gets one line per change.
+ */
+export async function followMappings(c: pg.ClientBase, opts: { objects?: string[]; connection?: string | null; say: (line: string) => void }): Promise<void> {
+  let last = '';
+  let waitingSince = Date.now();
+  let hinted = false;
+  for (;;) {
+    const { rows } = await c.query<Row>(
+      `select m.object_name, m.state, m.state_category, m.state_message, m.requested, m.pg_rows, x.progress
+         from hc.mappings m join hc._mappings x on x.id = m.mapping_id
+        where ($1::text[] is null or lower(m.object_name) = any ($1))
+          and ($2::text is null or m.connection_name = $2 or m.schema_name = $2)
+        order by m.object_name`,
+      [opts.objects?.map((o) => o.toLowerCase()) ?? null, opts.connection ?? null],
+    );
+    const line = rows.map(describe).join(', ');
+    if (line !== last) {
+      opts.say(line);
+      last = line;
+      waitingSince = Date.now();
+    }
+    const bad = rows.find((r) => r.state_category === 'error');
+    if (bad) throw new Error(`mapping ${bad.object_name} is in state ${bad.state}${bad.state_message ? `: ${bad.state_message}` : ''}`);
+    if (rows.length && rows.every((r) => r.state === 'DATA_SYNCED' && !r.requested)) return;
+    if (!hinted && Date.now() - waitingSince > 15_000 && rows.some((r) => r.requested)) {
+      opts.say('  (no change for 15 s: is `hcsync run` running for this database?)');
+      hinted = true;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+}
