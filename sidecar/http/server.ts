@@ -98,14 +98,20 @@ export async function startHttp(ctx: SyncContext): Promise<Service & { port: num
     }
   });
 
+  // Scrapes run one at a time: each resets and refills the shared gauges before rendering them.
+  let queue: Promise<unknown> = Promise.resolve();
   app.get('/metrics', async (_req, reply) => {
-    try {
+    const scrape = queue.then(async () => {
       await metrics.refresh();
+      return metrics.registry.metrics();
+    });
+    queue = scrape.catch(() => {});
+    try {
+      return reply.type(metrics.registry.contentType).send(await scrape);
     } catch (err) {
       ctx.log.warn({ err }, 'metrics: reading hc.metrics() failed');
       return reply.code(503).type('text/plain').send(`# database unavailable: ${(err as Error).message}\n`);
     }
-    return reply.type(metrics.registry.contentType).send(await metrics.registry.metrics());
   });
 
   await app.listen({ host, port });
