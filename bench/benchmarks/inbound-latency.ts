@@ -1,7 +1,8 @@
 // 2. Inbound latency: someone writes a record in Salesforce (jsforce against the emulator); how long until
 // the row is in Postgres. Start: the write acknowledged to the writer. End: the row (or the new value)
 // first seen by a query polling Postgres every 2 ms. Two configurations of the same mapping:
-//  - CDC on (sf_notify_enabled): change events drive the apply;
+//  - CDC on (sf_notify_enabled): change events drive the apply; baseline, same samples: when the same
+//    event reached a bare jsforce subscriber (the delivery floor no CDC-driven sync can beat);
 //  - polling only, at the mapping's configured sf_polling_seconds (short here so the run stays short;
 //    the latency is then dominated by, and scales with, the interval).
 import { join } from 'node:path';
@@ -65,6 +66,36 @@ class PgWatcher {
   }
 }
 
+/**
+ * The CDC floor: a bare jsforce streaming subscriber in this process, receiving the same change events the
+ * sidecar receives. Returns when each (changeType, record) event arrived.
+ */
+async function bareSubscriber(conn: Connection): Promise<{ arrival(changeType: string, id: string): Promise<number>; close(): void }> {
+  const arrived = new Map<string, number>();
+  const topic = conn.streaming.topic('/data/AccountChangeEvent');
+  const sub = topic.subscribe((msg: unknown) => {
+    const h = (msg as { payload?: { ChangeEventHeader?: { changeType: string; recordIds: string[] } } }).payload?.ChangeEventHeader;
+    if (!h) return;
+    const t = now();
+    for (const id of h.recordIds) arrived.set(`${h.changeType}:${id}`, t);
+  }) as unknown as PromiseLike<void>;
+  await Promise.race([Promise.resolve(sub), sleep(5000).then(() => Promise.reject(new Error('the bare CDC subscriber got no subscription ack within 5 s')))]);
+  return {
+    async arrival(changeType, id) {
+      const key = `${changeType}:${id}`;
+      const deadline = now() + 10_000;
+      while (!arrived.has(key)) {
+        if (now() > deadline) throw new Error(`the bare CDC subscriber saw no ${changeType} event for ${id}`);
+        await sleep(1);
+      }
+      return arrived.get(key)!;
+    },
+    close() {
+      topic.unsubscribe(sub as never);
+    },
+  };
+}
+
 async function create(conn: Connection, name: string): Promise<{ id: string; at: number }> {
   const r = (await conn.sobject('Account').create({ Name: name, Phone: '(212) 555-0199', BillingCity: 'New York' })) as { id: string; success: boolean };
   const at = now();
@@ -108,27 +139,35 @@ export const inboundLatency: Benchmark = {
       await waitCaughtUp(pool, 'Account', sidecar!, 60_000);
       config.cdcMapping = cdcConfig;
       await sleep(500); // the CDC subscription is up once the mapping is synced; a moment for the handshake
+      const bare = await bareSubscriber(await sfConnection(emu));
       const ins: number[] = [];
       const upd: number[] = [];
+      const bareIns: number[] = [];
+      const bareUpd: number[] = [];
       for (let i = 0; i < samples; i++) {
         const c = await create(conn, `Inbound ${run} ${i}`);
         ins.push((await watch.seen(c.id, { timeoutMs: 30_000 })) - c.at);
+        bareIns.push((await bare.arrival('CREATE', c.id)) - c.at);
         await sleep(pauseMs);
         const desc = `changed in Salesforce ${run} ${i}`;
         await conn.sobject('Account').update({ Id: c.id, Description: desc });
         const at = now();
         upd.push((await watch.seen(c.id, { description: desc, timeoutMs: 30_000 })) - at);
+        bareUpd.push((await bare.arrival('UPDATE', c.id)) - at);
         await sleep(pauseMs);
       }
+      bare.close();
       const si = summarize(ins);
       const su = summarize(upd);
+      const bi = summarize(bareIns);
+      const bu = summarize(bareUpd);
       rows.push(
-        { metric: 'CDC on: create → in Postgres, p50', value: si.p50, unit: 'ms' },
-        { metric: 'CDC on: create → in Postgres, p99', value: si.p99, unit: 'ms' },
-        { metric: 'CDC on: update → in Postgres, p50', value: su.p50, unit: 'ms' },
-        { metric: 'CDC on: update → in Postgres, p99', value: su.p99, unit: 'ms' },
+        compared('CDC on: create → in Postgres, p50', si.p50, 'ms', 'event at a bare jsforce subscriber p50', bi.p50),
+        compared('CDC on: create → in Postgres, p99', si.p99, 'ms', 'event at a bare jsforce subscriber p99', bi.p99),
+        compared('CDC on: update → in Postgres, p50', su.p50, 'ms', 'event at a bare jsforce subscriber p50', bu.p50),
+        compared('CDC on: update → in Postgres, p99', su.p99, 'ms', 'event at a bare jsforce subscriber p99', bu.p99),
       );
-      config.cdc = { create: si, update: su };
+      config.cdc = { create: si, update: su, bareSubscriberCreate: bi, bareSubscriberUpdate: bu };
       ctx.progress(`CDC: create p50 ${si.p50.toFixed(1)} ms, update p50 ${su.p50.toFixed(1)} ms`);
 
       // Polling only: the same mapping with change events off, at a short interval; restart the sidecar so

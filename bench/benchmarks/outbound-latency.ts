@@ -29,13 +29,17 @@ export const outboundLatency: Benchmark = {
       const config = accountConfig(describe as never, { access: 'read_write', notify: true, pollingSeconds: 600 });
       const run = Date.now().toString(36);
 
-      // Baseline: the same kind of record created by a bare jsforce client, one at a time.
+      // Baseline: the same writes by a bare jsforce client, one at a time: create, then update.
       const raw: number[] = [];
+      const rawUpd: number[] = [];
       for (let i = 0; i < samples; i++) {
-        const t0 = now();
-        const r = await conn.sobject('Account').create({ Name: `Baseline ${run} ${i}`, Phone: '(415) 555-0100', BillingCity: 'San Francisco' });
+        let t0 = now();
+        const r = (await conn.sobject('Account').create({ Name: `Baseline ${run} ${i}`, Phone: '(415) 555-0100', BillingCity: 'San Francisco' })) as { id: string; success: boolean };
         raw.push(now() - t0);
-        if (!(r as { success: boolean }).success) throw new Error(`baseline create failed: ${JSON.stringify(r)}`);
+        if (!r.success) throw new Error(`baseline create failed: ${JSON.stringify(r)}`);
+        t0 = now();
+        await conn.sobject('Account').update({ Id: r.id, Description: `baseline update ${i}` });
+        rawUpd.push(now() - t0);
       }
 
       sidecar = spawnSidecar({ databaseUrl: db.url, sf: emu.credentials, logFile: join(ctx.workDir, 'outbound-latency-sidecar.log') });
@@ -68,17 +72,18 @@ export const outboundLatency: Benchmark = {
         await sleep(pauseMs);
       }
       const b = summarize(raw);
+      const bu = summarize(rawUpd);
       const si = summarize(inserts);
       const su = summarize(updates);
       return {
         rows: [
           compared('insert → in Salesforce, p50', si.p50, 'ms', 'raw jsforce create p50', b.p50),
           compared('insert → in Salesforce, p99', si.p99, 'ms', 'raw jsforce create p99', b.p99),
-          compared('update → in Salesforce, p50', su.p50, 'ms', 'raw jsforce create p50', b.p50),
-          compared('update → in Salesforce, p99', su.p99, 'ms', 'raw jsforce create p99', b.p99),
+          compared('update → in Salesforce, p50', su.p50, 'ms', 'raw jsforce update p50', bu.p50),
+          compared('update → in Salesforce, p99', su.p99, 'ms', 'raw jsforce update p99', bu.p99),
         ],
-        config: { samples, pauseMs, writeAlgorithm: 'ordered (connection default)', mapping: config, insert: si, update: su, baseline: b },
-        samples: { insertMs: inserts.map((x) => round(x, 2)), updateMs: updates.map((x) => round(x, 2)), baselineMs: raw.map((x) => round(x, 2)) },
+        config: { samples, pauseMs, writeAlgorithm: 'ordered (connection default)', mapping: config, insert: si, update: su, baselineCreate: b, baselineUpdate: bu },
+        samples: { insertMs: inserts.map((x) => round(x, 2)), updateMs: updates.map((x) => round(x, 2)), baselineCreateMs: raw.map((x) => round(x, 2)), baselineUpdateMs: rawUpd.map((x) => round(x, 2)) },
       };
     } finally {
       await app.end().catch(() => {});

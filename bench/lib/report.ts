@@ -54,6 +54,14 @@ function cells(row: Row): string[] {
   ];
 }
 
+/** An error in one line: its first line, and its last when the first only introduces what follows. */
+function headline(error: string): string {
+  const lines = error.split('\n').map((l) => l.trim()).filter(Boolean);
+  const first = lines[0] ?? '';
+  const text = first.endsWith(':') && lines.length > 1 ? `${first} … ${lines.at(-1)}` : first;
+  return text.length > 200 ? text.slice(0, 197) + '...' : text;
+}
+
 /** One table for the whole run: benchmark, metric, hcsync's figure, the same-run baseline, the ratio. */
 export function table(outcomes: Outcome[]): string {
   const header = ['benchmark', 'metric', 'hcsync', 'baseline (same run)', 'ratio', 'note'];
@@ -61,7 +69,7 @@ export function table(outcomes: Outcome[]): string {
   for (const o of outcomes) {
     const rows = o.result?.rows ?? [];
     rows.forEach((r, i) => lines.push([i === 0 ? o.title : '', ...cells(r)]));
-    if (!o.ok) lines.push([rows.length ? '' : o.title, 'DID NOT RUN', '', '', '', (o.error ?? '').split('\n')[0].slice(0, 160)]);
+    if (!o.ok) lines.push([rows.length ? '' : o.title, 'DID NOT RUN', '', '', '', headline(o.error ?? '')]);
   }
   const widths = header.map((h, i) => Math.max(h.length, ...lines.map((l) => l[i].length)));
   const right = new Set([2, 3, 4]);
