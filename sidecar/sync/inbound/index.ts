@@ -2,6 +2,12 @@
 // per mapping of the connection in step with hc._mappings. It re-reads the mappings on every hc_control
 // nudge (payload = schema name) and on a slow timer (notifications are lost while a LISTEN connection is
 // down; the tables are not). All state is in the database; this process only acts on it.
+//
+// Several sidecars may run against one database: only the inbound leader of a connection (the one whose
+// dedicated session holds hc.inbound_try_lead's advisory lock, see 000012_inbound_leader) runs workers.
+// The others stand by, trying every HC_INBOUND_STANDBY_MS; a leader that loses its session stops its
+// workers at once and stands by too.
+import pg from 'pg';
 import { listen } from '../../db/notifier.js';
 import type { Service, SyncContext } from '../../context.js';
 import { MappingWorker } from './mapping.js';
@@ -9,6 +15,8 @@ import type { MappingRow } from './rows.js';
 
 /** Catch-up re-read of the mappings, in case a nudge was missed. */
 export const RECONCILE_MS = Number(process.env.HC_INBOUND_RECONCILE_MS ?? 30_000);
+/** How often a standby tries to take the lead (and the leader checks its lock session is alive). */
+export const STANDBY_MS = Number(process.env.HC_INBOUND_STANDBY_MS ?? 2_000);
 
 export async function startInbound(ctx: SyncContext): Promise<Service> {
   const log = ctx.log.child({ part: 'inbound' });
@@ -20,8 +28,64 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
   let stopped = false;
   let running: Promise<void> | undefined;
   let again = false;
+  let lease: pg.Client | undefined;
+  let leading = false;
+
+  const stopWorkers = async () => {
+    const all = [...workers.values()];
+    workers.clear();
+    await Promise.all(all.map((w) => w.stop()));
+  };
+
+  // Leadership: a session of its own holds the lock; losing the session means losing the lead.
+  const lost = (c: pg.Client, err?: unknown) => {
+    if (lease !== c) return;
+    lease = undefined;
+    leading = false;
+    if (stopped) return;
+    log.warn({ err }, 'inbound leadership lost (its database session ended): stopping inbound work and standing by');
+    void c.end().catch(() => {});
+    nudge();
+  };
+  const tryLead = async () => {
+    if (stopped || lease) return;
+    const c = new pg.Client({ connectionString: ctx.config.databaseUrl, application_name: 'hcsync inbound leader' });
+    c.on('error', (err) => lost(c, err));
+    try {
+      await c.connect();
+      const ok = (await c.query('select hc.inbound_try_lead($1) as ok', [ctx.connection.id])).rows[0].ok as boolean;
+      if (!ok || stopped) {
+        await c.end();
+        return;
+      }
+    } catch (err) {
+      log.warn({ err }, 'could not try for the inbound lead; trying again');
+      await c.end().catch(() => {});
+      return;
+    }
+    c.on('end', () => lost(c));
+    lease = c;
+    leading = true;
+    log.info({ schema: ctx.connection.schema }, 'inbound leader of this connection: starting inbound work');
+    nudge();
+  };
+  let trying = false;
+  const tick = () => {
+    const c = lease;
+    if (c) void c.query('select 1').catch((err) => lost(c, err));
+    else if (!trying) {
+      trying = true;
+      void tryLead().finally(() => {
+        trying = false;
+      });
+    }
+  };
 
   const reconcileOnce = async () => {
+    if (!leading) {
+      await stopWorkers();
+      return;
+    }
     const conn = await ctx.db.query('select state from hc.connections where id = $1', [ctx.connection.id]);
     const paused = conn.rows[0]?.state === 'PAUSED';
     const { rows } = await ctx.db.query<MappingRow>(
@@ -76,17 +140,23 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
   );
   const timer = setInterval(nudge, RECONCILE_MS);
   timer.unref();
-  nudge();
-  log.info({ schema: ctx.connection.schema, org: orgId }, 'inbound sync started');
+  const standby = setInterval(tick, STANDBY_MS);
+  standby.unref();
+  await tryLead();
+  log.info({ schema: ctx.connection.schema, org: orgId, leading }, leading ? 'inbound sync started' : 'inbound sync standing by: another sidecar leads this connection');
 
   return {
     async stop() {
       stopped = true;
       clearInterval(timer);
+      clearInterval(standby);
       await listener.close();
       await running;
-      await Promise.all([...workers.values()].map((w) => w.stop()));
-      workers.clear();
+      await stopWorkers();
+      const c = lease;
+      lease = undefined;
+      leading = false;
+      await c?.end().catch(() => {});
     },
   };
 }

@@ -1,0 +1,79 @@
+// Two sidecar processes against one database: only the inbound leader loads, subscribes and applies;
+// the other stands by. kill -9 of the leader in the middle of a stream of changes: the standby takes
+// over from the committed replay id, and every change event is applied exactly once.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setup, until, type Harness } from './harness.js';
+import type { SidecarProcess } from '../support/sidecar.js';
+
+let h: Harness;
+let a: SidecarProcess;
+let b: SidecarProcess;
+let ids: string[];
+const fields = ['Id', 'Name', 'SystemModstamp', 'IsDeleted', 'NumberOfEmployees'];
+const LEADS = /inbound leader of this connection/;
+
+async function inSync(): Promise<boolean> {
+  const sf = (await h.sf.conn.query<{ Id: string; NumberOfEmployees: number | null }>('SELECT Id, NumberOfEmployees FROM Account', { autoFetch: true })).records;
+  const pg = new Map((await h.db.query('select sfid, numberofemployees from salesforce.account')).rows.map((r) => [r.sfid, r]));
+  return sf.length === pg.size && sf.every((r) => pg.get(r.Id)?.numberofemployees === (r.NumberOfEmployees ?? null));
+}
+
+const leaderPid = async () => (await h.db.query('select pid from hc.inbound_leaders')).rows[0]?.pid as number | null;
+
+beforeAll(async () => {
+  h = await setup({ seed: { Account: 20 } });
+  const env = { HC_LOG_LEVEL: 'info', HC_INBOUND_STANDBY_MS: '500' };
+  a = h.spawn(env);
+  await until(async () => LEADS.test(a.output()), 'first sidecar leads', 60_000);
+  b = h.spawn(env);
+  await until(async () => /standing by/.test(b.output()), 'second sidecar stands by', 60_000);
+  await h.db.query('select hc.create_mapping($1, $2)', ['Account', { access: 'read_write', fields: Object.fromEntries(fields.map((f) => [f, {}])) }]);
+  await until(async () => {
+    const m = await h.db.query(`select state, last_poll_at from hc._mappings where object_name = 'Account'`);
+    return m.rows[0]?.state === 'DATA_SYNCED' && m.rows[0]?.last_poll_at;
+  }, 'Account loaded and subscribed', 90_000);
+  ids = (await h.db.query('select sfid from salesforce.account order by sfid')).rows.map((r) => r.sfid);
+  await h.db.query(`create table public.applied (sfid text, n integer)`);
+  await h.db.query(`create function public.note_applied() returns trigger language plpgsql as $$
+    begin insert into public.applied values (new.sfid, new.numberofemployees); return new; end $$`);
+  await h.db.query(`create trigger note_applied after insert or update on salesforce.account for each row execute function public.note_applied()`);
+}, 180_000);
+afterAll(async () => {
+  await a?.kill9();
+  await b?.kill9();
+  await h?.close();
+});
+
+describe('two sidecars, one connection', () => {
+  it('only the leader loads and subscribes; the standby does no inbound work', async () => {
+    expect(LEADS.test(b.output())).toBe(false);
+    expect((await h.db.query(`select count(*)::int n from hc.sync_log where event = 'load'`)).rows[0].n).toBe(1);
+    expect(h.emu.stats().notCounted.streamingSubscribes).toBe(1);
+    expect(await leaderPid()).toBeTruthy();
+    // A change arrives once, through the leader.
+    await h.sf.conn.sobject('Account').update({ Id: ids[0], NumberOfEmployees: 123 });
+    await until(async () => (await h.db.query('select count(*)::int n from public.applied where n = 123')).rows[0].n === 1, 'change applied');
+  });
+
+  it('kill -9 of the leader mid-stream: the standby takes over, nothing lost, nothing applied twice', async () => {
+    const before = await leaderPid();
+    const stream = (async () => {
+      for (let i = 0; i < 60; i++) await h.sf.conn.sobject('Account').update({ Id: ids[i % ids.length], NumberOfEmployees: 1000 + i });
+    })();
+    await until(async () => (await h.db.query('select count(*)::int n from public.applied where n >= 1000')).rows[0].n >= 10, 'some events applied');
+    await a.kill9();
+    const appliedBeforeKill = (await h.db.query('select count(*)::int n from public.applied where n >= 1000')).rows[0].n;
+    await stream;
+    await until(async () => LEADS.test(b.output()), 'standby takes the lead', 30_000);
+    const after = await until(leaderPid, 'a new leader session');
+    expect(after).not.toBe(before);
+    await until(inSync, 'table in sync under the new leader', 90_000);
+    const dup = await h.db.query('select sfid, n, count(*)::int c from public.applied where n >= 1000 group by 1, 2 having count(*) > 1');
+    expect(dup.rows).toEqual([]);
+    expect((await h.db.query('select count(*)::int c from public.applied where n >= 1000')).rows[0].c).toBe(60);
+    expect(appliedBeforeKill).toBeLessThan(60);
+    console.log(`leader killed after ${appliedBeforeKill} of 60 change events; the standby applied the rest`);
+    // The new leader did not load again: it resumed from the positions in the database.
+    expect((await h.db.query(`select count(*)::int n from hc.sync_log where event = 'load'`)).rows[0].n).toBe(1);
+  });
+});
