@@ -120,11 +120,13 @@ begin
   tl := format('%I._trigger_log', c.schema_name);
   perform pg_advisory_xact_lock(1751347066, c.id);
 
-  -- Entries of writers that died (their advisory lock is gone) go back to NEW.
+  -- Entries of writers that died (their advisory lock is gone) go back to NEW. So do the caller's own:
+  -- a writer claims only when it holds nothing in flight, so what it still holds is from a round that
+  -- failed before its outcome was recorded (creates keep their attempts: the lookup finds them).
   with dead as (
     delete from hc._outbound_claims k
-     where k.connection_id = c.id and k.claimer <> outbound_claim.claimer
-       and not hc._outbound_claimer_alive(k.claimer)
+     where k.connection_id = c.id
+       and (k.claimer = outbound_claim.claimer or not hc._outbound_claimer_alive(k.claimer))
     returning k.log_id)
   select array_agg(log_id) into dead_ids from dead;
   execute format($q$update %s set state = 'NEW', updated_at = now()
@@ -245,6 +247,9 @@ begin
                                 then (select f.field_name from hc._mapping_fields f
                                        where f.mapping_id = o.mapping_id and f.column_name = o.upsert_field) end,
            'upsert_value', case when o.action = 'insert' then o.upsert_value end,
+           -- A create Salesforce accepted whose write-back failed (entry FAILED with the sfid, then
+           -- hc.retry): the record exists, so it is sent as an update of it and reported as the insert.
+           'adopted', o.action = 'insert' and o.log_sfid is not null,
            'attempts', coalesce((select jsonb_agg(jsonb_build_object('log_id', a.log_id, 'started_at', a.started_at, 'sent', a.sent)
                                                   order by a.started_at)
                                    from hc._outbound_attempts a
@@ -278,6 +283,11 @@ $$;
 -- Only ops this claimer still holds are applied: a writer presumed dead cannot overwrite anything.
 -- An insert whose row was deleted while the create was in flight queues the DELETE of the new record
 -- (HC's "re-inserted record" anomaly cannot happen).
+--
+-- Write-back is set-based; when the statement fails (a user trigger raising, a constraint of the
+-- app's), it is redone one row at a time in subtransactions, so one row's error never blocks its batch.
+-- Such a row's entries end FAILED with the error and the sfid Salesforce gave: the record exists, and a
+-- retry (hc.retry) sends the row as an update of that record instead of creating it a second time.
 create or replace function hc.outbound_complete(connection_id integer, claimer integer, results jsonb)
 returns integer
 language plpgsql
@@ -287,7 +297,11 @@ declare
   c hc.connections;
   tl text;
   t record;
+  w record;
   n integer;
+  phantom text;
+  writeback text;
+  err_msg text;
 begin
   select * into c from hc.connections where id = outbound_complete.connection_id;
   tl := format('%I._trigger_log', c.schema_name);
@@ -312,10 +326,74 @@ begin
 
   execute format($q$update _ob_res o set table_name = t.table_name, record_id = t.record_id from %s t where t.id = o.op_id$q$, tl);
 
+  update _ob_res o set lastop = case when o.outcome = 'failed' then 'FAILED'
+                                     when o.action = 'insert' then 'INSERTED'
+                                     when o.action = 'update' then 'UPDATED' end
+   where o.outcome in ('ok', 'failed') and o.action <> 'delete';
+
+  for t in select distinct table_name from _ob_res where lastop is not null loop
+    continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
+    -- The read side may have stored the record we just created as a row of its own before this
+    -- write-back (HC's duplicate-record race: without an upsert field nothing matches the CDC echo or a
+    -- re-read to the app's row). A row holding the sfid Salesforce just gave us, written only by the
+    -- sync (_hc_lastop SYNCED), is that echo: it goes (not captured, so nothing is deleted in
+    -- Salesforce) and the application's row takes the sfid. hc.outbound_echo_pending keeps the CDC
+    -- echo from creating such a row in the first place; this covers re-reads and the drift sweep.
+    phantom := format($q$
+      delete from %1$I.%2$I d using _ob_res o
+       where o.table_name = $1 and o.action = 'insert' and o.outcome = 'ok' and d.sfid = o.sfid
+         and d.id <> o.record_id and d._hc_lastop = 'SYNCED' %%s$q$, c.schema_name, t.table_name);
+    -- Write back (a sync session: not captured). _hc_lastop is set explicitly so the status trigger
+    -- keeps it. A successful update of a row with a newer change still queued leaves the row alone:
+    -- it stays PENDING until that change is written too.
+    writeback := format($q$
+      update %1$I.%2$I r
+         set sfid = case when o.action = 'insert' and o.outcome = 'ok' then coalesce(o.sfid, r.sfid) else r.sfid end,
+             _hc_lastop = o.lastop,
+             _hc_err = case when o.outcome = 'failed' then o.error end
+        from _ob_res o
+       where o.table_name = $1 and o.lastop is not null and r.id = o.record_id %%s
+         and (o.lastop <> 'UPDATED' or not exists (
+               select 1 from %3$s q where q.table_name = o.table_name and q.record_id = o.record_id
+                  and q.state in ('NEW', 'PENDING') and not q.id = any(o.log_ids)))$q$, c.schema_name, t.table_name, tl);
+    begin
+      execute format(phantom, '') using t.table_name;
+      execute format(writeback, '') using t.table_name;
+    exception when others then
+      -- One row at a time. A unique violation on sfid raised because a read-side transaction committed
+      -- its row for our record while we waited is cured here too: that row is visible now and goes.
+      for w in select o.op_id from _ob_res o where o.table_name = t.table_name and o.lastop is not null order by o.op_id loop
+        begin
+          execute format(phantom, 'and o.op_id = $2') using t.table_name, w.op_id;
+          execute format(writeback, 'and o.op_id = $2') using t.table_name, w.op_id;
+        exception when others then
+          get stacked diagnostics err_msg = message_text;
+          update _ob_res o
+             set error = format('WRITE_BACK_FAILED: Salesforce accepted the %s%s, but writing the result to row %s.%s id %s failed: %s. '
+                                'Fix the cause (a trigger or constraint on the table), then hc.retry sends the row again%s.',
+                                o.action, coalesce(' (record ' || o.sfid || ')', ''),
+                                c.schema_name, o.table_name, o.record_id, err_msg,
+                                case when o.action = 'insert' and o.sfid is not null
+                                     then ' as an update of that record (it is not created twice)' else '' end),
+                 outcome = 'failed', lastop = 'FAILED'
+           where o.op_id = w.op_id;
+          begin   -- tell the row, if the row lets us
+            execute format($q$update %I.%I r set _hc_lastop = 'FAILED', _hc_err = o.error
+                                from _ob_res o where o.op_id = $1 and r.id = o.record_id$q$, c.schema_name, t.table_name)
+              using w.op_id;
+          exception when others then
+            null;
+          end;
+        end;
+      end loop;
+    end;
+  end loop;
+
   -- Transient: back to the queue as they were.
   execute format($q$update %s t set state = 'NEW', updated_at = now()
                       from _ob_res o where o.outcome = 'retry' and t.id = any(o.log_ids)$q$, tl);
 
+  -- A failed write-back of a create keeps the record's sfid in the entry: the retry adopts it.
   execute format($q$update %s t set state = case when o.outcome = 'failed' then 'FAILED'
                                                   when t.id = o.op_id then 'SUCCESS' else 'MERGED' end,
                                      updated_at = now(), processed_at = now(), processed_tx = txid_current(),
@@ -328,38 +406,6 @@ begin
   delete from hc._outbound_attempts a using _ob_res o
    where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id
      and o.outcome in ('ok', 'failed') and o.action = 'insert';
-
-  update _ob_res o set lastop = case when o.outcome = 'failed' then 'FAILED'
-                                     when o.action = 'insert' then 'INSERTED'
-                                     when o.action = 'update' then 'UPDATED' end
-   where o.outcome in ('ok', 'failed') and o.action <> 'delete';
-
-  for t in select distinct table_name from _ob_res where lastop is not null loop
-    continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
-    -- The read side may have stored the record we just created as a row of its own before this
-    -- write-back (HC's duplicate-record race, without an upsert field nothing matches it to the app's
-    -- row). Such a row was written only by the sync (_hc_lastop SYNCED): it is the echo of our create,
-    -- so it goes (not captured: nothing is deleted in Salesforce) and the application's row keeps the sfid.
-    execute format($q$
-      delete from %1$I.%2$I d using _ob_res o
-       where o.table_name = $1 and o.action = 'insert' and o.outcome = 'ok' and d.sfid = o.sfid
-         and d.id <> o.record_id and d._hc_lastop = 'SYNCED'$q$, c.schema_name, t.table_name)
-      using t.table_name;
-    -- Write back (a sync session: not captured). _hc_lastop is set explicitly so the status trigger
-    -- keeps it. A successful update of a row with a newer change still queued leaves the row alone:
-    -- it stays PENDING until that change is written too.
-    execute format($q$
-      update %1$I.%2$I r
-         set sfid = case when o.action = 'insert' and o.outcome = 'ok' then coalesce(o.sfid, r.sfid) else r.sfid end,
-             _hc_lastop = o.lastop,
-             _hc_err = case when o.outcome = 'failed' then o.error end
-        from _ob_res o
-       where o.table_name = $1 and o.lastop is not null and r.id = o.record_id
-         and (o.lastop <> 'UPDATED' or not exists (
-               select 1 from %3$s q where q.table_name = o.table_name and q.record_id = o.record_id
-                  and q.state in ('NEW', 'PENDING') and not q.id = any(o.log_ids)))$q$, c.schema_name, t.table_name, tl)
-      using t.table_name;
-  end loop;
 
   -- Created, but the row was deleted meanwhile: delete the new record too (as a queued entry of ours).
   for t in select distinct table_name from _ob_res where action = 'insert' and outcome = 'ok' and sfid is not null loop
@@ -379,11 +425,65 @@ begin
 
   insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
   select c.id, m.id, 'outbound', 'warn', 'write_failed', o.error,
-         jsonb_build_object('entry', o.op_id, 'record_id', o.record_id, 'action', o.action)
+         jsonb_build_object('entry', o.op_id, 'record_id', o.record_id, 'action', o.action, 'sfid', o.sfid)
     from _ob_res o left join hc._mappings m on m.connection_id = c.id and m.table_name = o.table_name
    where o.outcome = 'failed';
 
   return n;
+end;
+$fn$;
+
+-- The read side asks before applying the CDC echo of our own writes (changeOrigin client=hcsync):
+-- which of these records, unknown to the mapped table, may be creates of ours whose sfid is not written
+-- back yet? While a create of this table is recorded in hc._outbound_attempts (committed before the
+-- call, deleted in the transaction that writes the sfid back), an unknown record in an echo is skipped
+-- instead of inserted as a second row: the writer's write-back (or, after a crash, the lookup of lost
+-- creates) gives it to the application's row. Without an upsert field nothing else could match them.
+create or replace function hc.outbound_echo_pending(mapping_id integer, sfids text[])
+returns text[]
+language plpgsql stable
+set search_path = pg_catalog, public
+as $fn$
+declare
+  m hc._mappings;
+  s text;
+  held text[];
+begin
+  select * into m from hc._mappings where id = outbound_echo_pending.mapping_id;
+  if not found or not exists (select 1 from hc._outbound_attempts a
+                               where a.connection_id = m.connection_id and a.table_name = m.table_name) then
+    return '{}';
+  end if;
+  select schema_name into s from hc.connections where id = m.connection_id;
+  execute format('select coalesce(array_agg(sfid), ''{}'') from %I.%I where sfid = any($1)', s, m.table_name)
+    into held using sfids;
+  return coalesce((select array_agg(x) from unnest(sfids) x where not x = any(held)), '{}');
+end;
+$fn$;
+
+-- Which of these Salesforce ids the application's rows of a table already hold (the lost-create lookup
+-- must not adopt them). A row the read side stored for a create of ours before the write-back (after a
+-- crash, the re-read on start finds the record the dead writer created) does not count: it was written
+-- only by the sync (_hc_lastop SYNCED) and never by the application (no entry in the trigger log or its
+-- archive); the write-back of the adopted record removes it.
+create or replace function hc.outbound_held_sfids(connection_id integer, table_name text, sfids text[])
+returns text[]
+language plpgsql stable
+set search_path = pg_catalog, public
+as $fn$
+declare
+  s text;
+  held text[];
+begin
+  select c.schema_name into s from hc.connections c where c.id = outbound_held_sfids.connection_id;
+  execute format($q$
+    select coalesce(array_agg(r.sfid), '{}') from %1$I.%2$I r
+     where r.sfid = any($1)
+       and (r._hc_lastop is distinct from 'SYNCED'
+            or exists (select 1 from %1$I._trigger_log l where l.table_name = $2 and l.record_id = r.id)
+            or exists (select 1 from %1$I._trigger_log_archive l where l.table_name = $2 and l.record_id = r.id))$q$,
+    s, table_name) into held using sfids, table_name;
+  return held;
 end;
 $fn$;
 

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { syncPool } from '../../sidecar/db/pool.js';
+import { until } from './wait.js';
 
 const f = (name: string, type: string, extra: Record<string, unknown> = {}) => ({
   name, type, length: 0, nillable: true, createable: true, updateable: true, calculated: false,
@@ -39,7 +40,7 @@ const log = async () =>
 
 beforeAll(async () => {
   db = await createTestDb();
-  sync = syncPool(db.url, { max: 2 });
+  sync = syncPool(db.url, { max: 4 });
   // The database is dropped WITH (FORCE) at the end; a client still closing then hears "terminating".
   sync.on('error', () => {});
   connId = (await db.query(`select hc.create_connection('test', 'salesforce') as id`)).rows[0].id;
@@ -72,7 +73,7 @@ describe('outbound claim and complete', () => {
     expect(ops[0].body).not.toHaveProperty('SystemModstamp');
     expect((await log()).map((r) => r.state)).toEqual(['PENDING', 'PENDING', 'PENDING']);
     // A second claimer finds nothing: the record is in flight.
-    expect(await claim(CLAIMER)).toHaveLength(0);
+    expect(await claim(CLAIMER + 1)).toHaveLength(0);
     await complete([{ op_id: ops[0].op_id, action: 'insert', outcome: 'ok', sfid: '001000000000001AAA' }]);
     expect((await log()).map((r) => r.state)).toEqual(['MERGED', 'MERGED', 'SUCCESS']);
     const row = (await db.query('select sfid, _hc_lastop, _hc_err from salesforce.account where id = $1', [id])).rows[0];
@@ -130,6 +131,85 @@ describe('outbound claim and complete', () => {
     expect((await log())[0].state).toBe('NEW');
     await db.query(`update hc.connections set state = 'IDLE'`);
     expect(await claim()).toHaveLength(1);
+  });
+
+  it('write-back race: a read-side row for the new record, committed while the write-back waits, gives way', async () => {
+    const id = (await db.query(`insert into salesforce.account (name) values ('raced') returning id`)).rows[0].id;
+    const [op] = await claim();
+    const sfid = '001000000000010AAA';
+    const echo = await sync.connect();
+    const writer = await sync.connect();
+    try {
+      // The read side inserts the CDC echo of our create as a row of its own and has not committed yet.
+      await echo.query('begin');
+      await echo.query(`insert into salesforce.account (name, sfid) values ('raced', $1)`, [sfid]);
+      const writerPid = (await writer.query('select pg_backend_pid() as p')).rows[0].p;
+      const done = writer.query('select hc.outbound_complete($1, $2, $3)', [connId, CLAIMER,
+        JSON.stringify([{ op_id: op.op_id, action: 'insert', outcome: 'ok', sfid }])]);
+      // The write-back waits on the uncommitted row's sfid; then the read side commits.
+      await until(async () => (await db.query(`select wait_event_type = 'Lock' as w from pg_stat_activity where pid = $1`, [writerPid])).rows[0]?.w,
+        'the write-back waiting on the uncommitted row');
+      await echo.query('commit');
+      await done;
+    } finally {
+      echo.release();
+      writer.release();
+    }
+    const rows = (await db.query(`select id, sfid, _hc_lastop from salesforce.account where name = 'raced'`)).rows;
+    expect(rows).toEqual([{ id, sfid, _hc_lastop: 'INSERTED' }]);
+    expect((await log())[0].state).toBe('SUCCESS');
+  });
+
+  it('a row whose write-back fails (a trigger of the app raises) fails alone, keeps its sfid, and the retry updates that record', async () => {
+    await db.query(`create function salesforce.refuse_boom() returns trigger language plpgsql as $$
+                      begin if new.name = 'boom' then raise exception 'boom rows are read-only'; end if; return new; end $$`);
+    await db.query(`create trigger refuse_boom before update on salesforce.account for each row execute function salesforce.refuse_boom()`);
+    try {
+      const ids = (await db.query(`insert into salesforce.account (name) values ('ok 1'), ('boom'), ('ok 2') returning id`)).rows.map((r) => r.id);
+      const ops = await claim();
+      expect(ops).toHaveLength(3);
+      const sfids = ['001000000000011AAA', '001000000000012AAA', '001000000000013AAA'];
+      await complete(ops.map((o: { op_id: number }, i: number) => ({ op_id: o.op_id, action: 'insert', outcome: 'ok', sfid: sfids[i] })));
+      // The trigger refuses even the FAILED marker on that row; the log entry carries the outcome.
+      const rows = (await db.query('select id, sfid, _hc_lastop from salesforce.account order by id')).rows;
+      expect(rows.map((r) => [r.sfid, r._hc_lastop])).toEqual([[sfids[0], 'INSERTED'], [null, 'PENDING'], [sfids[2], 'INSERTED']]);
+      const l = await log();
+      expect(l.map((r) => r.state)).toEqual(['SUCCESS', 'FAILED', 'SUCCESS']);
+      expect(l[1].sf_message).toMatch(/^WRITE_BACK_FAILED: .*001000000000012AAA.*boom rows are read-only/);
+      expect((await db.query('select sfid from salesforce._trigger_log where record_id = $1', [ids[1]])).rows[0].sfid).toBe(sfids[1]);
+      await db.query('drop trigger refuse_boom on salesforce.account');
+      await db.query('select hc.retry()');
+      const [again] = await claim();
+      // The record exists: the retry updates it and reports the insert, instead of creating it twice.
+      expect(again).toMatchObject({ action: 'insert', adopted: true, sfid: sfids[1], record_id: ids[1] });
+      await complete([{ op_id: again.op_id, action: 'insert', outcome: 'ok', sfid: sfids[1] }]);
+      expect((await db.query('select sfid, _hc_lastop from salesforce.account where id = $1', [ids[1]])).rows[0])
+        .toEqual({ sfid: sfids[1], _hc_lastop: 'INSERTED' });
+    } finally {
+      await db.query('drop trigger if exists refuse_boom on salesforce.account; drop function if exists salesforce.refuse_boom()');
+    }
+  });
+
+  it('the echo of a create whose sfid is not written back yet is recognised while its attempt is recorded', async () => {
+    const mappingId = (await db.query(`select id from hc._mappings where object_name = 'Account'`)).rows[0].id;
+    await db.query(`insert into salesforce.account (name, sfid) values ('held', '001000000000020AAA')`);
+    await db.query(`insert into salesforce.account (name) values ('new one')`);
+    const pending = async () =>
+      (await db.query('select hc.outbound_echo_pending($1, $2) as ids', [mappingId, ['001000000000020AAA', '001000000000021AAA']])).rows[0].ids;
+    expect(await pending()).toEqual([]); // nothing in flight: an unknown record is someone else's
+    const ops = (await claim()).filter((o: { action: string }) => o.action === 'insert');
+    await sync.query('select hc.outbound_attempt($1, $2, $3)', [connId, CLAIMER,
+      JSON.stringify(ops.map((o: { op_id: number; table: string; record_id: number; object: string; body: unknown }) => o))]);
+    expect(await pending()).toEqual(['001000000000021AAA']);
+    await complete(ops.map((o: { op_id: number }) => ({ op_id: o.op_id, action: 'insert', outcome: 'ok', sfid: '001000000000021AAA' })));
+    expect(await pending()).toEqual([]);
+  });
+
+  it('a writer whose round failed before completing gets its own claims back on its next claim', async () => {
+    await db.query(`insert into salesforce.account (name) values ('x')`);
+    expect(await claim()).toHaveLength(1);
+    expect(await claim()).toHaveLength(1);
+    expect((await log())[0].state).toBe('PENDING');
   });
 
   it('processed entries move to the archive', async () => {

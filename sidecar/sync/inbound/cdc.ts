@@ -87,7 +87,13 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
           const smod = new Date(Math.floor(h.commitTimestamp / 1000) * 1000).toISOString();
           const rows: SfRecord[] = [];
           const full: SfRecord[] = [];
+          // The echo of a create of ours whose sfid the writer has not written back yet is skipped: the
+          // application's row gets the record on write-back (a row of its own here would be a duplicate).
+          const ours = echo && h.changeType !== 'UNDELETE'
+            ? new Set<string>((await client.query('select hc.outbound_echo_pending($1, $2) as ids', [m.id, h.recordIds])).rows[0].ids)
+            : undefined;
           for (const id of h.recordIds) {
+            if (ours?.has(id)) continue;
             if (h.changeType === 'UPDATE' && fetchFull.has(id)) {
               const f = fetched.get(id);
               if (f) full.push(f);

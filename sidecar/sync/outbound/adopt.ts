@@ -27,8 +27,8 @@ function soqlDateTime(ms: number): string {
 }
 
 /** Marks ops whose earlier create is found in Salesforce as adopted (sfid set). Returns how many. */
-export async function adoptLostCreates(conn: Connection, db: pg.Pool, schema: string, ops: Op[]): Promise<number> {
-  const lost = ops.filter((o) => o.action === 'insert' && !o.upsert_field && o.attempts.length);
+export async function adoptLostCreates(conn: Connection, db: pg.Pool, connectionId: number, ops: Op[]): Promise<number> {
+  const lost = ops.filter((o) => o.action === 'insert' && !o.adopted && !o.upsert_field && o.attempts.length);
   if (!lost.length) return 0;
   const userId = conn.userInfo?.id;
   let adopted = 0;
@@ -46,12 +46,13 @@ export async function adoptLostCreates(conn: Connection, db: pg.Pool, schema: st
     const res = await conn.query<Record<string, unknown>>(soql, { autoFetch: true, maxFetch: 100_000 });
     const candidates = res.records;
     if (!candidates.length) continue;
-    // Ids some row already holds are taken.
+    // Ids an application row already holds are taken (a row the read side stored for the lost create
+    // itself is not: see hc.outbound_held_sfids).
     const tables = [...new Set(list.map((o) => o.table))];
     const taken = new Set<string>();
     for (const t of tables) {
-      const r = await db.query(`select sfid from ${quoteIdent(schema)}.${quoteIdent(t)} where sfid = any($1)`, [candidates.map((c) => c.Id)]);
-      for (const row of r.rows) taken.add(row.sfid);
+      const r = await db.query('select hc.outbound_held_sfids($1, $2, $3) as held', [connectionId, t, candidates.map((c) => c.Id)]);
+      for (const id of r.rows[0].held as string[]) taken.add(id);
     }
     for (const o of list) {
       const hit = candidates.find(
@@ -72,8 +73,4 @@ export async function adoptLostCreates(conn: Connection, db: pg.Pool, schema: st
     }
   }
   return adopted;
-}
-
-function quoteIdent(s: string): string {
-  return '"' + s.replace(/"/g, '""') + '"';
 }

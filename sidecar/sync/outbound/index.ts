@@ -81,9 +81,15 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
       return;
     }
     running = loop()
-      .catch((err) => {
+      .catch(async (err) => {
         wlog.error({ err }, 'writer round failed; retrying');
         failures++;
+        // What this writer holds goes back to the queue: a live writer's claims are never taken over,
+        // so without this its entries would stay PENDING. Creates keep their attempts (lost-create lookup).
+        if (claimer !== undefined) {
+          await db.query('select hc.outbound_release($1, $2)', [connection.id, claimer])
+            .catch((e) => wlog.warn({ err: e }, 'cannot give claimed work back yet; the next round takes it over'));
+        }
         setTimeout(wake, backoff(failures, opts.maxBackoffMs ?? 10_000));
       })
       .finally(() => {
@@ -125,7 +131,7 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
       const t0 = Date.now();
       let outcomes: Outcome[];
       try {
-        await adoptLostCreates(sf.conn, db, connection.schema, ops);
+        await adoptLostCreates(sf.conn, db, connection.id, ops);
         outcomes = await send(sf.conn, ops, {
           timeoutMs: opts.callTimeoutMs,
           beforeCreate: async (creates) => {
