@@ -14,13 +14,23 @@ function api(conn: Connection): { base: string; headers: Record<string, string> 
   };
 }
 
-/** fetch, with the underlying socket error (undici's cause) in the message instead of "fetch failed". */
+/**
+ * fetch, with the underlying socket error (undici's cause) in the message instead of "fetch failed". A GET
+ * is retried twice on a network error: a keep-alive socket the server closed just as the request went out
+ * (the emulator's event loop can be busy for seconds with a large job) is the client's to retry.
+ */
 async function call(url: string, init: RequestInit, what: string): Promise<Response> {
-  try {
-    return await fetch(url, init);
-  } catch (e) {
-    const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-    throw new Error(`${what}: ${(e as Error).message}${cause ? ` (${cause.code ?? ''} ${cause.message ?? ''})`.replace('( ', '(') : ''}`);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fetch(url, init);
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      if ((init.method ?? 'GET') === 'GET' && attempt < 3) {
+        await sleep(100);
+        continue;
+      }
+      throw new Error(`${what}: ${(e as Error).message}${cause ? ` (${cause.code ?? ''} ${cause.message ?? ''})`.replace('( ', '(') : ''}`);
+    }
   }
 }
 
