@@ -175,6 +175,32 @@ describe('inbound lifecycle', () => {
     expect((await h.db.query(`select count(*)::int n from salesforce._trigger_log`)).rows[0].n).toBe(0); // repairs are not echoed
   });
 
+  it('a field added to a running mapping is back-filled from Salesforce; a removed one is dropped', async () => {
+    const base = ['Id', 'SystemModstamp', 'IsDeleted', 'FirstName', 'LastName', 'Email', 'Email_Upper__c', 'Name'];
+    await h.db.query('select hc.update_mapping($1, $2)', ['Contact', cfg([...base, 'Title'])]);
+    expect((await mappingState(h.db, 'Contact')).state).toMatch(/RESYNC|SCHEMA_CHANGED/); // HC's "Loading new columns"
+    await until(async () => (await mappingState(h.db, 'Contact')).state === 'DATA_SYNCED', 'Contact re-synced');
+    const sfTitles = new Map((await h.sf.conn.query<{ Id: string; Title: string | null }>('SELECT Id, Title FROM Contact', { autoFetch: true })).records.map((r) => [r.Id, r.Title ?? null]));
+    const pgTitles = (await h.db.query('select sfid, title from salesforce.contact')).rows;
+    expect(pgTitles.length).toBe(sfTitles.size);
+    expect(pgTitles.filter((r) => r.title !== null).length).toBeGreaterThan(0);
+    for (const r of pgTitles) expect(r.title, r.sfid).toBe(sfTitles.get(r.sfid));
+    // A change event now carries the new field into the new column.
+    const c = pgTitles[0].sfid as string;
+    await h.sf.conn.sobject('Contact').update({ Id: c, Title: 'Chief Inbound Officer' });
+    await until(async () => (await h.db.query('select title from salesforce.contact where sfid = $1', [c])).rows[0]?.title === 'Chief Inbound Officer', 'new field over CDC');
+
+    // Removing a field drops its column; change events naming it still apply the rest.
+    await h.db.query('select hc.update_mapping($1, $2)', ['Contact', cfg([...base.filter((f) => f !== 'Email' && f !== 'Email_Upper__c'), 'Title'])]);
+    const cols = async () => (await h.db.query(`select column_name from information_schema.columns where table_schema = 'salesforce' and table_name = 'contact'`)).rows.map((r) => r.column_name);
+    await until(async () => !(await cols()).includes('email'), 'email column dropped');
+    expect(await cols()).toContain('title');
+    await h.sf.conn.sobject('Contact').update({ Id: c, Email: 'moved@example.com', LastName: 'Renamed' });
+    await until(async () => (await h.db.query('select lastname from salesforce.contact where sfid = $1', [c])).rows[0]?.lastname === 'Renamed', 'CDC after the column was dropped');
+    expect((await mappingState(h.db, 'Contact')).state).toBe('DATA_SYNCED');
+    expect((await h.db.query(`select count(*)::int n from hc.sync_log where level = 'error' and mapping_id = (select id from hc._mappings where object_name = 'Contact')`)).rows[0].n).toBe(0);
+  });
+
   it('reload refills the table, and is refused while local writes are pending', async () => {
     const before = (await h.db.query('select count(*)::int n from salesforce.account')).rows[0].n;
     await h.db.query(`update salesforce.account set accountnumber = 'LOCAL' where sfid = (select min(sfid) from salesforce.account)`);

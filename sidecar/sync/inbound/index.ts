@@ -89,7 +89,7 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
     const conn = await ctx.db.query('select state from hc.connections where id = $1', [ctx.connection.id]);
     const paused = conn.rows[0]?.state === 'PAUSED';
     const { rows } = await ctx.db.query<MappingRow>(
-      'select id, object_name, table_name, config, state, requested from hc._mappings where connection_id = $1 order by id',
+      'select id, object_name, table_name, config, state, requested, revision from hc._mappings where connection_id = $1 order by id',
       [ctx.connection.id],
     );
     const seen = new Set<number>();

@@ -20,6 +20,8 @@ export class MappingWorker {
   private held = new Map<string, { failures: number; until: number }>();
   private load?: AbortController;
   private cdc?: CdcSubscriber;
+  /** The config revision the subscription's field lists were read at. */
+  private cdcRevision?: number;
   private events: ChangeEvent[] = [];
   private drainQueued = false;
   private pollTimer?: NodeJS.Timeout;
@@ -184,6 +186,12 @@ export class MappingWorker {
     }
     if (notify) {
       this.stopPolling();
+      // Config changed (a field removed: no re-sync): subscribe again with the new field lists, from the
+      // stored replay id, so nothing is lost and no event is applied with the old fields.
+      if (this.cdc && this.cdcRevision !== this.m.revision) {
+        await this.stopCdc();
+        await this.chain; // a batch still being applied commits its replay id before we read it back
+      }
       if (!this.cdc) await this.subscribe();
     } else {
       if (this.cdc) await this.stopCdc();
@@ -201,6 +209,7 @@ export class MappingWorker {
 
   private async subscribe(): Promise<void> {
     const channel = changeEventChannel(this.m.object_name);
+    this.cdcRevision = this.m.revision;
     const pos = await this.ctx.db.query('select replay_channel, replay_id from hc.sync_positions where mapping_id = $1', [this.m.id]);
     const stored = pos.rows[0]?.replay_channel === channel && pos.rows[0]?.replay_id != null ? Number(pos.rows[0].replay_id) : null;
     const fields = await soqlFields(this.ctx, this.m.id);

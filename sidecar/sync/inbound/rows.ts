@@ -24,6 +24,8 @@ export interface MappingRow {
   config: { sf_notify_enabled?: boolean; sf_polling_seconds?: number; upsert_field?: string; fields?: Record<string, unknown> };
   state: string;
   requested: string | null;
+  /** Bumped by every config change (hc.update_mapping). */
+  revision?: number;
 }
 
 /** REST record → flat object keyed like Bulk CSV headers: attributes dropped, parents as Rel.Field. */
