@@ -60,7 +60,7 @@ describe('inbound recovery', () => {
     await until(async () => (await nameOf(later.id)) === 'After Refresh', 'a change on the refreshed subscription');
   });
 
-  it('hc.abort stops a running load between pages; a reload afterwards completes it', async () => {
+  it('hc.abort stops a running load between pages (or before it starts); a reload afterwards completes it', async () => {
     h.emu.setLatency(600); // REST pages of 2,000 rows: each page now takes long enough for the abort to land
     try {
       await h.db.query('select hc.create_mapping($1, $2)', ['Contact', cfg(['Id', 'SystemModstamp', 'IsDeleted', 'LastName', 'Email'])]);
@@ -80,6 +80,20 @@ describe('inbound recovery', () => {
       // Nothing runs for an aborted mapping: no subscription, no further pages.
       const loadLog = await h.db.query(`select count(*)::int n from hc.sync_log where event = 'load' and mapping_id = (select id from hc._mappings where object_name = 'Contact')`);
       expect(loadLog.rows[0].n).toBe(0);
+    } finally {
+      h.emu.setLatency(0);
+    }
+    // An abort taken while the object is still being described (or the load is queued) wins as well.
+    h.emu.setLatency(600);
+    try {
+      await h.db.query('select hc.create_mapping($1, $2)', ['Opportunity', cfg(['Id', 'SystemModstamp', 'IsDeleted', 'Name'])]);
+      await new Promise((r) => setTimeout(r, 250)); // the (slowed) describe is under way
+      await h.db.query(`select hc.abort('Opportunity')`);
+      await until(async () => (await mappingState(h.db, 'Opportunity')).state === 'ABORTED', 'Opportunity ABORTED');
+      // Long enough for a load that ignored the abort to count, read and finish (two slowed calls).
+      await new Promise((r) => setTimeout(r, 2500));
+      expect((await mappingState(h.db, 'Opportunity')).state).toBe('ABORTED');
+      expect((await h.db.query(`select count(*)::int n from hc.api_calls where path like '%COUNT%Opportunity%'`)).rows[0].n).toBe(0);
     } finally {
       h.emu.setLatency(0);
     }

@@ -124,10 +124,26 @@ export class MappingWorker {
 
   private async doLoad(reload: boolean): Promise<void> {
     const { ctx, m } = this;
-    if (!reload && (m.state === 'INITIAL' || m.state === 'SCHEMA_CHANGED')) {
-      if (!(await this.describeAndApply())) return;
-    }
+    // An abort can be taken while this load waits in the queue or describes the object: it must win.
     this.load = new AbortController();
+    if (!reload) {
+      const now = (await ctx.db.query('select state from hc._mappings where id = $1', [m.id])).rows[0]?.state;
+      if (now === 'ABORTED' || now === undefined) {
+        this.load = undefined;
+        return;
+      }
+    }
+    if (!reload && (m.state === 'INITIAL' || m.state === 'SCHEMA_CHANGED')) {
+      const ok = await this.describeAndApply().catch((e) => {
+        this.load = undefined;
+        throw e;
+      });
+      if (!ok || this.load.signal.aborted) {
+        if (ok) await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, 'ABORTED', 'load aborted by request']);
+        this.load = undefined;
+        return;
+      }
+    }
     try {
       await loadMapping(ctx, this.m, { reload, signal: this.load.signal });
     } catch (e) {
