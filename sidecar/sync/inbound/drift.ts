@@ -11,8 +11,8 @@ import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import type { SyncContext } from '../../context.js';
 import { bulkQuery } from '../../salesforce/bulk.js';
-import { countRecords, mergeRows, restQuery, type MappingRow } from './rows.js';
-import { BULK_THRESHOLD, soqlFields } from './load.js';
+import { CsvStage, countRecords, mergeRows, restQuery, type MappingRow } from './rows.js';
+import { BULK_PAGE_SIZE, BULK_THRESHOLD, soqlFields } from './load.js';
 
 export const DRIFT_INTERVAL_MS = Number(process.env.HC_DRIFT_SECONDS ?? 3600) * 1000;
 /** How often the table is compared id by id with Salesforce even when the counts agree. */
@@ -62,8 +62,24 @@ export async function driftSweep(ctx: SyncContext, m: MappingRow, opts: { reconc
   // a record deleted since the listing; one not returned at all is gone.
   let repaired = result.removed;
   const fields = await soqlFields(ctx, m.id);
-  for (let i = 0; i < result.reread.length; i += 200) {
-    const chunk = result.reread.slice(i, i + 200);
+  let byId = result.reread;
+  if (result.missing + result.stale > BULK_THRESHOLD) {
+    // Far apart (a long outage, a restored backup): 200 ids per call would cost hundreds of calls, one
+    // Bulk 2.0 read of the whole object costs a few. Full-row merges never overwrite a newer row.
+    log.warn({ missing: result.missing, stale: result.stale }, 'drift sweep: many rows differ, re-reading the whole object through Bulk 2.0');
+    const stage = await CsvStage.open(ctx.db, m.id, fields);
+    try {
+      for await (const page of bulkQuery(ctx.sf, `SELECT ${fields.join(', ')} FROM ${m.object_name}`, { pageSize: BULK_PAGE_SIZE })) {
+        const r = await stage.apply(page.csv, 'drift');
+        repaired += r.applied;
+      }
+    } finally {
+      await stage.close();
+    }
+    byId = byId.slice(result.missing + result.stale); // the 'check' ids (see hc.inbound_reconcile's order)
+  }
+  for (let i = 0; i < byId.length; i += 200) {
+    const chunk = byId.slice(i, i + 200);
     const seen = new Set<string>();
     const soql = `SELECT ${fields.join(', ')} FROM ${m.object_name} WHERE Id IN (${chunk.map((x) => `'${x}'`).join(',')})`;
     for await (const page of restQuery(ctx.sf, soql, { scanAll: fields.includes('IsDeleted') })) {
