@@ -11,6 +11,7 @@ import type { ConnectionRef, Service, SyncContext } from './context.js';
 import { startInbound } from './sync/inbound/index.js';
 import { startOutbound } from './sync/outbound/index.js';
 import { startHttp } from './http/server.js';
+import { startConnectionSupervisor } from './sync/connection.js';
 
 export interface Sidecar extends Service {
   ctx: SyncContext;
@@ -33,11 +34,26 @@ export async function startSidecar(config: Config, opts: { log?: Logger } = {}):
   if (applied.length) log.info({ applied }, 'database migrated');
   const db = syncPool(config.databaseUrl, { onIdleError: (err) => log.warn({ err }, 'an idle database session died; the pool replaces it') });
   const connection = await ensureConnection({ db, config });
-  const sf = await SalesforceClient.connect(config.salesforce, { log, pool: db, connectionId: connection.id });
+  let sf: SalesforceClient;
+  try {
+    sf = await SalesforceClient.connect(config.salesforce, { log, pool: db, connectionId: connection.id });
+  } catch (err) {
+    // Shown where operators look (hc.status) as well as in the exit message.
+    await db
+      .query('select hc.set_connection_state($1, $2, $3)', [
+        'UNAUTHORIZED',
+        `signing in to Salesforce failed: ${(err as Error).message}. Fix the SF_* settings and start hcsync again.`,
+        connection.name,
+      ])
+      .catch(() => {});
+    await db.end();
+    throw err;
+  }
   const ctx: SyncContext = { config, db, log, sf, connection };
   const services: Service[] = [];
   try {
     services.push(await startInbound(ctx));
+    services.push(await startConnectionSupervisor(ctx));
     services.push(await startOutbound(ctx));
     services.push(await startHttp(ctx));
   } catch (err) {
