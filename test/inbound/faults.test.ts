@@ -49,6 +49,7 @@ describe('inbound under faults', () => {
     const updates = async (from: number, count: number) => {
       for (let i = from; i < from + count; i++) {
         await h.sf.conn.sobject('Account').update({ Id: ids[i % ids.length], NumberOfEmployees: 1000 + i });
+        await new Promise((r) => setTimeout(r, 20)); // a steady stream, still going when the sidecar dies
       }
     };
     // The stream of changes keeps going while the sidecar is killed and is down.

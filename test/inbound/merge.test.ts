@@ -133,4 +133,31 @@ describe('inbound_merge', () => {
     const meta = (await db.query('select org_id, details from salesforce._hcmeta')).rows[0];
     expect(meta.org_id).toMatch(/^00D000000000001/);
   });
+
+  it('one inbound leader per connection; a replaced leader cannot commit a batch', async () => {
+    const conn = (await db.query(`select id from hc.connections`)).rows[0].id;
+    const a = await sync.connect();
+    const b = await sync.connect();
+    try {
+      const first = Number((await a.query('select hc.inbound_try_lead($1) e', [conn])).rows[0].e);
+      expect((await b.query('select hc.inbound_try_lead($1) e', [conn])).rows[0].e).toBeNull(); // a leads
+      expect((await db.query('select pid, epoch from hc.inbound_leaders')).rows[0]).toMatchObject({ pid: (await a.query('select pg_backend_pid() p')).rows[0].p, epoch: first });
+      // a batch of the leader commits under its epoch
+      await a.query('begin');
+      await a.query('select hc.inbound_fence($1, $2)', [conn, first]);
+      await a.query('commit');
+      // a's session-level lock goes (as when its session ends); b takes over with a new epoch
+      await a.query('select pg_advisory_unlock_all()');
+      const second = Number((await b.query('select hc.inbound_try_lead($1) e', [conn])).rows[0].e);
+      expect(second).toBe(first + 1);
+      // the old leader's next batch is refused inside its transaction, so nothing it did commits
+      await a.query('begin');
+      await expect(a.query('select hc.inbound_fence($1, $2)', [conn, first])).rejects.toThrow(/no longer the inbound leader/);
+      await a.query('rollback');
+    } finally {
+      await b.query('select pg_advisory_unlock_all()');
+      a.release();
+      b.release();
+    }
+  });
 });

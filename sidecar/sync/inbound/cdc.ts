@@ -31,7 +31,11 @@ function flattenPayload(fields: Record<string, unknown>, mapped: Set<string>): S
   return out;
 }
 
-export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: string[], calculated: string[], events: ChangeEvent[]): Promise<CdcBatchResult> {
+/**
+ * `epoch` is the inbound leadership this sidecar holds (hc.inbound_try_lead): the batch commits only while
+ * it is current (hc.inbound_fence), so a leader that was replaced cannot move the replay id.
+ */
+export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: string[], calculated: string[], events: ChangeEvent[], epoch?: number): Promise<CdcBatchResult> {
   const mapped = new Set(fields);
   const tbl = `"${ctx.connection.schema}"."${m.table_name}"`;
   // Records whose full row (or formula values) must be read from Salesforce.
@@ -70,6 +74,7 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
   let last = events[events.length - 1].replayId;
   try {
     await client.query('begin');
+    if (epoch !== undefined) await client.query('select hc.inbound_fence($1, $2)', [ctx.connection.id, epoch]);
     let watermark: Date | null = null;
     for (const e of events) {
       const h = e.header;

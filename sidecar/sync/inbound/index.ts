@@ -30,6 +30,8 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
   let again = false;
   let lease: pg.Client | undefined;
   let leading = false;
+  /** The fencing token of the current leadership (hc.inbound_leases.epoch). */
+  let epoch: number | undefined;
 
   const stopWorkers = async () => {
     const all = [...workers.values()];
@@ -42,6 +44,7 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
     if (lease !== c) return;
     lease = undefined;
     leading = false;
+    epoch = undefined;
     if (stopped) return;
     log.warn({ err }, 'inbound leadership lost (its database session ended): stopping inbound work and standing by');
     void c.end().catch(() => {});
@@ -53,11 +56,12 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
     c.on('error', (err) => lost(c, err));
     try {
       await c.connect();
-      const ok = (await c.query('select hc.inbound_try_lead($1) as ok', [ctx.connection.id])).rows[0].ok as boolean;
-      if (!ok || stopped) {
+      const got = (await c.query('select hc.inbound_try_lead($1) as epoch', [ctx.connection.id])).rows[0].epoch as number | null;
+      if (got === null || stopped) {
         await c.end();
         return;
       }
+      epoch = Number(got);
     } catch (err) {
       log.warn({ err }, 'could not try for the inbound lead; trying again');
       await c.end().catch(() => {});
@@ -66,7 +70,7 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
     c.on('end', () => lost(c));
     lease = c;
     leading = true;
-    log.info({ schema: ctx.connection.schema }, 'inbound leader of this connection: starting inbound work');
+    log.info({ schema: ctx.connection.schema, epoch }, 'inbound leader of this connection: starting inbound work');
     nudge();
   };
   let trying = false;
@@ -97,7 +101,7 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
       seen.add(m.id);
       let w = workers.get(m.id);
       if (!w) {
-        w = new MappingWorker(ctx, m, nudge);
+        w = new MappingWorker(ctx, m, nudge, () => epoch);
         workers.set(m.id, w);
       }
       try {
@@ -156,6 +160,7 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
       const c = lease;
       lease = undefined;
       leading = false;
+      epoch = undefined;
       await c?.end().catch(() => {});
     },
   };

@@ -30,7 +30,8 @@ export class MappingWorker {
   private stopped = false;
   m: MappingRow;
 
-  constructor(private readonly ctx: SyncContext, m: MappingRow, private readonly nudge: () => void) {
+  /** `epoch`: the inbound leadership this sidecar holds now (undefined once lost); fences CDC batches. */
+  constructor(private readonly ctx: SyncContext, m: MappingRow, private readonly nudge: () => void, private readonly epoch: () => number | undefined = () => undefined) {
     this.m = m;
   }
 
@@ -263,7 +264,9 @@ export class MappingWorker {
     while (this.events.length && !this.stopped && this.cdc) {
       const batch = this.events.splice(0, 200);
       try {
-        await applyCdcBatch(this.ctx, this.m, fields, calculated, batch);
+        const epoch = this.epoch();
+        if (epoch === undefined) throw new Error('no longer the inbound leader: the batch is left to the new leader');
+        await applyCdcBatch(this.ctx, this.m, fields, calculated, batch, epoch);
       } catch (e) {
         // Not committed: the replay id did not move. Resubscribe from the stored position.
         this.log.error({ err: e }, 'applying change events failed: resubscribing from the last committed replay id');
