@@ -1,7 +1,9 @@
 // The writer under Salesforce faults injected through the emulator: 5xx, a call that never answers,
 // a dropped socket, UNABLE_TO_LOCK_ROW, REQUEST_LIMIT_EXCEEDED and expired tokens delay rows but never
 // lose them, never mark them FAILED and never create a record twice; the same writer recovers on its
-// own (no restart).
+// own (no restart). Note: the emulator performs a write even when it answers it with an injected error
+// status or never answers it, so these cases are the hard ones (the write happened, its answer was
+// lost): creates are found again by the lost-create lookup instead of being made twice.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { setup, until, queueEmpty, type Harness } from './harness.js';
 
