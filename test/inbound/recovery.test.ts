@@ -60,6 +60,17 @@ describe('inbound recovery', () => {
     await until(async () => (await nameOf(later.id)) === 'After Refresh', 'a change on the refreshed subscription');
   });
 
+  it('a dropped session whose re-handshake meets an expired token signs in again; no change is lost', async () => {
+    const ids = (await h.db.query('select sfid from salesforce.account order by sfid limit 4')).rows.map((r) => r.sfid);
+    h.emu.expireTokens();
+    expect(h.emu.dropStreamingSessions()).toBeGreaterThan(0);
+    for (let i = 0; i < ids.length; i++) await h.sf.conn.sobject('Account').update({ Id: ids[i], NumberOfEmployees: 5300 + i });
+    await until(async () => {
+      const r = await h.db.query('select count(*)::int n from salesforce.account where sfid = any($1) and numberofemployees = 5300 + array_position($1, sfid) - 1', [ids]);
+      return r.rows[0].n === ids.length;
+    }, 'every change after the drop and the expiry');
+  });
+
   it('hc.abort stops a running load between pages (or before it starts); a reload afterwards completes it', async () => {
     h.emu.setLatency(600); // REST pages of 2,000 rows: each page now takes long enough for the abort to land
     try {
