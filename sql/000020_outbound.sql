@@ -171,17 +171,23 @@ begin
     row_exists boolean, row_sfid text, row_vals hstore, upsert_value text, action text, ignore_reason text
   ) on commit drop;
   truncate _ob_ops;
+  -- Merged values: per record and column the newest entry's value. Computed for all records at once
+  -- (a per-record subquery over the candidates made a 2,000-entry claim quadratic).
   insert into _ob_ops (op_id, log_ids, table_name, record_id, first_action, last_action, vals, log_sfid)
-  select max(x.id), array_agg(x.id order by x.id), x.table_name, x.record_id,
-         (array_agg(x.action order by x.id))[1], (array_agg(x.action order by x.id desc))[1],
-         (select hstore(array_agg(e.key), array_agg(e.value))
-            from (select distinct on (kv.key) kv.key, kv.value
-                    from _ob_cand y, each(coalesce(y.vals, ''::hstore)) kv
-                   where y.table_name = x.table_name and y.record_id = x.record_id
-                   order by kv.key, y.id desc) e),
-         (array_agg(coalesce(x.sfid, x.old -> 'sfid') order by x.id desc) filter (where coalesce(x.sfid, x.old -> 'sfid') is not null))[1]
-    from _ob_cand x
-   group by x.table_name, x.record_id;
+  with latest as (
+    select distinct on (y.table_name, y.record_id, kv.key) y.table_name, y.record_id, kv.key, kv.value
+      from _ob_cand y, each(coalesce(y.vals, ''::hstore)) kv
+     order by y.table_name, y.record_id, kv.key, y.id desc),
+  merged as (
+    select table_name, record_id, hstore(array_agg(key), array_agg(value)) vals from latest group by table_name, record_id),
+  grouped as (
+    select max(x.id) op_id, array_agg(x.id order by x.id) log_ids, x.table_name, x.record_id,
+           (array_agg(x.action order by x.id))[1] first_action, (array_agg(x.action order by x.id desc))[1] last_action,
+           (array_agg(coalesce(x.sfid, x.old -> 'sfid') order by x.id desc) filter (where coalesce(x.sfid, x.old -> 'sfid') is not null))[1] log_sfid
+      from _ob_cand x
+     group by x.table_name, x.record_id)
+  select g.op_id, g.log_ids, g.table_name, g.record_id, g.first_action, g.last_action, mv.vals, g.log_sfid
+    from grouped g left join merged mv on mv.table_name = g.table_name and mv.record_id = g.record_id;
 
   update _ob_ops o set mapping_id = m.id, object_name = m.object_name,
                        upsert_field = (select f.column_name from hc._mapping_fields f
@@ -308,7 +314,7 @@ begin
 
   create temp table if not exists _ob_res (
     op_id integer, log_ids integer[], table_name text, record_id integer, action text, outcome text, sfid text,
-    error text, lastop text
+    error text, lastop text, newer boolean
   ) on commit drop;
   truncate _ob_res;
   with r as (
@@ -325,6 +331,16 @@ begin
   get diagnostics n = row_count;
 
   execute format($q$update _ob_res o set table_name = t.table_name, record_id = t.record_id from %s t where t.id = o.op_id$q$, tl);
+  analyze _ob_res;
+
+  -- Rows with a newer change still queued (not part of this op). One hash join for the whole batch:
+  -- a per-row probe would read every queued entry of the table for every row (10,000 queued updates
+  -- made each write-back cost seconds).
+  execute format($q$update _ob_res o set newer = true
+                      from (select distinct q.table_name, q.record_id
+                              from %s q join _ob_res r on r.table_name = q.table_name and r.record_id = q.record_id
+                             where q.state in ('NEW', 'PENDING') and not q.id = any(r.log_ids)) n
+                     where n.table_name = o.table_name and n.record_id = o.record_id$q$, tl);
 
   update _ob_res o set lastop = case when o.outcome = 'failed' then 'FAILED'
                                      when o.action = 'insert' then 'INSERTED'
@@ -353,9 +369,7 @@ begin
              _hc_err = case when o.outcome = 'failed' then o.error end
         from _ob_res o
        where o.table_name = $1 and o.lastop is not null and r.id = o.record_id %%s
-         and (o.lastop <> 'UPDATED' or not exists (
-               select 1 from %3$s q where q.table_name = o.table_name and q.record_id = o.record_id
-                  and q.state in ('NEW', 'PENDING') and not q.id = any(o.log_ids)))$q$, c.schema_name, t.table_name, tl);
+         and (o.lastop <> 'UPDATED' or o.newer is not true)$q$, c.schema_name, t.table_name);
     begin
       execute format(phantom, '') using t.table_name;
       execute format(writeback, '') using t.table_name;

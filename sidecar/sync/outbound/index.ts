@@ -120,7 +120,9 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
       again = false;
       const me = claimer ?? (await takeClaimer());
       await gather();
+      const tClaim = Date.now();
       const claimed = await db.query('select hc.outbound_claim($1, $2, $3) as op', [connection.id, me, claimLimit]);
+      const claimMs = Date.now() - tClaim;
       const ops = claimed.rows.map((r) => r.op as Op);
       if (!ops.length) {
         lastRoundSent = false;
@@ -148,10 +150,12 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
       }
       const calls = Math.max(1, Math.ceil(ops.length / BATCH));
       lastCallMs = (Date.now() - t0) / calls;
+      const tComplete = Date.now();
       await db.query('select hc.outbound_complete($1, $2, $3)', [connection.id, me, JSON.stringify(outcomes)]);
+      const completeMs = Date.now() - tComplete;
       const counts = { ok: 0, failed: 0, retry: 0 };
       for (const o of outcomes) counts[o.outcome]++;
-      wlog.debug({ ops: ops.length, ...counts }, 'outbound round');
+      wlog.debug({ ops: ops.length, ...counts, claimMs, sendMs: tComplete - t0, completeMs }, 'outbound round');
       lastRoundSent = true;
       if (counts.retry) {
         failures++;
