@@ -89,4 +89,26 @@ describe('inbound under faults', () => {
     expect((await h.db.query('select name from salesforce.account where sfid = $1', [created.id])).rows[0].name).toBe('Made while down');
     expect(proc.output()).toMatch(/outside the retention window/);
   });
+
+  it('the drift sweep keeps its clock in the database: a sidecar started after the interval sweeps at once', async () => {
+    await proc.kill9();
+    // A row Salesforce never had (written by a sync session: not captured), and the last sweep long ago.
+    // Only the sweep can remove it: no event, poll or re-read ever names it.
+    const ghost = '001000000000GHSAAA';
+    const c = await h.db.pool.connect();
+    try {
+      await c.query('begin');
+      await c.query(`set local xmlbinary = 'hex'`);
+      await c.query(`insert into salesforce.account (sfid, name, systemmodstamp) values ($1, 'ghost', '2020-01-01')`, [ghost]);
+      await c.query(`update hc.sync_positions set drift_checked_at = now() - interval '2 hours'`);
+      await c.query('commit');
+    } finally {
+      c.release();
+    }
+    proc = h.spawn();
+    await until(async () => (await h.db.query('select count(*)::int n from salesforce.account where sfid = $1', [ghost])).rows[0].n === 0, 'the ghost row removed by the sweep');
+    const swept = (await h.db.query(`select drift_checked_at > now() - interval '1 minute' as fresh from hc.sync_positions`)).rows[0];
+    expect(swept.fresh).toBe(true);
+    expect((await h.db.query(`select count(*)::int n from hc.sync_log where event = 'drift'`)).rows[0].n).toBeGreaterThan(0);
+  });
 });

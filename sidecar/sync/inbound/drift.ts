@@ -36,6 +36,7 @@ export async function driftSweep(ctx: SyncContext, m: MappingRow, opts: { reconc
   const last: Date | null = (await ctx.db.query('select reconciled_at from hc.sync_positions where mapping_id = $1', [m.id])).rows[0]?.reconciled_at ?? null;
   const due = opts.reconcile || !last || Date.now() - last.getTime() >= RECONCILE_INTERVAL_MS;
   if (sfCount === pgCount && !due) {
+    await ctx.db.query('select hc.inbound_drift_checked($1)', [m.id]);
     log.debug({ sf: sfCount, pg: pgCount }, 'drift sweep: counts match');
     return { sf: sfCount, pg: pgCount, reconciled: false, repaired: 0 };
   }
@@ -98,6 +99,7 @@ export async function driftSweep(ctx: SyncContext, m: MappingRow, opts: { reconc
     );
     log.warn(detail, 'drift sweep repaired the table');
   } else log.info(detail, 'drift sweep: ids reconciled, nothing to repair');
+  await ctx.db.query('select hc.inbound_drift_checked($1)', [m.id]);
   return { sf: sfCount, pg: pgCount, reconciled: true, repaired };
 }
 

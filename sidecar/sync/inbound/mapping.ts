@@ -198,8 +198,9 @@ export class MappingWorker {
   private async ensureLive(): Promise<void> {
     const notify = this.m.config.sf_notify_enabled !== false;
     if (!this.driftTimer) {
-      this.driftTimer = setInterval(() => this.run('drift', async () => void (await driftSweep(this.ctx, this.m))), DRIFT_INTERVAL_MS);
-      this.driftTimer.unref();
+      // The sweep's clock is in the database: a restart does not postpone it.
+      const due = (await this.ctx.db.query('select hc.inbound_drift_due($1, $2::interval) as t', [this.m.id, `${DRIFT_INTERVAL_MS / 1000} seconds`])).rows[0]?.t as Date | null;
+      if (!this.driftTimer && !this.stopped) this.armDrift(due ? Math.max(0, due.getTime() - Date.now()) : DRIFT_INTERVAL_MS);
     }
     if (notify) {
       this.stopPolling();
@@ -222,6 +223,14 @@ export class MappingWorker {
         this.run('poll', async () => void (await pollChanges(this.ctx, this.m, 'poll')));
       }
     }
+  }
+
+  private armDrift(ms: number): void {
+    this.driftTimer = setTimeout(() => {
+      this.run('drift', async () => void (await driftSweep(this.ctx, this.m)));
+      this.armDrift(DRIFT_INTERVAL_MS);
+    }, ms);
+    this.driftTimer.unref();
   }
 
   private async subscribe(): Promise<void> {
@@ -296,7 +305,7 @@ export class MappingWorker {
 
   private async stopLive(): Promise<void> {
     this.stopPolling();
-    if (this.driftTimer) clearInterval(this.driftTimer);
+    if (this.driftTimer) clearTimeout(this.driftTimer);
     this.driftTimer = undefined;
     await this.stopCdc();
   }
