@@ -89,7 +89,14 @@ as $$
      and case when for_insert then coalesce(f.createable, false) else coalesce(f.updateable, false) end
      -- A relationship reference set to null cannot be expressed as {"Rel": null}; the lookup column
      -- itself (e.g. accountid) carries the null.
-     and not (f.sf_type = 'relationship_external_id' and kv.value is null);
+     and not (f.sf_type = 'relationship_external_id' and kv.value is null)
+     -- ...and when the parent is named by external id, an empty lookup column (accountid null: the app
+     -- does not know the parent's sfid) is left out rather than sent as a null that clears the link.
+     and not (kv.value is null and f.sf_type = 'reference' and exists (
+           select 1 from each(vals) kv2
+             join hc._mapping_fields f2 on f2.mapping_id = _outbound_body.mapping_id and f2.column_name = kv2.key
+            where f2.sf_type = 'relationship_external_id' and f2.relationship_name = f.relationship_name
+              and kv2.value is not null));
 $$;
 
 -- Claims work for one writer: NEW → PENDING, oldest first, FOR UPDATE SKIP LOCKED. Returns one JSON
@@ -160,9 +167,12 @@ begin
   -- entries wait too.
   -- (With claims serialised by the connection lock, skips only come from application transactions.)
 
+  -- A record's INSERT goes before its other entries even when its entry is younger: hc.retry of an
+  -- archived FAILED insert queues it anew, behind the updates that were waiting for it.
   if c.write_algorithm = 'ordered' then
     delete from _ob_cand x where exists (select 1 from _ob_cand y where y.table_name = x.table_name
-                                          and y.record_id = x.record_id and y.id < x.id);
+                                          and y.record_id = x.record_id
+                                          and (y.action <> 'INSERT', y.id) < (x.action <> 'INSERT', x.id));
   end if;
 
   create temp table if not exists _ob_ops (
@@ -182,7 +192,8 @@ begin
     select table_name, record_id, hstore(array_agg(key), array_agg(value)) vals from latest group by table_name, record_id),
   grouped as (
     select max(x.id) op_id, array_agg(x.id order by x.id) log_ids, x.table_name, x.record_id,
-           (array_agg(x.action order by x.id))[1] first_action, (array_agg(x.action order by x.id desc))[1] last_action,
+           (array_agg(x.action order by x.action <> 'INSERT', x.id))[1] first_action,
+           (array_agg(x.action order by x.id desc))[1] last_action,
            (array_agg(coalesce(x.sfid, x.old -> 'sfid') order by x.id desc) filter (where coalesce(x.sfid, x.old -> 'sfid') is not null))[1] log_sfid
       from _ob_cand x
      group by x.table_name, x.record_id)
@@ -229,6 +240,26 @@ begin
   -- An update of a row Salesforce does not have yet waits for the row's create (its INSERT entry
   -- PENDING, NEW or FAILED): it is not claimed and stays NEW.
   delete from _ob_ops o where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null;
+
+  -- A child whose relationship external-id column (e.g. account__external_id__c) names a parent row of a
+  -- mapped table that Salesforce does not have yet (its create still queued, in this very claim, or
+  -- FAILED) waits, NEW, for that parent: sent now it would only fail with Salesforce's "no such
+  -- parent". Once the parent is created (after hc.retry of a failed one) the child goes.
+  for t in
+    select distinct o.mapping_id, f.column_name, pm.table_name as parent_table, pf.column_name as parent_column
+      from _ob_ops o
+      join hc._mapping_fields f on f.mapping_id = o.mapping_id and f.sf_type = 'relationship_external_id'
+      join hc._mappings pm on pm.connection_id = c.id and lower(pm.object_name) = lower(f.reference_to[1])
+      join hc._mapping_fields pf on pf.mapping_id = pm.id and lower(pf.field_name) = lower(f.target_field)
+                                and pf.sf_type <> 'relationship_external_id'
+     where o.action in ('insert', 'update')
+  loop
+    execute format($q$delete from _ob_ops o
+                       where o.mapping_id = $1 and o.action in ('insert', 'update') and o.vals ? $2 and (o.vals -> $2) is not null
+                         and exists (select 1 from %I.%I p where p.%I::text = o.vals -> $2 and coalesce(p.sfid, '') = '')$q$,
+                   c.schema_name, t.parent_table, t.parent_column)
+      using t.mapping_id, t.column_name;
+  end loop;
 
   -- Nothing to send: IGNORED, processed now.
   execute format($q$update %s t set state = 'IGNORED', updated_at = now(), processed_at = now(),
