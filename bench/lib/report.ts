@@ -58,7 +58,9 @@ function cells(row: Row): string[] {
 function headline(error: string): string {
   const lines = error.split('\n').map((l) => l.trim()).filter(Boolean);
   const first = lines[0] ?? '';
-  const text = first.endsWith(':') && lines.length > 1 ? `${first} … ${lines.at(-1)}` : first;
+  const last = lines.at(-1) ?? '';
+  // A trailing log excerpt ("…; sidecar log:" then JSON lines) stays in the JSON record, not the table.
+  const text = first.endsWith(':') && lines.length > 1 ? (last.startsWith('{') ? first.replace(/[;,]?[^;,]*:$/, '') : `${first} … ${last}`) : first;
   return text.length > 200 ? text.slice(0, 197) + '...' : text;
 }
 
