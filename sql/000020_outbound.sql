@@ -120,7 +120,10 @@ declare
   n integer;
   dead_ids integer[];
 begin
-  select * into c from hc.connections where id = outbound_claim.connection_id;
+  -- FOR SHARE: hc.pause() (an UPDATE of this row) waits for a running claim, and a claim that starts
+  -- later sees PAUSED. Without it a claim that read IDLE could, in a later statement, pick up a change
+  -- committed after the pause.
+  select * into c from hc.connections where id = outbound_claim.connection_id for share;
   if not found then
     raise exception 'hcsync: connection % does not exist', connection_id using errcode = 'undefined_object';
   end if;
