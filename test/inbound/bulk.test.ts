@@ -9,7 +9,7 @@ const ROWS = 100_000;
 let h: Harness;
 
 beforeAll(async () => {
-  h = await setup({ seed: { Account: ROWS } });
+  h = await setup({ seed: { Account: ROWS, Contact: 12_000 } });
 }, 300_000);
 afterAll(async () => {
   await h?.close();
@@ -81,5 +81,26 @@ describe('bulk load', () => {
     expect(calls).toBeLessThan(30); // by Id it would be 100 queries
     expect((await h.db.query(`select count(*)::int n from salesforce._trigger_log`)).rows[0].n).toBe(0);
     console.log(`20,000 missing rows repaired with ${calls} API calls`);
+  }, 120_000);
+
+  it('hc.abort stops a Bulk 2.0 load before it reads results, and tells Salesforce to stop the job', async () => {
+    const inbound = await h.startInbound();
+    h.emu.setLatency(600); // every call slowed: the abort lands while the job is being driven
+    try {
+      await h.db.query('select hc.create_mapping($1, $2)', ['Contact', { access: 'read_only', fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, LastName: {} } }]);
+      await until(async () => (await mappingState(h.db, 'Contact')).state === 'POLLING_SF_BULK', 'Contact load through Bulk 2.0 started');
+      await h.db.query(`select hc.abort('Contact')`);
+      await until(async () => (await mappingState(h.db, 'Contact')).state === 'ABORTED', 'Contact ABORTED');
+    } finally {
+      h.emu.setLatency(0);
+    }
+    expect((await h.db.query('select count(*)::int n from salesforce.contact')).rows[0].n).toBeLessThan(12_000);
+    // The load stopped spending API calls: no result page of its job was read. (The job itself is told
+    // to stop too, best effort: the emulator, like Salesforce, refuses that once the job is complete.)
+    await until(async () => (await h.db.query(`select count(*)::int n from hc.api_calls where method = 'PATCH' and path like '%/jobs/query/%'`)).rows[0].n === 1, 'the job abort in the ledger', 10_000);
+    const job = (await h.db.query(`select path from hc.api_calls where method = 'PATCH' and path like '%/jobs/query/%'`)).rows[0].path as string;
+    const jobId = job.split('/').at(-1);
+    expect((await h.db.query(`select count(*)::int n from hc.api_calls where path like $1`, [`%/jobs/query/${jobId}/results%`])).rows[0].n).toBe(0);
+    await inbound.stop();
   }, 120_000);
 });
