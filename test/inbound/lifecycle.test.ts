@@ -177,8 +177,17 @@ describe('inbound lifecycle', () => {
 
   it('a field added to a running mapping is back-filled from Salesforce; a removed one is dropped', async () => {
     const base = ['Id', 'SystemModstamp', 'IsDeleted', 'FirstName', 'LastName', 'Email', 'Email_Upper__c', 'Name'];
-    await h.db.query('select hc.update_mapping($1, $2)', ['Contact', cfg([...base, 'Title'])]);
-    expect((await mappingState(h.db, 'Contact')).state).toMatch(/RESYNC|SCHEMA_CHANGED/); // HC's "Loading new columns"
+    // Read in the same transaction: once committed, the sidecar moves on at once.
+    const tx = await h.db.pool.connect();
+    try {
+      await tx.query('begin');
+      await tx.query('select hc.update_mapping($1, $2)', ['Contact', cfg([...base, 'Title'])]);
+      const st = (await tx.query(`select state from hc._mappings where object_name = 'Contact'`)).rows[0].state;
+      expect(st).toMatch(/RESYNC|SCHEMA_CHANGED/); // HC's "Loading new columns"
+      await tx.query('commit');
+    } finally {
+      tx.release();
+    }
     await until(async () => (await mappingState(h.db, 'Contact')).state === 'DATA_SYNCED', 'Contact re-synced');
     const sfTitles = new Map((await h.sf.conn.query<{ Id: string; Title: string | null }>('SELECT Id, Title FROM Contact', { autoFetch: true })).records.map((r) => [r.Id, r.Title ?? null]));
     const pgTitles = (await h.db.query('select sfid, title from salesforce.contact')).rows;
