@@ -198,8 +198,7 @@ export class EmulatorServer {
   private async token(req: FastifyRequest, reply: FastifyReply) {
     this.notCounted.oauth++;
     if (this.latencyMs) await sleep(this.latencyMs);
-    const f = await this.applyFault('oauth', req, reply);
-    if (f) return f;
+    if (await this.applyFault('oauth', req, reply)) return reply;
     const ct = String(req.headers['content-type'] ?? '');
     const form = new URLSearchParams(ct.startsWith('application/x-www-form-urlencoded') ? String(req.body ?? '') : '');
     const r = this.auth.token(form, this.baseUrl);
@@ -230,20 +229,26 @@ export class EmulatorServer {
     return undefined;
   }
 
-  private async applyFault(kind: string, req: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> {
-    if (this.faults.length === 0) return undefined;
+  /**
+   * True when a fault answered (or swallowed) the request, so the handler must not run. A boolean, not
+   * the reply: a FastifyReply is thenable, so an async function returning it resolves to undefined and
+   * the faulted write would still be performed.
+   */
+  private async applyFault(kind: string, req: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+    if (this.faults.length === 0) return false;
     const f = this.matchFault(kind, req.method, req.url);
-    if (!f) return undefined;
+    if (!f) return false;
     switch (f.action) {
-      case 'delay': await sleep(f.delayMs ?? 1000); return undefined;
-      case 'hang': this.hung.add(reply); reply.hijack(); return reply;
-      case 'reset': reply.hijack(); req.raw.socket.destroy(); return reply;
+      case 'delay': await sleep(f.delayMs ?? 1000); return false;
+      case 'hang': this.hung.add(reply); reply.hijack(); return true;
+      case 'reset': reply.hijack(); req.raw.socket.destroy(); return true;
       default: {
         const status = f.status ?? (f.errorCode === 'REQUEST_LIMIT_EXCEEDED' ? 403 : f.errorCode === 'UNABLE_TO_LOCK_ROW' ? 400 : 503);
         const code = f.errorCode ?? (status >= 500 ? (status === 503 ? 'SERVER_UNAVAILABLE' : 'UNKNOWN_EXCEPTION') : 'UNKNOWN_EXCEPTION');
         const msg = f.message ?? (code === 'UNABLE_TO_LOCK_ROW' ? 'unable to obtain exclusive access to this record or 1 records: ' : code === 'REQUEST_LIMIT_EXCEEDED' ? 'TotalRequests Limit exceeded.' : code === 'SERVER_UNAVAILABLE' ? 'Server temporarily unavailable' : 'An unexpected error occurred. Please include this ErrorId if you contact support: 1234567890-12345 (-1234567890)');
-        if (kind === 'oauth') return reply.code(status).header('content-type', JSON_TYPE).send(JSON.stringify({ error: code.toLowerCase(), error_description: msg }));
-        return this.send(reply, sfError(status, code, msg));
+        if (kind === 'oauth') reply.code(status).header('content-type', JSON_TYPE).send(JSON.stringify({ error: code.toLowerCase(), error_description: msg }));
+        else this.send(reply, sfError(status, code, msg));
+        return true;
       }
     }
   }
@@ -261,8 +266,12 @@ export class EmulatorServer {
       return this.send(reply, sfError(401, 'INVALID_SESSION_ID', 'Session expired or invalid'));
     }
     const kind: CallKind = this.rest.kindOf(req.method, path);
-    const fault = await this.applyFault(kind, req, reply);
-    if (fault) return fault;
+    if (await this.applyFault(kind, req, reply)) {
+      // The request reached the org and failed there: Salesforce still counts it.
+      this.limits.used++;
+      this.byKind[kind] = (this.byKind[kind] ?? 0) + 1;
+      return reply;
+    }
     if (this.limits.used >= this.limits.dailyApiRequests) {
       this.notCounted.rejected++;
       return this.send(reply, sfError(403, 'REQUEST_LIMIT_EXCEEDED', 'TotalRequests Limit exceeded.'));

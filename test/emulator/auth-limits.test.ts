@@ -101,8 +101,11 @@ describe('limits and faults', () => {
     const add = await fetch(`${emu.url}/__emulator/faults`, { method: 'POST', body: JSON.stringify({ kind: 'collections', status: 500, errorCode: 'UNKNOWN_EXCEPTION', message: 'boom' }) });
     expect(add.status).toBe(201);
     await expect(conn.sobject('Account').create([{ Name: 'a' }, { Name: 'b' }])).rejects.toMatchObject({ errorCode: 'UNKNOWN_EXCEPTION', message: 'boom' });
+    // The faulted call must not have written anything: only the second call's 'a' exists.
+    expect(emu.records('Account').filter((r: any) => r.Name === 'a')).toHaveLength(0);
     const ok = await conn.sobject('Account').create([{ Name: 'a' }, { Name: 'b' }]);
     expect(ok.every((x) => x.success)).toBe(true);
+    expect(emu.records('Account').filter((r: any) => r.Name === 'a')).toHaveLength(1);
     await fetch(`${emu.url}/__emulator/faults`, { method: 'POST', body: JSON.stringify({ lockRows: 1 }) });
     const locked = await conn.sobject('Account').create([{ Name: 'L1' }, { Name: 'L2' }], { allOrNone: false });
     expect(locked[0]).toMatchObject({ success: false, errors: [{ statusCode: 'UNABLE_TO_LOCK_ROW' }] });
