@@ -10,6 +10,7 @@ import type { Service, SyncContext } from '../../sidecar/context.js';
 import { startInbound } from '../../sidecar/sync/inbound/index.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { spawnSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { assertFreshBuild } from '../support/cli.js';
 
 export type Emulator = Awaited<ReturnType<typeof startEmulator>>;
 
@@ -69,6 +70,8 @@ export async function setup(opts: { seed?: Record<string, number> } = {}): Promi
       return s;
     },
     spawn(extraEnv = {}) {
+      // A stale dist/ (sql changed since the last build) would only show as a sidecar that never comes up.
+      assertFreshBuild();
       const p = spawnSidecar({ ...env, ...extraEnv });
       procs.push(p);
       return p;
