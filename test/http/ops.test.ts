@@ -138,7 +138,9 @@ describe('a running sidecar', () => {
     expect(create.stderr).toBe('');
     expect(create.code).toBe(0);
     expect(create.stdout.trim().split('\n').at(-1)).toMatch(/^Contact DATA_SYNCED \(\d+ rows\)$/);
-    const reload = await hcsync(['mapping:reload', 'Account', '--wait'], { DATABASE_URL: db.url });
+    // Slow Salesforce down so the reload outlasts --wait's once-a-second look and its progress shows.
+    emu.setLatency(400);
+    const reload = await hcsync(['mapping:reload', 'Account', '--wait'], { DATABASE_URL: db.url }).finally(() => emu.setLatency(0));
     expect(reload.stderr).toBe('');
     expect(reload.code).toBe(0);
     const lines = reload.stdout.trim().split('\n');
