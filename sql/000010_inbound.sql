@@ -158,6 +158,17 @@ begin
   from hc._inbound_fields i
   where i.mapping_id = p_mapping_id and i.field_name = (t.m).config ->> 'upsert_field' and i.soql_name = any (p_fields);
 
+  -- The rows this batch touches are locked first, in id order (as hc.outbound_complete locks them):
+  -- a writer recording results for the same rows can then never deadlock with us. And only once we
+  -- hold them is the set of pending local changes read: an application update of one of these rows
+  -- that was in flight commits before we get the lock, and its trigger-log entry is visible to the
+  -- next statement. Read before the lock, that entry was missed and the echo overwrote the newer local
+  -- value, which the echo of the newer value then left alone (it was pending by then): local and
+  -- Salesforce disagreed for good.
+  execute format('select count(*) from (select 1 from %s t where t.sfid in (select %s from %s) order by t.id for update of t) x',
+                 tbl, id_expr, src)
+    using p_rows into n;
+
   -- Local changes not yet sent: {record_id: {column: true}} for this table. Usually empty and small.
   execute format($q$
     select coalesce(jsonb_object_agg(record_id::text, cols), '{}') from (

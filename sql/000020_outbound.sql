@@ -339,6 +339,7 @@ declare
   t record;
   w record;
   n integer;
+  locked bigint;
   phantom text;
   writeback text;
   err_msg text;
@@ -381,8 +382,14 @@ begin
                                      when o.action = 'update' then 'UPDATED' end
    where o.outcome in ('ok', 'failed') and o.action <> 'delete';
 
-  for t in select distinct table_name from _ob_res where lastop is not null loop
+  for t in select distinct table_name from _ob_res where lastop is not null order by table_name loop
     continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
+    -- The rows are locked first, in id order, the order the read side locks them in (hc.inbound_merge
+    -- and the change-event batch): with both paths taking row locks in one order they cannot deadlock.
+    execute format($q$select count(*) from (select 1 from %I.%I r where r.id in (select o.record_id from _ob_res o
+                                             where o.table_name = $1 and o.lastop is not null)
+                                             order by r.id for update of r) x$q$, c.schema_name, t.table_name)
+      using t.table_name into locked;
     -- The read side may have stored the record we just created as a row of its own before this
     -- write-back (HC's duplicate-record race: without an upsert field nothing matches the CDC echo or a
     -- re-read to the app's row). A row holding the sfid Salesforce just gave us, written only by the
@@ -407,14 +414,22 @@ begin
     begin
       execute format(phantom, '') using t.table_name;
       execute format(writeback, '') using t.table_name;
-    exception when others then
+    exception
+      -- A deadlock, serialization failure or lock timeout says nothing about the row: the whole call
+      -- fails and the writer records the same results again (it still holds the claims).
+      when deadlock_detected or serialization_failure or lock_not_available or query_canceled then
+        raise;
+      when others then
       -- One row at a time. A unique violation on sfid raised because a read-side transaction committed
       -- its row for our record while we waited is cured here too: that row is visible now and goes.
       for w in select o.op_id from _ob_res o where o.table_name = t.table_name and o.lastop is not null order by o.op_id loop
         begin
           execute format(phantom, 'and o.op_id = $2') using t.table_name, w.op_id;
           execute format(writeback, 'and o.op_id = $2') using t.table_name, w.op_id;
-        exception when others then
+        exception
+          when deadlock_detected or serialization_failure or lock_not_available or query_canceled then
+            raise;
+          when others then
           get stacked diagnostics err_msg = message_text;
           update _ob_res o
              set error = format('WRITE_BACK_FAILED: Salesforce accepted the %s%s, but writing the result to row %s.%s id %s failed: %s. '

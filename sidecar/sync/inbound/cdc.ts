@@ -75,6 +75,13 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
   try {
     await client.query('begin');
     if (epoch !== undefined) await client.query('select hc.inbound_fence($1, $2)', [ctx.connection.id, epoch]);
+    // Every row the batch touches, locked up front in id order, as the writer's hc.outbound_complete
+    // locks its rows: event by event the locks would be taken in no global order, and a writer recording
+    // results for the same rows could deadlock with us.
+    const touched = [...new Set(events.flatMap((e) => e.header.recordIds ?? []))];
+    if (touched.length) {
+      await client.query(`select count(*) from (select 1 from ${tbl} t where t.sfid = any($1) order by t.id for update of t) x`, [touched]);
+    }
     let watermark: Date | null = null;
     for (const e of events) {
       const h = e.header;

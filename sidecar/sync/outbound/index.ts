@@ -151,7 +151,7 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
       const calls = Math.max(1, Math.ceil(ops.length / BATCH));
       lastCallMs = (Date.now() - t0) / calls;
       const tComplete = Date.now();
-      await db.query('select hc.outbound_complete($1, $2, $3)', [connection.id, me, JSON.stringify(outcomes)]);
+      await complete(me, outcomes);
       const completeMs = Date.now() - tComplete;
       const counts = { ok: 0, failed: 0, retry: 0 };
       for (const o of outcomes) counts[o.outcome]++;
@@ -166,6 +166,26 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
         failures = 0;
       }
       await maybeArchive();
+    }
+  }
+
+  /**
+   * Records the outcomes. Salesforce has already acted on them, so a deadlock or serialization failure
+   * (a transaction of the read side or of the application holding the same rows) is retried at once
+   * with the same outcomes: the claims are still ours. Only when that keeps failing does the round fail,
+   * and its claims go back to the queue (the round's catch).
+   */
+  async function complete(me: number, outcomes: Outcome[]): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await db.query('select hc.outbound_complete($1, $2, $3)', [connection.id, me, JSON.stringify(outcomes)]);
+        return;
+      } catch (err) {
+        const code = (err as { code?: string }).code;
+        if (!(code === '40P01' || code === '40001' || code === '55P03') || attempt >= 5 || stopped) throw err;
+        wlog.warn({ err, attempt }, 'recording results met a lock conflict; recording them again');
+        await sleep(backoff(attempt, 1000, 10));
+      }
     }
   }
 
