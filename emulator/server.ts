@@ -34,8 +34,9 @@ export interface Fault {
   method?: string;
   /** Substring of the URL path. */
   path?: string;
-  /** error: reply with status/errorCode/message. hang: never reply. reset: destroy the socket. delay: wait delayMs then serve. */
-  action: 'error' | 'hang' | 'reset' | 'delay';
+  /** error: reply with status/errorCode/message. hang: never reply. reset: destroy the socket. delay: wait delayMs then serve.
+   * drop-response: serve the call (the write happens), then destroy the socket instead of answering (outcome unknown). */
+  action: 'error' | 'hang' | 'reset' | 'delay' | 'drop-response';
   status?: number;
   errorCode?: string;
   message?: string;
@@ -73,6 +74,8 @@ export class EmulatorServer {
   limits: Limits;
   latencyMs: number;
   faults: Fault[] = [];
+  /** Calls served normally whose answer is then lost (fault action drop-response). */
+  private dropAfter = new WeakSet<FastifyReply>();
   private faultSeq = 0;
   byKind: Record<string, number> = {};
   notCounted = { oauth: 0, versions: 0, rejected: 0 };
@@ -240,6 +243,7 @@ export class EmulatorServer {
     if (!f) return false;
     switch (f.action) {
       case 'delay': await sleep(f.delayMs ?? 1000); return false;
+      case 'drop-response': this.dropAfter.add(reply); return false;
       case 'hang': this.hung.add(reply); reply.hijack(); return true;
       case 'reset': reply.hijack(); req.raw.socket.destroy(); return true;
       default: {
@@ -282,6 +286,12 @@ export class EmulatorServer {
     for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
     const apiReq = { method: req.method, path, query: url.searchParams, headers, body: typeof req.body === 'string' ? req.body : undefined, version, userId: session.userId, client: parseCallOptions(headers['sforce-call-options']) };
     const r = path.startsWith('/jobs/') || path === '/jobs' ? await this.bulk.handle(apiReq) : await this.rest.handle(apiReq);
+    if (this.dropAfter.has(reply)) {
+      // The org has done the work; the client never hears about it.
+      reply.hijack();
+      req.raw.socket.destroy();
+      return reply;
+    }
     return this.send(reply, r);
   }
 
