@@ -12,7 +12,7 @@ import pg from 'pg';
 import type { Service, SyncContext } from '../../context.js';
 import { backoff, listen } from '../../db/notifier.js';
 import { adoptLostCreates } from './adopt.js';
-import { BATCH, send, type Op, type Outcome } from './salesforce.js';
+import { BATCH, InFlight, send, type Op, type Outcome } from './salesforce.js';
 
 const LOCK_CLASS = 1751347065;
 
@@ -73,6 +73,7 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
   let lastArchive = 0;
   let lastRoundSent = false;
   let lastCallMs = 50;
+  const inflight = new InFlight(5 * (opts.callTimeoutMs ?? 120_000));
 
   function wake(): void {
     if (stopped) return;
@@ -133,9 +134,11 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
       const t0 = Date.now();
       let outcomes: Outcome[];
       try {
-        await adoptLostCreates(sf.conn, db, connection.id, ops);
+        // Held records (an earlier call may still land) are not looked up yet: the lookup could miss it.
+        await adoptLostCreates(sf.conn, db, connection.id, ops.filter((o) => !inflight.holds(o)));
         outcomes = await send(sf.conn, ops, {
           timeoutMs: opts.callTimeoutMs,
+          inflight,
           beforeCreate: async (creates) => {
             await db.query('select hc.outbound_attempt($1, $2, $3)', [
               connection.id, me,

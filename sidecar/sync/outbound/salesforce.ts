@@ -95,7 +95,43 @@ export function plan(ops: Op[]): { kind: Kind; object: string; extId: string | n
   return calls;
 }
 
-async function call(conn: Connection, kind: Kind, object: string, extId: string | null, ops: Op[], timeoutMs: number): Promise<SaveResult[]> {
+/**
+ * Calls our timeout gave up on, by record ("table:record_id"), until they settle. jsforce offers no way
+ * to abort a call (its own fetch timeout is 30 minutes and not settable per call), and aborting would not
+ * stop Salesforce anyway: a call still running there may yet create or change the record. So its records
+ * are held back (outcome retry, nothing sent) until the call settles (its outcome is then visible in
+ * Salesforce and the lost-create lookup sees a create) or until `holdMs` has passed (Salesforce ends a
+ * request after 10 minutes; the default hold is 5 call timeouts).
+ */
+export class InFlight {
+  private calls = new Map<string, { since: number; done: Promise<unknown> }>();
+  constructor(private holdMs: number) {}
+  static key(o: Op): string {
+    return `${o.table}:${o.record_id}`;
+  }
+  add(ops: Op[], p: Promise<unknown>): void {
+    const since = Date.now();
+    const done = p.then(() => undefined, () => undefined);
+    for (const o of ops) {
+      const k = InFlight.key(o);
+      const entry = { since, done };
+      this.calls.set(k, entry);
+      void done.then(() => {
+        if (this.calls.get(k) === entry) this.calls.delete(k);
+      });
+    }
+  }
+  /** True while an earlier call for this record may still be running in Salesforce. */
+  holds(o: Op): boolean {
+    const e = this.calls.get(InFlight.key(o));
+    if (!e) return false;
+    if (Date.now() - e.since < this.holdMs) return true;
+    this.calls.delete(InFlight.key(o));
+    return false;
+  }
+}
+
+async function call(conn: Connection, kind: Kind, object: string, extId: string | null, ops: Op[], timeoutMs: number, inflight?: InFlight): Promise<SaveResult[]> {
   const so = conn.sobject(object);
   const opts = { allOrNone: false } as const;
   let p: Promise<unknown>;
@@ -103,7 +139,13 @@ async function call(conn: Connection, kind: Kind, object: string, extId: string 
   else if (kind === 'update') p = so.update(ops.map((o) => ({ ...o.body, Id: o.sfid! })), opts);
   else if (kind === 'upsert') p = so.upsert(ops.map((o) => ({ ...o.body, [extId!]: o.upsert_value })), extId!, opts);
   else p = so.create(ops.map((o) => ({ ...o.body })), opts);
-  const res = (await withTimeout(p, timeoutMs)) as SaveResult[] | SaveResult;
+  let res: SaveResult[] | SaveResult;
+  try {
+    res = (await withTimeout(p, timeoutMs)) as SaveResult[] | SaveResult;
+  } catch (err) {
+    if ((err as { errorCode?: string }).errorCode === 'TIMEOUT') inflight?.add(ops, p);
+    throw err;
+  }
   return Array.isArray(res) ? res : [res];
 }
 
@@ -111,9 +153,16 @@ async function call(conn: Connection, kind: Kind, object: string, extId: string 
  * Sends ops; returns one outcome per op. A call that fails as a whole with a transient error turns
  * its ops and every op not yet sent into `retry` (Salesforce is unwell: stop hammering it).
  */
-export async function send(conn: Connection, ops: Op[], opts: { timeoutMs?: number; beforeCreate?: (ops: Op[]) => Promise<void> } = {}): Promise<Outcome[]> {
+export async function send(conn: Connection, ops: Op[], opts: { timeoutMs?: number; inflight?: InFlight; beforeCreate?: (ops: Op[]) => Promise<void> } = {}): Promise<Outcome[]> {
   const out: Outcome[] = [];
-  const calls = plan(ops);
+  // A record whose earlier call may still be running in Salesforce waits: sent again now, a create could
+  // be made twice (the lookup cannot see a create that has not happened yet) and an update could be
+  // overwritten by the older call landing late.
+  const held = opts.inflight ? ops.filter((o) => opts.inflight!.holds(o)) : [];
+  for (const o of held) {
+    out.push({ op_id: o.op_id, action: o.adopted ? 'insert' : o.action, outcome: 'retry', error: 'an earlier call for this record timed out and may still complete in Salesforce: waiting for it' });
+  }
+  const calls = plan(held.length ? ops.filter((o) => !held.includes(o)) : ops);
   let down: unknown;
   for (const c of calls) {
     const resultAction = (o: Op): Action => (o.adopted ? 'insert' : o.action);
@@ -123,7 +172,7 @@ export async function send(conn: Connection, ops: Op[], opts: { timeoutMs?: numb
     }
     try {
       if (c.kind === 'create' && opts.beforeCreate) await opts.beforeCreate(c.ops);
-      const res = await call(conn, c.kind, c.object, c.extId, c.ops, opts.timeoutMs ?? 120_000);
+      const res = await call(conn, c.kind, c.object, c.extId, c.ops, opts.timeoutMs ?? 120_000, opts.inflight);
       c.ops.forEach((o, i) => {
         const r = res[i];
         if (!r) {
