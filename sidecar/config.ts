@@ -29,6 +29,7 @@ const Env = z.object({
   HC_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   HC_LOG_PRETTY: z.enum(['0', '1']).optional(),
   HC_ARCHIVE_RETENTION_DAYS: z.coerce.number().int().min(1, 'HC_ARCHIVE_RETENTION_DAYS must be at least 1').default(31),
+  HC_BULK_WRITE_THRESHOLD: z.coerce.number().int().min(1, 'HC_BULK_WRITE_THRESHOLD must be at least 1 (records of one object and operation in one ordered batch)').default(2000),
 });
 
 export type SalesforceAuth = 'password' | 'refresh_token' | 'client_credentials' | 'jwt';
@@ -53,6 +54,8 @@ export interface Config {
   http: { host: string; port: number };
   log: { level: string; pretty: boolean };
   archiveRetentionDays: number;
+  /** Ordered writer: this many updates/upserts/deletes of one object in one batch go as one Bulk 2.0 ingest job. */
+  bulkWriteThreshold: number;
 }
 
 export class ConfigError extends Error {
@@ -142,6 +145,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { salesfo
     http: { host: e.HC_HTTP_HOST, port: e.HC_HTTP_PORT },
     log: { level: e.HC_LOG_LEVEL, pretty: e.HC_LOG_PRETTY ? e.HC_LOG_PRETTY === '1' : Boolean(process.stdout.isTTY) },
     archiveRetentionDays: e.HC_ARCHIVE_RETENTION_DAYS,
+    bulkWriteThreshold: e.HC_BULK_WRITE_THRESHOLD,
   };
 }
 

@@ -25,6 +25,8 @@ export interface OutboundOptions {
   maxBackoffMs?: number;
   /** Safety-net wake-up (ms): finds work whose notification was lost. */
   sweepMs?: number;
+  /** Ordered writer: updates/upserts/deletes of one object per batch from which one Bulk 2.0 job is used. */
+  bulkThreshold?: number;
 }
 
 export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}): Promise<Service> {
@@ -125,6 +127,8 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
       const claimed = await db.query('select hc.outbound_claim($1, $2, $3) as op', [connection.id, me, claimLimit]);
       const claimMs = Date.now() - tClaim;
       const ops = claimed.rows.map((r) => r.op as Op);
+      // Bulk 2.0 for large batches is the ordered writer's (merged batches are condensed already).
+      const ordered = ops.length > 1 && (await db.query('select write_algorithm from hc.connections where id = $1', [connection.id])).rows[0]?.write_algorithm === 'ordered';
       if (!ops.length) {
         lastRoundSent = false;
         await maybeArchive();
@@ -139,6 +143,7 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
         outcomes = await send(sf.conn, ops, {
           timeoutMs: opts.callTimeoutMs,
           inflight,
+          bulkThreshold: ordered ? (opts.bulkThreshold ?? config.bulkWriteThreshold) : undefined,
           beforeCreate: async (creates) => {
             await db.query('select hc.outbound_attempt($1, $2, $3)', [
               connection.id, me,

@@ -2,6 +2,7 @@
 // allOrNone=false so a bad row fails alone) and turns every answer into a per-op outcome. It decides
 // nothing about state; SQL does (hc.outbound_complete).
 import type { Connection } from 'jsforce';
+import { sendBulk, type BulkKind } from './bulk.js';
 
 export type Action = 'insert' | 'update' | 'delete';
 
@@ -153,7 +154,11 @@ async function call(conn: Connection, kind: Kind, object: string, extId: string 
  * Sends ops; returns one outcome per op. A call that fails as a whole with a transient error turns
  * its ops and every op not yet sent into `retry` (Salesforce is unwell: stop hammering it).
  */
-export async function send(conn: Connection, ops: Op[], opts: { timeoutMs?: number; inflight?: InFlight; beforeCreate?: (ops: Op[]) => Promise<void> } = {}): Promise<Outcome[]> {
+export async function send(conn: Connection, ops: Op[], opts: {
+  timeoutMs?: number; inflight?: InFlight; beforeCreate?: (ops: Op[]) => Promise<void>;
+  /** Updates, upserts or deletes of one object numbering at least this go as one Bulk 2.0 ingest job. */
+  bulkThreshold?: number; bulkPollMs?: number;
+} = {}): Promise<Outcome[]> {
   const out: Outcome[] = [];
   // A record whose earlier call may still be running in Salesforce waits: sent again now, a create could
   // be made twice (the lookup cannot see a create that has not happened yet) and an update could be
@@ -162,7 +167,25 @@ export async function send(conn: Connection, ops: Op[], opts: { timeoutMs?: numb
   for (const o of held) {
     out.push({ op_id: o.op_id, action: o.adopted ? 'insert' : o.action, outcome: 'retry', error: 'an earlier call for this record timed out and may still complete in Salesforce: waiting for it' });
   }
-  const calls = plan(held.length ? ops.filter((o) => !held.includes(o)) : ops);
+  let todo = held.length ? ops.filter((o) => !held.includes(o)) : ops;
+  if (opts.bulkThreshold) {
+    const groups = new Map<string, Op[]>();
+    for (const o of todo) {
+      const k = kindOf(o);
+      if (k === 'create') continue;
+      const key = `${k}|${o.object}|${k === 'upsert' ? o.upsert_field : ''}`;
+      groups.set(key, [...(groups.get(key) ?? []), o]);
+    }
+    for (const [key, g] of groups) {
+      if (g.length < opts.bulkThreshold) continue;
+      const [k, object, extId] = key.split('|');
+      const r = await sendBulk(conn, k as BulkKind, object, extId || null, g, { pollMs: opts.bulkPollMs, timeoutMs: opts.timeoutMs });
+      out.push(...r.done);
+      const sent = new Set(r.done.map((o) => o.op_id));
+      todo = todo.filter((o) => !sent.has(o.op_id));
+    }
+  }
+  const calls = plan(todo);
   let down: unknown;
   for (const c of calls) {
     const resultAction = (o: Op): Action => (o.adopted ? 'insert' : o.action);
