@@ -257,11 +257,26 @@ begin
                                 and pf.sf_type <> 'relationship_external_id'
      where o.action in ('insert', 'update')
   loop
-    execute format($q$delete from _ob_ops o
-                       where o.mapping_id = $1 and o.action in ('insert', 'update') and o.vals ? $2 and (o.vals -> $2) is not null
-                         and exists (select 1 from %I.%I p where p.%I::text = o.vals -> $2 and coalesce(p.sfid, '') = '')$q$,
+    -- The wait is told once per waiting entry (hc.sync_log 'waiting_for_parent', naming the parent row),
+    -- so an operator sees why a row is not sent.
+    execute format($q$
+      with w as (
+        delete from _ob_ops o
+         where o.mapping_id = $1 and o.action in ('insert', 'update') and o.vals ? $2 and (o.vals -> $2) is not null
+           and exists (select 1 from %1$I.%2$I p where p.%3$I::text = o.vals -> $2 and coalesce(p.sfid, '') = '')
+        returning o.log_ids[1] entry, o.table_name, o.record_id, o.mapping_id, o.vals -> $2 parent_value)
+      insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
+      select $3, w.mapping_id, 'outbound', 'info', 'waiting_for_parent',
+             format('%%s id %%s waits for its parent: %%s row with %%s = %%s is not in Salesforce yet (its create is queued, '
+                    'in flight or FAILED; once it is created, after hc.retry if it failed, this row is sent)',
+                    w.table_name, w.record_id, %2$L, %3$L, w.parent_value),
+             jsonb_build_object('entry', w.entry, 'table', w.table_name, 'record_id', w.record_id,
+                                'parent_table', %2$L, 'parent_column', %3$L, 'parent_value', w.parent_value)
+        from w
+       where not exists (select 1 from hc.sync_log s where s.connection_id = $3 and s.mapping_id = w.mapping_id
+                            and s.event = 'waiting_for_parent' and s.detail @> jsonb_build_object('entry', w.entry))$q$,
                    c.schema_name, t.parent_table, t.parent_column)
-      using t.mapping_id, t.column_name;
+      using t.mapping_id, t.column_name, c.id;
   end loop;
 
   -- Nothing to send: IGNORED, processed now.

@@ -48,6 +48,11 @@ describe.each(['merged', 'ordered'] as const)('a child of a parent Salesforce do
     expect(kid.sfid).toBeNull();
     expect(await states('contact', kid.id)).toEqual(['NEW']);
     expect(h.emu.records('Contact').filter((r) => r.LastName === `Kid ${algorithm}`)).toHaveLength(0);
+    // The wait is told, once (the writer has claimed several times by now), naming the parent.
+    const told = (await h.db.query(`select message, detail from hc.sync_log where event = 'waiting_for_parent' and (detail->>'record_id')::int = $1`, [kid.id])).rows;
+    expect(told).toHaveLength(1);
+    expect(told[0].detail).toMatchObject({ table: 'contact', parent_table: 'account', parent_column: 'external_id__c', parent_value: ext });
+    expect(told[0].message).toMatch(new RegExp(`contact id ${kid.id} waits for its parent: account row with external_id__c = ${ext}`));
 
     // Fix the parent and retry it: the parent is created, then the child, linked to it.
     await h.db.query(`update salesforce.account set name = $1 where id = $2`, [`Parent ${algorithm}`, parentId]);
