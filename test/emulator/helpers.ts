@@ -1,3 +1,4 @@
+import { until } from '../support/until.js';
 import jsforce from 'jsforce';
 import { startEmulator, type Emulator } from '../../emulator/index.js';
 import type { EmulatorOptions } from '../../emulator/server.js';
@@ -31,12 +32,6 @@ export async function raw(emu: Emulator, token: string, method: string, path: st
   return { status: res.status, headers: res.headers, text, json: () => JSON.parse(text) };
 }
 
-export async function waitFor<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 10_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+export function waitFor<T>(fn: () => T | undefined | false | Promise<T | undefined | false>, what: string, ms = 10_000): Promise<T> {
+  return until(fn, what, ms, 25) as Promise<T>;
 }

@@ -7,6 +7,7 @@ import jsforce from 'jsforce';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { assertFreshBuild, CLI, hcsync } from '../support/cli.js';
 import { spawnSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { until as waitUntil } from '../support/until.js';
 import { startEmulator, type Emulator } from '../../emulator/index.js';
 
 let db: TestDb;
@@ -16,12 +17,10 @@ let sidecar: SidecarProcess | undefined;
 let base = '';
 
 async function until<T>(what: string, check: () => Promise<T | undefined | null | false>, ms = 90_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await check().catch(() => undefined);
-    if (v) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}${sidecar ? `\nsidecar output:\n${sidecar.output().slice(-4000)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 200));
+  try {
+    return (await waitUntil(check, what, ms, 200)) as T;
+  } catch (e) {
+    throw new Error(`${(e as Error).message}${sidecar ? `\nsidecar output:\n${sidecar.output().slice(-4000)}` : ''}`);
   }
 }
 

@@ -89,21 +89,7 @@ export async function setup(opts: { seed?: Record<string, number> } = {}): Promi
   };
 }
 
-/** Waits until `check` returns a truthy value (polling; no timing is asserted). */
-export async function until<T>(check: () => Promise<T>, what: string, timeoutMs = 60_000): Promise<T> {
-  const start = Date.now();
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await check();
-      if (v) return v;
-    } catch (e) {
-      last = e;
-    }
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
+export { until } from '../support/until.js';
 
 export async function mappingState(db: TestDb, object: string): Promise<{ state: string; state_message: string | null }> {
   const r = await db.query(`select state, state_message from hc._mappings where object_name = $1`, [object]);

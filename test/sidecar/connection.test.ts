@@ -6,21 +6,13 @@ import { loadConfig } from '../../sidecar/config.js';
 import { createLogger } from '../../sidecar/log.js';
 import { startSidecar, type Sidecar } from '../../sidecar/run.js';
 import { createTestDb, type TestDb } from '../support/db.js';
+import { until } from '../support/until.js';
 
 type Emulator = Awaited<ReturnType<typeof startEmulator>>;
 let emu: Emulator;
 let db: TestDb;
 const running: Sidecar[] = [];
 
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, ms = 20_000): Promise<T> {
-  const start = Date.now();
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() - start > ms) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 const state = async () => (await db.query('select state, state_message from hc.connections')).rows[0];
 
@@ -56,9 +48,9 @@ afterAll(async () => {
 
 test('hc.recover() puts the connection in RECOVERY; the sidecar returns it to IDLE once Salesforce answers', async () => {
   const s = await start({ SF_USERNAME: emu.credentials.username, SF_PASSWORD: emu.credentials.password });
-  await until('IDLE after start', async () => (await state()).state === 'IDLE');
+  await until(async () => (await state()).state === 'IDLE', 'IDLE after start');
   expect((await db.query('select hc.recover() as r')).rows[0].r).toBe('RECOVERY');
-  await until('IDLE after recover', async () => (await state()).state === 'IDLE');
+  await until(async () => (await state()).state === 'IDLE', 'IDLE after recover');
   const log = await db.query(
     `select detail->>'from' as "from", detail->>'to' as "to" from hc.sync_log where event = 'connection_state' order by id`,
   );
@@ -69,7 +61,7 @@ test('hc.recover() puts the connection in RECOVERY; the sidecar returns it to ID
 test('a revoked refresh token shows as UNAUTHORIZED with the fix; starting with good credentials clears it', async () => {
   const refreshToken = emu.mintRefreshToken();
   const s = await start({ SF_REFRESH_TOKEN: refreshToken });
-  await until('IDLE', async () => (await state()).state === 'IDLE');
+  await until(async () => (await state()).state === 'IDLE', 'IDLE');
   // Revoke the refresh token, then expire the access token: the next call's refresh is refused.
   const revoke = await fetch(`${emu.url}/services/oauth2/revoke`, {
     method: 'POST',
@@ -79,15 +71,15 @@ test('a revoked refresh token shows as UNAUTHORIZED with the fix; starting with 
   expect(revoke.status).toBe(200);
   emu.expireTokens();
   await expect(s.ctx.sf.conn.request(`${s.ctx.sf.basePath}/limits`)).rejects.toThrow();
-  const bad = await until('UNAUTHORIZED', async () => {
+  const bad = await until(async () => {
     const r = await state();
     return r.state === 'UNAUTHORIZED' && r;
-  });
+  }, 'UNAUTHORIZED');
   expect(bad.state_message).toMatch(/fix the SF_\* credentials/);
   await s.stop();
 
   await start({ SF_USERNAME: emu.credentials.username, SF_PASSWORD: emu.credentials.password });
-  await until('IDLE after a start with good credentials', async () => (await state()).state === 'IDLE');
+  await until(async () => (await state()).state === 'IDLE', 'IDLE after a start with good credentials');
 });
 
 test('a sign-in refused at start stops hcsync and leaves UNAUTHORIZED in hc.status', async () => {
