@@ -98,3 +98,44 @@ function shuffled<T>(xs: T[], seed: number): T[] {
   }
   return a;
 }
+
+describe('a deadlock while recording results', () => {
+  it('the writer, chosen as the victim, records the same results again: nothing re-sent, nothing FAILED', async () => {
+    const [a, b] = (await h.db.query(`insert into salesforce.account (name) values ('Lock A'), ('Lock B') returning id`)).rows.map((r) => r.id as number);
+    await until(async () => (await queueEmpty(h.db)) &&
+      (await h.db.query(`select count(*)::int n from salesforce.account where id in ($1, $2) and sfid is not null`, [a, b])).rows[0].n === 2, 'created');
+    await readerCaughtUp();
+    const app = await h.db.pool.connect();
+    try {
+      // The application's session waits longer before checking for deadlocks, so the writer is the victim.
+      await app.query(`set deadlock_timeout = '20s'`);
+      const calls = h.emu.stats().api.byKind.collections ?? 0;
+      h.emu.injectFault({ kind: 'collections', action: 'delay', delayMs: 1000, remaining: 1 });
+      await h.db.query(`update salesforce.account set accountnumber = 'deadlock' where id in ($1, $2)`, [a, b]);
+      // While the update is on its way, the application locks B...
+      await new Promise((r) => setTimeout(r, 300));
+      await app.query('begin');
+      await app.query(`update salesforce.account set phone = '1' where id = $1`, [b]);
+      // ...the writer's hc.outbound_complete locks A (id order) and waits for B...
+      await until(async () => (await h.db.query(`select count(*)::int n from pg_stat_activity
+        where wait_event_type = 'Lock' and query like '%outbound_complete%'`)).rows[0].n === 1, 'writer waiting for the row lock');
+      // ...and the application now wants A: a deadlock, which the writer detects first.
+      await app.query(`update salesforce.account set phone = '2' where id = $1`, [a]);
+      await app.query('commit');
+      await until(() => queueEmpty(h.db), 'drained');
+      await h.db.query('select pg_stat_force_next_flush()').catch(() => {});
+      const deadlocks = (await h.db.query(`select deadlocks::int n from pg_stat_database where datname = current_database()`)).rows[0].n;
+      expect(deadlocks).toBeGreaterThanOrEqual(1); // the interleaving really happened
+      // One call for the update, one for the application's phone change: the update was not sent twice.
+      expect((h.emu.stats().api.byKind.collections ?? 0) - calls).toBe(2);
+      const failed = await h.db.query(`select count(*)::int n from (select state from salesforce._trigger_log union all
+                                         select state from salesforce._trigger_log_archive) x where state = 'FAILED'`);
+      expect(failed.rows[0].n).toBe(0);
+      const recs = h.emu.records('Account').filter((r) => r.Name === 'Lock A' || r.Name === 'Lock B');
+      expect(recs.map((r) => `${r.AccountNumber}/${r.Phone}`).sort()).toEqual(['deadlock/1', 'deadlock/2']);
+    } finally {
+      await app.query('rollback').catch(() => {});
+      app.release();
+    }
+  }, 60_000);
+});
