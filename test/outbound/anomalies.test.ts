@@ -49,8 +49,8 @@ async function readerCaughtUp(): Promise<void> {
   }, `reader applied events up to ${last}`);
 }
 /** Every sObject Collections call is answered only after 8 s, so the writer (1 s call timeout) keeps the
- * entries queued until the faults are cleared. (The emulator performs a write even when it answers with
- * an injected error or never answers; only a delay holds the write itself back.) */
+ * entries queued until the faults are cleared. (A delayed call is still performed once its delay is over;
+ * the writer holds the records of a call it gave up on until then, see outcome.test.ts.) */
 const holdWrites = () => h.emu.injectFault({ kind: 'collections', action: 'delay', delayMs: 8000, remaining: -1 });
 const stillQueued = async (id: number) =>
   (await h.db.query(`select count(*)::int n from salesforce._trigger_log where record_id = $1 and state in ('NEW', 'PENDING')`, [id])).rows[0].n > 0;

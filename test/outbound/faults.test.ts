@@ -1,9 +1,9 @@
 // The writer under Salesforce faults injected through the emulator: 5xx, a call that never answers,
 // a dropped socket, UNABLE_TO_LOCK_ROW, REQUEST_LIMIT_EXCEEDED and expired tokens delay rows but never
 // lose them, never mark them FAILED and never create a record twice; the same writer recovers on its
-// own (no restart). Note: the emulator performs a write even when it answers it with an injected error
-// status or never answers it, so these cases are the hard ones (the write happened, its answer was
-// lost): creates are found again by the lost-create lookup instead of being made twice.
+// own (no restart). An injected error, hang or reset does not perform the write it interrupts; the
+// hard case, a write that happened and whose answer was lost (drop-response), is here too and in
+// outcome.test.ts: creates are found again by the lost-create lookup instead of being made twice.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { setup, until, queueEmpty, type Harness } from './harness.js';
 
@@ -53,11 +53,13 @@ describe('outbound writer under Salesforce faults', () => {
     expect(collectionsCalls() - before).toBeGreaterThanOrEqual(4);
   });
 
-  it('a call that never answers times out and is retried; a dropped socket likewise; each record created once', async () => {
+  it('a call that never answers times out and is retried; a dropped socket likewise, before or after the write; each record created once', async () => {
     h.emu.injectFault({ kind: 'collections', action: 'hang', remaining: 1 });
     await insertAndDrain(20, 'hang');
     h.emu.injectFault({ kind: 'collections', action: 'reset', remaining: 1 });
     await insertAndDrain(20, 'reset');
+    h.emu.injectFault({ kind: 'collections', action: 'drop-response', remaining: 1 });
+    await insertAndDrain(20, 'written, answer lost');
   });
 
   it('UNABLE_TO_LOCK_ROW per record: those records are retried, the others go at once', async () => {
