@@ -39,4 +39,19 @@ describe('Bulk 2.0 ingest for large ordered batches', () => {
       union all select state, action from salesforce._trigger_log_archive) x where action = 'UPDATE' group by state order by state`)).rows;
     expect(states).toEqual([{ state: 'FAILED', n: 1 }, { state: 'SUCCESS', n: N - 1 }]);
   });
+
+  it('a Bulk job Salesforce refuses for a while (503) delays the rows, then they go by Bulk: none FAILED, none lost', async () => {
+    const failedCount = async () => (await h.db.query(`select count(*)::int n from (select state from salesforce._trigger_log
+      union all select state from salesforce._trigger_log_archive) x where state = 'FAILED'`)).rows[0].n as number;
+    const failedBefore = await failedCount();
+    const before = h.emu.stats();
+    h.emu.injectFault({ kind: 'bulk2Ingest', status: 503, remaining: 1 });
+    await h.db.query(`update salesforce.account set numberofemployees = 43 where name <> 'INVALID'`);
+    await until(() => queueEmpty(h.db), 'updates drained', 60_000);
+    const after = h.emu.stats();
+    expect(after.bulk.ingestJobs - before.bulk.ingestJobs).toBe(1);
+    expect(after.api.byKind.collections ?? 0).toBe(before.api.byKind.collections ?? 0);
+    expect(h.emu.records('Account').filter((r) => r.NumberOfEmployees === 43)).toHaveLength(N - 1);
+    expect(await failedCount()).toBe(failedBefore);
+  });
 });

@@ -54,23 +54,30 @@ export interface BulkOutcome {
  * other failure hands them all to collections.
  */
 export async function sendBulk(conn: Connection, kind: BulkKind, object: string, extId: string | null, ops: Op[],
-                               opts: { pollMs?: number; timeoutMs?: number } = {}): Promise<BulkOutcome> {
+                               opts: { pollMs?: number; /** Job wait (default 10 min: ingest jobs may queue). */ timeoutMs?: number } = {}): Promise<BulkOutcome> {
   const key = (o: Op) => (kind === 'upsert' ? String(o.upsert_value) : o.sfid!);
   const byKey = new Map(ops.map((o) => [key(o), o]));
   const keyColumn = kind === 'upsert' ? extId! : 'Id';
+  // Driven step by step rather than by bulk2.loadAndWaitForResults, which leaves a job it stopped waiting
+  // for running: records re-sent meanwhile could then be overwritten by the job's older values.
+  const job = conn.bulk2.createJob({ object, operation: kind, ...(kind === 'upsert' ? { externalIdFieldName: extId! } : {}), lineEnding: 'LF' });
   let res;
   try {
-    res = await conn.bulk2.loadAndWaitForResults({
-      object,
-      operation: kind,
-      ...(kind === 'upsert' ? { externalIdFieldName: extId! } : {}),
-      lineEnding: 'LF',
-      input: toCsv(kind, extId, ops),
-      pollInterval: opts.pollMs ?? 500,
-      pollTimeout: opts.timeoutMs ?? 600_000,
-    });
+    await job.open();
+    await job.uploadData(toCsv(kind, extId, ops));
+    await job.close();
+    try {
+      await job.poll(opts.pollMs ?? 500, opts.timeoutMs ?? 600_000);
+    } catch (err) {
+      // Not finished in time: stop it, so nothing of it lands after the rows are sent again.
+      if ((err as Error).name === 'JobPollingTimeoutError') await job.abort().catch(() => {});
+      throw err;
+    }
+    res = await job.getAllResults();
   } catch (err) {
-    if (isTransient(err) || /timeout|timed out/i.test(String((err as Error).message))) {
+    // A job left open or queued would hold its rows (and count against the org's job limits).
+    if ((err as Error).name !== 'JobPollingTimeoutError' && job.id) void job.abort().catch(() => {});
+    if (isTransient(err) || (err as Error).name === 'JobPollingTimeoutError') {
       return { done: ops.map((o) => ({ op_id: o.op_id, action: o.adopted ? 'insert' : o.action, outcome: 'retry', error: `Bulk job: ${(err as Error).message}` })), rest: [] };
     }
     return { done: [], rest: ops };

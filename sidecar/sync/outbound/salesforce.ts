@@ -179,7 +179,7 @@ export async function send(conn: Connection, ops: Op[], opts: {
     for (const [key, g] of groups) {
       if (g.length < opts.bulkThreshold) continue;
       const [k, object, extId] = key.split('|');
-      const r = await sendBulk(conn, k as BulkKind, object, extId || null, g, { pollMs: opts.bulkPollMs, timeoutMs: opts.timeoutMs });
+      const r = await sendBulk(conn, k as BulkKind, object, extId || null, g, { pollMs: opts.bulkPollMs });
       out.push(...r.done);
       const sent = new Set(r.done.map((o) => o.op_id));
       todo = todo.filter((o) => !sent.has(o.op_id));
