@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { accountGenerator, writeAccountCsv } from '../lib/accounts.js';
 import { type BenchContext, type BenchResult, type Benchmark, type Row } from '../lib/bench.js';
 import { bulkIngest, bulkQuery } from '../lib/bulk.js';
-import { emulatorProcess, sfConnection } from '../lib/emulator.js';
+import { collections, withOrg } from '../lib/rig.js';
 
 export const emulatorCeiling: Benchmark = {
   name: 'emulator',
@@ -18,10 +18,7 @@ export const emulatorCeiling: Benchmark = {
     // The 1M-row query (issue 3) is measured by the initial-load benchmark, which holds 1M rows anyway.
     const bulkRows = ctx.quick ? 20_000 : 200_000;
     const inFlight = 4;
-    const emu = await emulatorProcess(ctx);
-    try {
-      const conn = await sfConnection(emu);
-      const describe = await conn.sobject('Account').describe();
+    return withOrg(ctx, async ({ emu, conn, describe }) => {
       const gen = accountGenerator(describe.fields as never, 7);
       const rows: Row[] = [];
 
@@ -31,19 +28,14 @@ export const emulatorCeiling: Benchmark = {
         batches.push(Array.from({ length: Math.min(200, collectionRecords - i) }, (_, k) => ({ attributes: { type: 'Account' }, ...gen.row(i + k + 1) })));
       }
       const ids: string[] = [];
-      const collections = async (method: 'POST' | 'PATCH', payloads: Record<string, unknown>[][]) => {
+      const timed = async (method: 'POST' | 'PATCH', payloads: Record<string, unknown>[][]) => {
         let next = 0;
         const t0 = performance.now();
         await Promise.all(
           Array.from({ length: inFlight }, async () => {
             while (next < payloads.length) {
               const records = payloads[next++];
-              const res = await conn.request<{ id?: string; success: boolean; errors: unknown[] }[]>({
-                method,
-                url: `/services/data/v${conn.version}/composite/sobjects`,
-                body: JSON.stringify({ allOrNone: false, records }),
-                headers: { 'Content-Type': 'application/json' },
-              });
+              const res = await collections<{ id?: string; success: boolean; errors: unknown[] }[]>(conn, method, records);
               const bad = res.filter((r) => !r.success);
               if (bad.length) throw new Error(`collections ${method}: ${bad.length} of ${records.length} failed, e.g. ${JSON.stringify(bad[0].errors)}`);
               if (method === 'POST') for (const r of res) ids.push(r.id!);
@@ -52,14 +44,14 @@ export const emulatorCeiling: Benchmark = {
         );
         return (performance.now() - t0) / 1000;
       };
-      const createSeconds = await collections('POST', batches);
+      const createSeconds = await timed('POST', batches);
       rows.push({ metric: 'collections create', value: collectionRecords / createSeconds, unit: 'records/s', note: `${collectionRecords.toLocaleString('en-US')} records, 200 per call, ${inFlight} calls in flight` });
       ctx.progress(`collections create: ${Math.round(collectionRecords / createSeconds)} records/s`);
       const updates = [];
       for (let i = 0; i < ids.length; i += 200) {
         updates.push(ids.slice(i, i + 200).map((id, k) => ({ attributes: { type: 'Account' }, Id: id, Description: `updated ${i + k}`, NumberOfEmployees: (i + k) % 5000 })));
       }
-      const updateSeconds = await collections('PATCH', updates);
+      const updateSeconds = await timed('PATCH', updates);
       rows.push({ metric: 'collections update', value: ids.length / updateSeconds, unit: 'records/s', note: 'same records, 2 fields changed' });
       ctx.progress(`collections update: ${Math.round(ids.length / updateSeconds)} records/s`);
 
@@ -85,8 +77,6 @@ export const emulatorCeiling: Benchmark = {
         rows,
         config: { collectionRecords, inFlight, bulkRows, csvBytes: bytes, queryFields: fields.length, emulator: 'child process' },
       };
-    } finally {
-      await emu.stop();
-    }
+    });
   },
 };

@@ -4,14 +4,11 @@
 // hour, next to the schedule docs/DESIGN.md documents (drift sweep: 1 call per mapping per hour;
 // streaming long-polls are not counted against the REST allowance). The emulator's own request count
 // over the window is shown too, streaming included.
-import { join } from 'node:path';
-import pg from 'pg';
 import { accountGenerator } from '../lib/accounts.js';
 import { compared, sleep, type BenchContext, type BenchResult, type Benchmark, type Row } from '../lib/bench.js';
-import { emulatorProcess, sfConnection } from '../lib/emulator.js';
-import { accountConfig, mapAccount } from '../lib/mapping.js';
-import { spawnSidecar, whileAlive } from '../lib/sidecar.js';
-import { waitCaughtUp, waitRunning, waitSynced } from '../lib/sync.js';
+import { accountConfig } from '../lib/mapping.js';
+import { collections, withRig } from '../lib/rig.js';
+import { whileAlive } from '../lib/sidecar.js';
 
 /** The documented idle schedule with CDC on: the drift sweep, once per mapping per HC_DRIFT_SECONDS (3600). */
 const DOCUMENTED_CALLS_PER_HOUR_PER_MAPPING = 1;
@@ -22,27 +19,18 @@ export const idle: Benchmark = {
   async run(ctx: BenchContext): Promise<BenchResult> {
     const windowSeconds = ctx.quick ? 15 : 120;
     const records = ctx.quick ? 200 : 1_000;
-    const db = await ctx.server.createDatabase('idle');
-    const emu = await emulatorProcess(ctx);
-    const pool = new pg.Pool({ connectionString: db.url, max: 2, application_name: 'hcsync bench' });
-    let sidecar: ReturnType<typeof spawnSidecar> | undefined;
     const rows: Row[] = [];
     const config: Record<string, unknown> = { windowSeconds, records, mappings: 1 };
-    try {
-      const conn = await sfConnection(emu);
-      const describe = await conn.sobject('Account').describe();
+    return withRig(ctx, 'idle', { poolMax: 2, partial: { rows, config } }, async ({ emu, conn, describe, pool, startSidecar, mapSynced }) => {
       const gen = accountGenerator(describe.fields as never, 6);
       for (let i = 0; i < records; i += 200) {
         const batch = Array.from({ length: Math.min(200, records - i) }, (_, k) => ({ attributes: { type: 'Account' }, ...gen.row(i + k + 1) }));
-        await conn.request({ method: 'POST', url: `/services/data/v${conn.version}/composite/sobjects`, body: JSON.stringify({ allOrNone: true, records: batch }), headers: { 'Content-Type': 'application/json' } });
+        await collections(conn, 'POST', batch, true);
       }
       const mapping = accountConfig(describe as never, { access: 'read_write', notify: true, pollingSeconds: 600 });
       config.mapping = mapping;
-      sidecar = spawnSidecar({ databaseUrl: db.url, sf: emu.credentials, logFile: join(ctx.workDir, 'idle-sidecar.log') });
-      await waitRunning(sidecar);
-      await mapAccount(pool, mapping);
-      await waitSynced(pool, 'Account', sidecar, 120_000);
-      await waitCaughtUp(pool, 'Account', sidecar, 60_000);
+      const sidecar = await startSidecar('idle');
+      await mapSynced(mapping, { syncedMs: 120_000, caughtUpMs: 60_000 });
       await sleep(3000); // settle: the load's last calls reach the ledger, the subscription is up
       const mark = (await pool.query<{ id: number | null }>('select max(id) as id from hc.api_calls')).rows[0].id ?? 0;
       const before = await emu.stats();
@@ -64,15 +52,7 @@ export const idle: Benchmark = {
       rows.push({ metric: 'CometD /meta/connect per hour (not API calls)', value: (connects * 3600) / windowSeconds, unit: 'req/h', note: 'streaming long-polls, not counted against the allowance' });
       config.ledgerCallsByKind = Object.fromEntries(calls.map((c) => [c.kind, c.n]));
       return { rows, config };
-    } catch (err) {
-      Object.assign(err as object, { partial: { rows, config } });
-      throw err;
-    } finally {
-      await sidecar?.stop();
-      await pool.end().catch(() => {});
-      await emu.stop();
-      await db.drop().catch(() => {});
-    }
+    });
   },
 };
 

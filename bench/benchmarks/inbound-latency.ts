@@ -5,15 +5,15 @@
 //    event reached a bare jsforce subscriber (the delivery floor no CDC-driven sync can beat);
 //  - polling only, at the mapping's configured sf_polling_seconds (short here so the run stays short;
 //    the latency is then dominated by, and scales with, the interval).
-import { join } from 'node:path';
 import pg from 'pg';
 import type { Connection } from 'jsforce';
 import { compared, now, sleep, type BenchContext, type BenchResult, type Benchmark, type Row } from '../lib/bench.js';
-import { emulatorProcess, sfConnection } from '../lib/emulator.js';
-import { accountConfig, mapAccount } from '../lib/mapping.js';
-import { spawnSidecar, type SidecarProcess } from '../lib/sidecar.js';
+import { sfConnection } from '../lib/emulator.js';
+import { accountConfig } from '../lib/mapping.js';
+import { withRig } from '../lib/rig.js';
+import type { SidecarProcess } from '../lib/sidecar.js';
 import { round, summarize } from '../lib/stats.js';
-import { waitCaughtUp, waitRunning, waitSynced } from '../lib/sync.js';
+import { waitSynced } from '../lib/sync.js';
 
 /**
  * Watches Postgres for rows by sfid (optionally with an expected description): one client, one query
@@ -112,102 +112,85 @@ export const inboundLatency: Benchmark = {
     const pollSeconds = ctx.quick ? 2 : 10;
     const pollWindows = 3;
     const pollEveryMs = ctx.quick ? 300 : 1000;
-    const db = await ctx.server.createDatabase('inlat');
-    const emu = await emulatorProcess(ctx);
-    const pool = new pg.Pool({ connectionString: db.url, max: 2, application_name: 'hcsync bench' });
-    const watcher = new pg.Client({ connectionString: db.url, application_name: 'bench watcher' });
-    let sidecar: SidecarProcess | undefined;
     const rows: Row[] = [];
     const config: Record<string, unknown> = { samples, pauseMs, pgPollMs: 2 };
-    try {
-      const conn = await sfConnection(emu);
-      const describe = await conn.sobject('Account').describe();
-      const run = Date.now().toString(36);
-      const start = async (label: string, notify: boolean, polling: number) => {
-        const cfg = accountConfig(describe as never, { access: 'read_write', notify, pollingSeconds: polling });
-        sidecar = spawnSidecar({ databaseUrl: db.url, sf: emu.credentials, logFile: join(ctx.workDir, `inbound-latency-${label}-sidecar.log`) });
-        await waitRunning(sidecar);
-        return cfg;
-      };
-      await watcher.connect();
-      const watch = new PgWatcher(watcher, () => sidecar!);
+    return withRig(ctx, 'inlat', { poolMax: 2, partial: { rows, config } }, async (rig) => {
+      const { emu, conn, describe, db, pool } = rig;
+      const watcher = new pg.Client({ connectionString: db.url, application_name: 'bench watcher' });
+      try {
+        const run = Date.now().toString(36);
+        await watcher.connect();
+        const watch = new PgWatcher(watcher, () => rig.sidecar!);
 
-      // CDC on.
-      const cdcConfig = await start('cdc', true, 600);
-      await mapAccount(pool, cdcConfig);
-      await waitSynced(pool, 'Account', sidecar!, 120_000);
-      await waitCaughtUp(pool, 'Account', sidecar!, 60_000);
-      config.cdcMapping = cdcConfig;
-      await sleep(500); // the CDC subscription is up once the mapping is synced; a moment for the handshake
-      const bare = await bareSubscriber(await sfConnection(emu));
-      const ins: number[] = [];
-      const upd: number[] = [];
-      const bareIns: number[] = [];
-      const bareUpd: number[] = [];
-      for (let i = 0; i < samples; i++) {
-        const c = await create(conn, `Inbound ${run} ${i}`);
-        ins.push((await watch.seen(c.id, { timeoutMs: 30_000 })) - c.at);
-        bareIns.push((await bare.arrival('CREATE', c.id)) - c.at);
-        await sleep(pauseMs);
-        const desc = `changed in Salesforce ${run} ${i}`;
-        await conn.sobject('Account').update({ Id: c.id, Description: desc });
-        const at = now();
-        upd.push((await watch.seen(c.id, { description: desc, timeoutMs: 30_000 })) - at);
-        bareUpd.push((await bare.arrival('UPDATE', c.id)) - at);
-        await sleep(pauseMs);
-      }
-      bare.close();
-      const si = summarize(ins);
-      const su = summarize(upd);
-      const bi = summarize(bareIns);
-      const bu = summarize(bareUpd);
-      rows.push(
-        compared('CDC on: create → in Postgres, p50', si.p50, 'ms', 'event at a bare jsforce subscriber p50', bi.p50),
-        compared('CDC on: create → in Postgres, p99', si.p99, 'ms', 'event at a bare jsforce subscriber p99', bi.p99),
-        compared('CDC on: update → in Postgres, p50', su.p50, 'ms', 'event at a bare jsforce subscriber p50', bu.p50),
-        compared('CDC on: update → in Postgres, p99', su.p99, 'ms', 'event at a bare jsforce subscriber p99', bu.p99),
-      );
-      config.cdc = { create: si, update: su, bareSubscriberCreate: bi, bareSubscriberUpdate: bu };
-      ctx.progress(`CDC: create p50 ${si.p50.toFixed(1)} ms, update p50 ${su.p50.toFixed(1)} ms`);
+        // CDC on.
+        const cdcConfig = accountConfig(describe as never, { access: 'read_write', notify: true, pollingSeconds: 600 });
+        await rig.startSidecar('inbound-latency-cdc');
+        await rig.mapSynced(cdcConfig, { syncedMs: 120_000, caughtUpMs: 60_000 });
+        config.cdcMapping = cdcConfig;
+        await sleep(500); // the CDC subscription is up once the mapping is synced; a moment for the handshake
+        const bare = await bareSubscriber(await sfConnection(emu));
+        const ins: number[] = [];
+        const upd: number[] = [];
+        const bareIns: number[] = [];
+        const bareUpd: number[] = [];
+        for (let i = 0; i < samples; i++) {
+          const c = await create(conn, `Inbound ${run} ${i}`);
+          ins.push((await watch.seen(c.id, { timeoutMs: 30_000 })) - c.at);
+          bareIns.push((await bare.arrival('CREATE', c.id)) - c.at);
+          await sleep(pauseMs);
+          const desc = `changed in Salesforce ${run} ${i}`;
+          await conn.sobject('Account').update({ Id: c.id, Description: desc });
+          const at = now();
+          upd.push((await watch.seen(c.id, { description: desc, timeoutMs: 30_000 })) - at);
+          bareUpd.push((await bare.arrival('UPDATE', c.id)) - at);
+          await sleep(pauseMs);
+        }
+        bare.close();
+        const si = summarize(ins);
+        const su = summarize(upd);
+        const bi = summarize(bareIns);
+        const bu = summarize(bareUpd);
+        rows.push(
+          compared('CDC on: create → in Postgres, p50', si.p50, 'ms', 'event at a bare jsforce subscriber p50', bi.p50),
+          compared('CDC on: create → in Postgres, p99', si.p99, 'ms', 'event at a bare jsforce subscriber p99', bi.p99),
+          compared('CDC on: update → in Postgres, p50', su.p50, 'ms', 'event at a bare jsforce subscriber p50', bu.p50),
+          compared('CDC on: update → in Postgres, p99', su.p99, 'ms', 'event at a bare jsforce subscriber p99', bu.p99),
+        );
+        config.cdc = { create: si, update: su, bareSubscriberCreate: bi, bareSubscriberUpdate: bu };
+        ctx.progress(`CDC: create p50 ${si.p50.toFixed(1)} ms, update p50 ${su.p50.toFixed(1)} ms`);
 
-      // Polling only: the same mapping with change events off, at a short interval; restart the sidecar so
-      // nothing of the CDC run carries over.
-      await sidecar!.stop();
-      const pollConfig = accountConfig(describe as never, { access: 'read_write', notify: false, pollingSeconds: pollSeconds });
-      await pool.query(`select hc.update_mapping('Account', $1::jsonb)`, [JSON.stringify(pollConfig)]);
-      await start('poll', false, pollSeconds);
-      await waitSynced(pool, 'Account', sidecar!, 60_000);
-      config.pollMapping = pollConfig;
-      // Writes at a steady cadence across several intervals, so they land at every phase of the cycle.
-      const polled: Promise<number>[] = [];
-      const count = Math.round((pollWindows * pollSeconds * 1000) / pollEveryMs);
-      for (let i = 0; i < count; i++) {
-        const c = await create(conn, `Polled ${run} ${i}`);
-        const p = watch.seen(c.id, { timeoutMs: (pollSeconds * 3 + 30) * 1000 }).then((t) => t - c.at);
-        p.catch(() => {});
-        polled.push(p);
-        await sleep(pollEveryMs);
+        // Polling only: the same mapping with change events off, at a short interval; restart the sidecar so
+        // nothing of the CDC run carries over.
+        await rig.sidecar!.stop();
+        const pollConfig = accountConfig(describe as never, { access: 'read_write', notify: false, pollingSeconds: pollSeconds });
+        await pool.query(`select hc.update_mapping('Account', $1::jsonb)`, [JSON.stringify(pollConfig)]);
+        const sidecar = await rig.startSidecar('inbound-latency-poll');
+        await waitSynced(pool, 'Account', sidecar, 60_000);
+        config.pollMapping = pollConfig;
+        // Writes at a steady cadence across several intervals, so they land at every phase of the cycle.
+        const polled: Promise<number>[] = [];
+        const count = Math.round((pollWindows * pollSeconds * 1000) / pollEveryMs);
+        for (let i = 0; i < count; i++) {
+          const c = await create(conn, `Polled ${run} ${i}`);
+          const p = watch.seen(c.id, { timeoutMs: (pollSeconds * 3 + 30) * 1000 }).then((t) => t - c.at);
+          p.catch(() => {});
+          polled.push(p);
+          await sleep(pollEveryMs);
+        }
+        const sp = summarize(await Promise.all(polled));
+        rows.push(
+          compared(`polling only (every ${pollSeconds} s): create → in Postgres, p50`, sp.p50, 'ms', 'half the interval', (pollSeconds * 1000) / 2),
+          compared(`polling only (every ${pollSeconds} s): create → in Postgres, p99`, sp.p99, 'ms', 'the interval', pollSeconds * 1000),
+        );
+        config.polling = { create: sp, writes: count, everyMs: pollEveryMs, intervalSeconds: pollSeconds };
+        return {
+          rows,
+          config,
+          samples: { cdcCreateMs: ins.map((x) => round(x, 2)), cdcUpdateMs: upd.map((x) => round(x, 2)), pollCreateMs: (await Promise.all(polled)).map((x) => round(x, 2)) },
+        };
+      } finally {
+        await watcher.end().catch(() => {});
       }
-      const sp = summarize(await Promise.all(polled));
-      rows.push(
-        compared(`polling only (every ${pollSeconds} s): create → in Postgres, p50`, sp.p50, 'ms', 'half the interval', (pollSeconds * 1000) / 2),
-        compared(`polling only (every ${pollSeconds} s): create → in Postgres, p99`, sp.p99, 'ms', 'the interval', pollSeconds * 1000),
-      );
-      config.polling = { create: sp, writes: count, everyMs: pollEveryMs, intervalSeconds: pollSeconds };
-      return {
-        rows,
-        config,
-        samples: { cdcCreateMs: ins.map((x) => round(x, 2)), cdcUpdateMs: upd.map((x) => round(x, 2)), pollCreateMs: (await Promise.all(polled)).map((x) => round(x, 2)) },
-      };
-    } catch (err) {
-      Object.assign(err as object, { partial: { rows, config } });
-      throw err;
-    } finally {
-      await watcher.end().catch(() => {});
-      await sidecar?.stop();
-      await pool.end().catch(() => {});
-      await emu.stop();
-      await db.drop().catch(() => {});
-    }
+    });
   },
 };

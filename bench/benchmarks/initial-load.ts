@@ -6,15 +6,13 @@
 import { createReadStream } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import pg from 'pg';
 import { from as copyFrom } from 'pg-copy-streams';
 import { accountGenerator, writeAccountCsv } from '../lib/accounts.js';
 import { compared, type BenchContext, type BenchResult, type Benchmark, type Row } from '../lib/bench.js';
 import { bulkIngest, bulkQuery } from '../lib/bulk.js';
-import { emulatorProcess, sfConnection } from '../lib/emulator.js';
 import { accountConfig, mapAccount } from '../lib/mapping.js';
-import { spawnSidecar } from '../lib/sidecar.js';
-import { waitRunning, waitSynced } from '../lib/sync.js';
+import { withRig } from '../lib/rig.js';
+import { waitSynced } from '../lib/sync.js';
 
 export const initialLoad: Benchmark = {
   name: 'initial-load',
@@ -23,13 +21,7 @@ export const initialLoad: Benchmark = {
     const n = ctx.quick ? 20_000 : 1_000_000;
     const rows: Row[] = [];
     const config: Record<string, unknown> = { rows: n };
-    const db = await ctx.server.createDatabase('load');
-    const emu = await emulatorProcess(ctx);
-    const pool = new pg.Pool({ connectionString: db.url, max: 2, application_name: 'hcsync bench' });
-    let sidecar: ReturnType<typeof spawnSidecar> | undefined;
-    try {
-      const conn = await sfConnection(emu);
-      const describe = await conn.sobject('Account').describe();
+    return withRig(ctx, 'load', { poolMax: 2, partial: { rows, config } }, async ({ emu, conn, describe, pool, startSidecar }) => {
       const gen = accountGenerator(describe.fields as never, 3);
       const mappingConfig = accountConfig(describe as never, { access: 'read_write', notify: false, pollingSeconds: 600 });
       Object.assign(config, { mapping: mappingConfig });
@@ -90,8 +82,7 @@ export const initialLoad: Benchmark = {
       await pool.query('checkpoint');
 
       // hcsync: the sidecar running, the mapping created (as an operator would), until DATA_SYNCED.
-      sidecar = spawnSidecar({ databaseUrl: db.url, sf: emu.credentials, logFile: join(ctx.workDir, 'initial-load-sidecar.log') });
-      await waitRunning(sidecar);
+      const sidecar = await startSidecar('initial-load');
       const idleRss = sidecar.rssMiB();
       const t0 = performance.now();
       await mapAccount(pool, mappingConfig);
@@ -107,14 +98,6 @@ export const initialLoad: Benchmark = {
       rows.push(compared('sidecar peak RSS (VmHWM)', peak ?? NaN, 'MiB', 'sidecar RSS before the load', idleRss ?? NaN));
       Object.assign(config, { loadSeconds: seconds, copySeconds, apiCallsByKind: Object.fromEntries(apiCalls.map((r) => [r.kind, r.n])) });
       return { rows, config };
-    } catch (err) {
-      Object.assign(err as object, { partial: { rows, config } });
-      throw err;
-    } finally {
-      await sidecar?.stop();
-      await pool.end().catch(() => {});
-      await emu.stop();
-      await db.drop().catch(() => {});
-    }
+    });
   },
 };
