@@ -6,6 +6,6 @@ import { idle } from './idle.js';
 import { inboundLatency } from './inbound-latency.js';
 import { initialLoad } from './initial-load.js';
 import { outboundLatency } from './outbound-latency.js';
-import { outboundThroughput, outboundThroughputCdc } from './outbound-throughput.js';
+import { outboundThroughput, outboundThroughputCdc, outboundThroughputMerged } from './outbound-throughput.js';
 
-export const benchmarks: Benchmark[] = [outboundLatency, inboundLatency, initialLoad, outboundThroughput, outboundThroughputCdc, capture, idle, emulatorCeiling];
+export const benchmarks: Benchmark[] = [outboundLatency, inboundLatency, initialLoad, outboundThroughput, outboundThroughputCdc, outboundThroughputMerged, capture, idle, emulatorCeiling];
