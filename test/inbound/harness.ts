@@ -9,7 +9,7 @@ import { SalesforceClient } from '../../sidecar/salesforce/client.js';
 import type { Service, SyncContext } from '../../sidecar/context.js';
 import { startInbound } from '../../sidecar/sync/inbound/index.js';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { spawnSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { spawnSidecar, type SidecarProcess, sidecarEnv } from '../support/sidecar.js';
 import { assertFreshBuild } from '../support/cli.js';
 
 export type Emulator = Awaited<ReturnType<typeof startEmulator>>;
@@ -33,18 +33,7 @@ export async function setup(opts: { seed?: Record<string, number> } = {}): Promi
   const db = await createTestDb();
   // The database is dropped WITH (FORCE) at the end: idle clients then get 57P01, which is expected.
   db.pool.on('error', () => {});
-  const env: Record<string, string> = {
-    DATABASE_URL: db.url,
-    HC_SCHEMA: 'salesforce',
-    SF_LOGIN_URL: emu.credentials.loginUrl,
-    SF_CLIENT_ID: emu.credentials.clientId,
-    SF_CLIENT_SECRET: emu.credentials.clientSecret,
-    SF_USERNAME: emu.credentials.username,
-    SF_PASSWORD: emu.credentials.password,
-    SF_API_VERSION: '62.0',
-    HC_HTTP_PORT: '0',
-    HC_LOG_LEVEL: process.env.HC_LOG_LEVEL ?? 'warn',
-  };
+  const env = sidecarEnv(emu, db.url);
   const config = loadConfig(env);
   await db.query(`select hc.create_connection('test', 'salesforce')`);
   const connectionId = (await db.query(`select id from hc.connections`)).rows[0].id as number;

@@ -3,12 +3,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type pg from 'pg';
 import { createTestDb, type TestDb } from '../support/db.js';
+import { describeField } from '../support/describe.js';
 import { syncPool } from '../../sidecar/db/pool.js';
 
-const f = (name: string, type: string, extra: Record<string, unknown> = {}) => ({
-  name, type, length: 0, nillable: true, createable: true, updateable: true, calculated: false,
-  externalId: false, unique: false, referenceTo: [], relationshipName: null, ...extra,
-});
+const f = describeField;
 const describeAccount = {
   name: 'Account',
   fields: [

@@ -4,13 +4,11 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDb, type TestDb } from '../support/db.js';
+import { describeField } from '../support/describe.js';
 import { syncPool } from '../../sidecar/db/pool.js';
 import { until } from './wait.js';
 
-const f = (name: string, type: string, extra: Record<string, unknown> = {}) => ({
-  name, type, length: 0, nillable: true, createable: true, updateable: true, calculated: false,
-  externalId: false, unique: false, referenceTo: [], relationshipName: null, ...extra,
-});
+const f = describeField;
 const describeAccount = {
   name: 'Account',
   fields: [

@@ -11,6 +11,7 @@ import { createLogger } from '../../sidecar/log.js';
 import { SalesforceClient } from '../../sidecar/salesforce/client.js';
 import type { Service, SyncContext } from '../../sidecar/context.js';
 import { startOutbound, type OutboundOptions } from '../../sidecar/sync/outbound/index.js';
+import { sidecarEnv } from '../support/sidecar.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 export { until } from './wait.js';
 
@@ -34,18 +35,7 @@ export interface Harness {
 export async function setup(opts: { algorithm?: 'merged' | 'ordered'; upsert?: boolean } = {}): Promise<Harness> {
   const emu = await startEmulator({});
   const db = await createTestDb();
-  const env = {
-    DATABASE_URL: db.url,
-    HC_SCHEMA: 'salesforce',
-    SF_LOGIN_URL: emu.credentials.loginUrl,
-    SF_CLIENT_ID: emu.credentials.clientId,
-    SF_CLIENT_SECRET: emu.credentials.clientSecret,
-    SF_USERNAME: emu.credentials.username,
-    SF_PASSWORD: emu.credentials.password,
-    SF_API_VERSION: '62.0',
-    HC_HTTP_PORT: '0',
-    HC_LOG_LEVEL: process.env.HC_LOG_LEVEL ?? 'warn',
-  };
+  const env = sidecarEnv(emu, db.url);
   const config = loadConfig(env);
   const pool = syncPool(db.url);
   // The test database is force-dropped at the end: a client still closing then hears "terminating".

@@ -53,3 +53,22 @@ export function spawnSidecar(env: Record<string, string>): SidecarProcess {
     },
   };
 }
+
+/** The environment that points a sidecar at a test database and an emulator (password sign-in). */
+export function sidecarEnv(
+  emu: { credentials: { loginUrl: string; clientId: string; clientSecret: string; username: string; password: string } },
+  databaseUrl: string,
+): Record<string, string> {
+  return {
+    DATABASE_URL: databaseUrl,
+    HC_SCHEMA: 'salesforce',
+    SF_LOGIN_URL: emu.credentials.loginUrl,
+    SF_CLIENT_ID: emu.credentials.clientId,
+    SF_CLIENT_SECRET: emu.credentials.clientSecret,
+    SF_USERNAME: emu.credentials.username,
+    SF_PASSWORD: emu.credentials.password,
+    SF_API_VERSION: '62.0',
+    HC_HTTP_PORT: '0',
+    HC_LOG_LEVEL: process.env.HC_LOG_LEVEL ?? 'warn',
+  };
+}
