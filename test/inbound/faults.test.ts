@@ -3,7 +3,7 @@
 // in the table; after kill -9, every change event was applied exactly once (replay id and data commit
 // together).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mappingState, setup, until, type Harness } from './harness.js';
+import { mappingState, setup, until, type Harness, mapAccountWithWitness } from './harness.js';
 import type { SidecarProcess } from '../support/sidecar.js';
 
 let h: Harness;
@@ -26,18 +26,7 @@ async function admin(path: string, body: unknown = {}): Promise<unknown> {
 beforeAll(async () => {
   h = await setup({ seed: { Account: 20 } });
   proc = h.spawn();
-  await h.db.query('select hc.create_mapping($1, $2)', ['Account', { access: 'read_write', fields: Object.fromEntries(fields.map((f) => [f, {}])) }]);
-  // Loaded, and the first catch-up re-read after subscribing is done: from here on only CDC applies.
-  await until(async () => {
-    const m = await h.db.query(`select state, last_poll_at from hc._mappings where object_name = 'Account'`);
-    return m.rows[0]?.state === 'DATA_SYNCED' && m.rows[0]?.last_poll_at;
-  }, 'Account loaded and subscribed', 90_000);
-  ids = (await h.db.query('select sfid from salesforce.account order by sfid')).rows.map((r) => r.sfid);
-  // Every application of a value to the table, as seen by the table itself.
-  await h.db.query(`create table public.applied (sfid text, n integer)`);
-  await h.db.query(`create function public.note_applied() returns trigger language plpgsql as $$
-    begin insert into public.applied values (new.sfid, new.numberofemployees); return new; end $$`);
-  await h.db.query(`create trigger note_applied after insert or update on salesforce.account for each row execute function public.note_applied()`);
+  ids = await mapAccountWithWitness(h, fields);
 }, 120_000);
 afterAll(async () => {
   await proc?.kill9();

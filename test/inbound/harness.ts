@@ -78,7 +78,9 @@ export async function setup(opts: { seed?: Record<string, number> } = {}): Promi
   };
 }
 
-export { until } from '../support/until.js';
+import { until } from '../support/until.js';
+
+export { until };
 
 export async function mappingState(db: TestDb, object: string): Promise<{ state: string; state_message: string | null }> {
   const r = await db.query(`select state, state_message from hc._mappings where object_name = $1`, [object]);
@@ -102,4 +104,23 @@ export async function emulatorAdmin(emu: Emulator, path: string, body: unknown =
   const res = await fetch(`${emu.url}/__emulator/${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   if (!res.ok) throw new Error(`emulator admin ${path}: ${res.status} ${await res.text()}`);
   return res.json().catch(() => null);
+}
+
+/**
+ * Maps Account with `fields` and waits until it is loaded and subscribed (the first catch-up re-read
+ * done: from then on only change events apply). Then every value the table receives is noted in
+ * public.applied (sfid, numberofemployees): the witness of exactly-once application. Returns the sfids.
+ */
+export async function mapAccountWithWitness(h: Harness, fields: string[]): Promise<string[]> {
+  await h.db.query('select hc.create_mapping($1, $2)', ['Account', { access: 'read_write', fields: Object.fromEntries(fields.map((f) => [f, {}])) }]);
+  await until(async () => {
+    const m = await h.db.query(`select state, last_poll_at from hc._mappings where object_name = 'Account'`);
+    return m.rows[0]?.state === 'DATA_SYNCED' && m.rows[0]?.last_poll_at;
+  }, 'Account loaded and subscribed', 90_000);
+  const ids = (await h.db.query('select sfid from salesforce.account order by sfid')).rows.map((r) => r.sfid as string);
+  await h.db.query(`create table public.applied (sfid text, n integer)`);
+  await h.db.query(`create function public.note_applied() returns trigger language plpgsql as $$
+    begin insert into public.applied values (new.sfid, new.numberofemployees); return new; end $$`);
+  await h.db.query(`create trigger note_applied after insert or update on salesforce.account for each row execute function public.note_applied()`);
+  return ids;
 }

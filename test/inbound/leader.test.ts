@@ -2,7 +2,7 @@
 // the other stands by. kill -9 of the leader in the middle of a stream of changes: the standby takes
 // over from the committed replay id, and every change event is applied exactly once.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setup, until, type Harness } from './harness.js';
+import { setup, until, type Harness, mapAccountWithWitness } from './harness.js';
 import type { SidecarProcess } from '../support/sidecar.js';
 
 let h: Harness;
@@ -29,16 +29,7 @@ beforeAll(async () => {
   await until(async () => LEADS.test(a.output()), 'first sidecar leads', 60_000);
   b = h.spawn(env);
   await until(async () => /standing by/.test(b.output()), 'second sidecar stands by', 60_000);
-  await h.db.query('select hc.create_mapping($1, $2)', ['Account', { access: 'read_write', fields: Object.fromEntries(fields.map((f) => [f, {}])) }]);
-  await until(async () => {
-    const m = await h.db.query(`select state, last_poll_at from hc._mappings where object_name = 'Account'`);
-    return m.rows[0]?.state === 'DATA_SYNCED' && m.rows[0]?.last_poll_at;
-  }, 'Account loaded and subscribed', 90_000);
-  ids = (await h.db.query('select sfid from salesforce.account order by sfid')).rows.map((r) => r.sfid);
-  await h.db.query(`create table public.applied (sfid text, n integer)`);
-  await h.db.query(`create function public.note_applied() returns trigger language plpgsql as $$
-    begin insert into public.applied values (new.sfid, new.numberofemployees); return new; end $$`);
-  await h.db.query(`create trigger note_applied after insert or update on salesforce.account for each row execute function public.note_applied()`);
+  ids = await mapAccountWithWitness(h, fields);
 }, 180_000);
 afterAll(async () => {
   await a?.kill9();
