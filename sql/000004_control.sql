@@ -119,6 +119,7 @@ as $$
 declare
   m hc._mappings := hc._mapping(object_name, connection_name);
   c hc.connections;
+  pending integer;
 begin
   select * into c from hc.connections where id = m.connection_id;
   if action in ('reload', 'poll') then
@@ -133,6 +134,19 @@ begin
     if m.state in ('BAD_CONFIG', 'SYNC_REMOVED') then
       raise exception 'hcsync: mapping % is %: %', m.object_name, m.state, coalesce(m.state_message, '')
         using errcode = 'object_not_in_prerequisite_state', hint = 'Fix its config with hc.update_mapping(...) (or delete it) first.';
+    end if;
+    -- A reload clears the table: local changes not yet sent would be lost with it. Refuse at once, where
+    -- the operator is, rather than have the sidecar refuse later in a log line (it checks again when
+    -- it starts the reload, for changes made in between).
+    if action = 'reload' and to_regclass(format('%I._trigger_log', c.schema_name)) is not null then
+      execute format($q$select count(*) from %I._trigger_log where state in ('NEW', 'PENDING') and table_name = $1$q$, c.schema_name)
+        into pending using m.table_name;
+      if pending > 0 then
+        raise exception 'hcsync: reload of % refused: % local change(s) to %.% are still waiting to be sent to Salesforce',
+            m.object_name, pending, c.schema_name, m.table_name
+          using errcode = 'object_in_use',
+                hint = 'Wait until pending_writes is 0 in select * from hc.mappings (the writer is sending them; resume a paused connection first), then reload again.';
+      end if;
     end if;
     if action = 'poll' and m.requested = 'reload' then
       raise notice 'hcsync: a reload of % is already requested; it includes a poll', m.object_name;

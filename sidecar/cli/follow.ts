@@ -18,7 +18,8 @@ function describe(r: Row): string {
   const detail = loading
     ? `${p!.rows}/${p!.total} rows${p!.rate_per_s ? `, ${p!.rate_per_s}/s` : ''}${p!.eta_s != null ? `, ETA ${p!.eta_s}s` : ''}`
     : `${r.pg_rows ?? 0} rows`;
-  return `${r.object_name} ${r.state} (${detail})${r.requested ? ` [${r.requested} requested]` : ''}`;
+  // The sidecar's note (a refused reload, a load problem) is part of what the operator must see.
+  return `${r.object_name} ${r.state} (${detail})${r.requested ? ` [${r.requested} requested]` : ''}${r.state_message ? ` — ${r.state_message}` : ''}`;
 }
 
 /**

@@ -137,6 +137,8 @@ describe('a running sidecar', () => {
     expect(create.stderr).toBe('');
     expect(create.code).toBe(0);
     expect(create.stdout.trim().split('\n').at(-1)).toMatch(/^Contact DATA_SYNCED \(\d+ rows\)$/);
+    // A reload is refused while local writes wait (earlier tests wrote rows): let the writer drain.
+    await until('Account writes sent', async () => (await db.query(`select pending_writes::int as n from hc.mappings where object_name = 'Account'`)).rows[0]?.n === 0);
     // Slow Salesforce down so the reload outlasts --wait's once-a-second look and its progress shows.
     emu.setLatency(400);
     const reload = await hcsync(['mapping:reload', 'Account', '--wait'], { DATABASE_URL: db.url }).finally(() => emu.setLatency(0));

@@ -213,12 +213,16 @@ describe('inbound lifecycle', () => {
   it('reload refills the table, and is refused while local writes are pending', async () => {
     const before = (await h.db.query('select count(*)::int n from salesforce.account')).rows[0].n;
     await h.db.query(`update salesforce.account set accountnumber = 'LOCAL' where sfid = (select min(sfid) from salesforce.account)`);
-    await h.db.query(`select hc.reload('Account')`);
-    const refused = await until(async () => {
-      const m = await mappingState(h.db, 'Account');
-      return m.state === 'DATA_SYNCED' && /refused/.test(m.state_message ?? '') ? m : null;
-    }, 'reload refused');
-    expect(refused.state_message).toMatch(/waiting to be sent/);
+    // Refused where the operator is, with the way out; nothing is requested of the sidecar.
+    const refused = await h.db.query(`select hc.reload('Account')`).then(() => null, (e) => e);
+    expect(refused?.message).toMatch(/reload of Account refused: 1 local change\(s\) .* waiting to be sent/);
+    expect(refused?.hint).toMatch(/pending_writes is 0/);
+    expect((await h.db.query(`select requested from hc._mappings where object_name = 'Account'`)).rows[0].requested).toBeNull();
+    // The sidecar checks again when it begins (changes made between request and start).
+    await h.db.query(`select hc.inbound_begin_reload(id) from hc._mappings where object_name = 'Account'`).then(
+      () => expect.unreachable('begin_reload must refuse while a change is pending'),
+      (e) => expect(e.message).toMatch(/waiting to be sent/),
+    );
     await h.db.query(`delete from salesforce._trigger_log`);
     await h.db.query(`select hc.reload('Account')`);
     await until(async () => {
