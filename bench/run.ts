@@ -22,7 +22,7 @@ const opts = program.opts<{ quick: boolean; only?: string; list: boolean }>();
 
 async function main(): Promise<number> {
   if (opts.list) {
-    for (const b of benchmarks) console.log(`${b.name.padEnd(24)} ${b.title}${b.optIn ? `  (only with --only: ${b.optIn})` : ''}`);
+    for (const b of benchmarks) console.log(`${b.name.padEnd(28)} ${b.title}${b.optIn ? `  (only with --only: ${b.optIn})` : ''}`);
     return 0;
   }
   let selected = benchmarks.filter((b) => !b.optIn);
