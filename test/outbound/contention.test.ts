@@ -123,9 +123,11 @@ describe('a deadlock while recording results', () => {
       await app.query(`update salesforce.account set phone = '2' where id = $1`, [a]);
       await app.query('commit');
       await until(() => queueEmpty(h.db), 'drained');
-      await h.db.query('select pg_stat_force_next_flush()').catch(() => {});
-      const deadlocks = (await h.db.query(`select deadlocks::int n from pg_stat_database where datname = current_database()`)).rows[0].n;
-      expect(deadlocks).toBeGreaterThanOrEqual(1); // the interleaving really happened
+      // The interleaving really happened. The victim's session reports the deadlock to pg_stat_database
+      // when it next flushes its statistics (up to ~10 s later when idle), not at once: wait for it.
+      const deadlocks = await until(async () =>
+        (await h.db.query(`select deadlocks::int n from pg_stat_database where datname = current_database()`)).rows[0].n, 'the deadlock counted', 30_000);
+      expect(deadlocks).toBeGreaterThanOrEqual(1);
       // One call for the update, one for the application's phone change: the update was not sent twice.
       expect((h.emu.stats().api.byKind.collections ?? 0) - calls).toBe(2);
       const failed = await h.db.query(`select count(*)::int n from (select state from salesforce._trigger_log union all
