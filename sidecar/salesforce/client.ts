@@ -96,23 +96,20 @@ function instrument(transport: TransportLike, ledger: Ledger): void {
   const original = transport.httpRequest.bind(transport);
   transport.httpRequest = (req, opts) => {
     const started = performance.now();
+    const call = { kind: callKind(req.method, req.url), method: req.method, path: req.url.replace(/^https?:\/\/[^/]+/, '') };
     const p = original(req, opts);
     p.then(
       (res) => {
         const info = /api-usage=(\d+)\/(\d+)/.exec(res?.headers?.['sforce-limit-info'] ?? '');
         ledger.record({
-          kind: callKind(req.method, req.url),
-          method: req.method,
-          path: req.url.replace(/^https?:\/\/[^/]+/, ''),
+          ...call,
           status: res?.statusCode ?? 0,
           durationMs: performance.now() - started,
           apiUsed: info ? Number(info[1]) : undefined,
           apiLimit: info ? Number(info[2]) : undefined,
         });
       },
-      () => {
-        ledger.record({ kind: callKind(req.method, req.url), method: req.method, path: req.url.replace(/^https?:\/\/[^/]+/, ''), status: 0, durationMs: performance.now() - started });
-      },
+      () => ledger.record({ ...call, status: 0, durationMs: performance.now() - started }),
     );
     return p;
   };
