@@ -206,6 +206,12 @@ begin
   if r is not null then
     update hc._mappings x set requested = null, requested_at = null, updated_at = now() where x.id = take_request.mapping_id;
   end if;
+  -- A reload is under way from the moment it is taken, in the same transaction: the mapping never
+  -- looks finished (DATA_SYNCED, nothing requested) before the reload has run, and a sidecar killed
+  -- right after taking it resumes the reload on start instead of losing the request.
+  if r = 'reload' then
+    perform hc.set_mapping_state(take_request.mapping_id, 'RELOAD_TABLE', 'reload taken by the sidecar');
+  end if;
   return r;
 end;
 $$;

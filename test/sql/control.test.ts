@@ -60,11 +60,14 @@ describe('reload / poll now / abort', () => {
     expect((await errorOf(() => db.query(`select hc.abort('Contact')`))).message).toMatch(/nothing to abort/);
     await db.query(`select hc.reload('Contact')`);
     expect((await db.query(`select hc.take_request($1) as r`, [id])).rows[0].r).toBe('reload');
+    // Taken is under way: the mapping shows RELOAD_TABLE at once (a restarted sidecar resumes it).
+    expect((await db.query(`select state from hc._mappings where id = $1`, [id])).rows[0].state).toBe('RELOAD_TABLE');
     expect((await db.query(`select hc.take_request($1) as r`, [id])).rows[0].r).toBeNull();
     await db.query(`select hc.set_mapping_state($1, 'RELOAD_TABLE', 'loading')`, [id]);
     expect((await db.query(`select hc.abort('Contact') as r`)).rows[0].r).toBe('abort');
     const log = await db.query(`select event, detail from hc.sync_log where mapping_id = $1 and event = 'state' order by id`, [id]);
-    expect(log.rows.at(-1).detail).toEqual({ from: 'DATA_SYNCED', to: 'RELOAD_TABLE' });
+    expect(log.rows.map((r) => r.detail)).toContainEqual({ from: 'DATA_SYNCED', to: 'RELOAD_TABLE' });
+    expect(log.rows.at(-1).detail).toEqual({ from: 'RELOAD_TABLE', to: 'RELOAD_TABLE' });
     expect((await errorOf(() => db.query(`select hc.set_mapping_state($1, 'SLEEPING')`, [id]))).message).toMatch(/not a mapping state/);
     await db.query(`select hc.set_mapping_state($1, 'DATA_SYNCED')`, [id]);
   });
