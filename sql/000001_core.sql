@@ -180,6 +180,10 @@ create table hc.sync_positions (
   delete_watermark  timestamptz,
   replay_channel    text,
   replay_id         text,
+  -- When the table was last compared id by id with Salesforce (a load counts: it is a full read).
+  reconciled_at     timestamptz,
+  -- When the drift sweep last ran: a restarted sidecar sweeps when the interval since then has passed.
+  drift_checked_at  timestamptz,
   updated_at        timestamptz not null default now()
 );
 

@@ -404,3 +404,157 @@ begin
   end if;
 end;
 $$;
+
+-- Id reconciliation under the hourly drift count.
+--
+-- The hourly drift sweep compares SELECT COUNT() with the table's row count: one API call, but blind to
+-- a missed create and a missed delete that cancel out. So, once a day (HC_RECONCILE_SECONDS) or whenever
+-- the counts differ, the sidecar lists every live record's Id and SystemModstamp (REST pages up to
+-- 10,000 rows, a Bulk 2.0 query above: a few API calls per mapping), COPYs the list into a temp table,
+-- and this function compares it with the table. The comparison and the removals are here; the sidecar
+-- only re-reads by Id what this function asks for.
+
+-- Compares the table of a mapping with a listing of Salesforce's live records (p_listing: a table with
+-- columns sfid text, smod timestamp (UTC), one row per record; taken from p_listed_at on). In one
+-- statement per kind:
+--   * gone:   in the table, not in the listing, and last changed before the listing started
+--             (p_listed_at − 5 min, for clock skew), or not a well-formed record id at all (Salesforce
+--             could never have it, and would refuse a query naming it): removed here;
+--   * check:  in the table, not in the listing, but changed since (or never stamped): it may have been
+--             created after the listing was taken → re-read by Id (queryAll); not returned or
+--             IsDeleted = true means gone;
+--   * missing: in the listing, not in the table → re-read by Id;
+--   * stale:  in both, older (or unstamped) in the table → re-read by Id (a full-row source never
+--             overwrites a newer row, so a change applied meanwhile by CDC is safe).
+-- Returns {"removed": n, "reread": [ids], "missing": n, "stale": n, "check": n}.
+create or replace function hc.inbound_reconcile(p_mapping_id integer, p_listing regclass, p_listed_at timestamptz)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+declare
+  t record;
+  tbl text;
+  removed integer;
+  missing text[];
+  stale text[];
+  checks text[];
+  cutoff timestamp := (p_listed_at - interval '5 minutes') at time zone 'UTC';
+begin
+  t := hc._inbound_target(p_mapping_id);
+  tbl := format('%I.%I', t.schema_name, (t.m).table_name);
+  execute format('delete from %s x where x.sfid is not null
+                  and (x.systemmodstamp < $1 or x.sfid !~ ''^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$'')
+                  and not exists (select 1 from %s l where l.sfid = x.sfid)', tbl, p_listing) using cutoff;
+  get diagnostics removed = row_count;
+  execute format('select coalesce(array_agg(x.sfid), ''{}'') from %s x where x.sfid is not null
+                  and (x.systemmodstamp is null or x.systemmodstamp >= $1)
+                  and not exists (select 1 from %s l where l.sfid = x.sfid)', tbl, p_listing) using cutoff into checks;
+  execute format('select coalesce(array_agg(l.sfid), ''{}'') from %s l where not exists (select 1 from %s x where x.sfid = l.sfid)',
+                 p_listing, tbl) into missing;
+  execute format('select coalesce(array_agg(l.sfid), ''{}'') from %s l join %s x on x.sfid = l.sfid
+                  where x.systemmodstamp is null or x.systemmodstamp < l.smod', p_listing, tbl) into stale;
+  update hc.sync_positions set reconciled_at = p_listed_at, updated_at = now() where mapping_id = p_mapping_id;
+  return jsonb_build_object('removed', removed, 'reread', to_jsonb(missing || stale || checks),
+                            'missing', cardinality(missing), 'stale', cardinality(stale), 'check', cardinality(checks));
+end;
+$$;
+
+-- A load read every record: it counts as a reconciliation (the next one is due a day later).
+create or replace function hc.inbound_reconciled(p_mapping_id integer, p_at timestamptz)
+returns void
+language sql
+as $$
+  update hc.sync_positions set reconciled_at = p_at, updated_at = now() where mapping_id = p_mapping_id;
+$$;
+
+-- Inbound leadership: one inbound reader per connection, however many sidecars run.
+--
+-- The outbound writer is safe with several sidecars (SKIP LOCKED claims), but two inbound readers of one
+-- connection would both load, both subscribe to the same change events and both move the same replay
+-- ids and watermarks: double the API calls, and positions written by whichever commits last. So the
+-- inbound side has a leader: the sidecar whose dedicated session holds the session-level advisory lock
+-- (classid 1751347067, objid = connection id). The others stand by and try again every few seconds; when
+-- the leader dies (even kill -9) Postgres ends its session and releases the lock, and a standby takes
+-- over from the positions the leader committed.
+--
+-- Leadership is also a fencing token: every take-over bumps the connection's epoch, and a change-event
+-- batch commits only while its epoch is current (hc.inbound_fence, in the batch's transaction). A leader
+-- that lost its lock session without noticing yet (a network cut) can then not move a replay id behind
+-- the new leader's back: its batch fails and is rolled back. The take-over's UPDATE waits for batches
+-- still holding the row FOR SHARE, so the new leader reads every position the old one committed.
+create table hc.inbound_leases (
+  connection_id integer primary key references hc.connections on delete cascade,
+  epoch         bigint not null default 0,
+  since         timestamptz not null default now()
+);
+
+-- Tries to become the inbound leader of a connection on the caller's session (held until the session
+-- ends). Returns the new epoch when the caller leads now, NULL when another session does.
+create or replace function hc.inbound_try_lead(p_connection_id integer)
+returns bigint
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+declare
+  e bigint;
+begin
+  if not pg_try_advisory_lock(1751347067, p_connection_id) then
+    return null;
+  end if;
+  insert into hc.inbound_leases as l (connection_id, epoch) values (p_connection_id, 1)
+  on conflict (connection_id) do update set epoch = l.epoch + 1, since = now()
+  returning epoch into e;
+  return e;
+end;
+$$;
+
+-- In a batch's transaction: the batch may commit only if its leader's epoch is still the current one.
+create or replace function hc.inbound_fence(p_connection_id integer, p_epoch bigint)
+returns void
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+begin
+  perform 1 from hc.inbound_leases where connection_id = p_connection_id and epoch = p_epoch for share;
+  if not found then
+    raise exception 'hcsync: this sidecar is no longer the inbound leader of connection % (epoch %)', p_connection_id, p_epoch
+      using errcode = 'lock_not_available', hint = 'Another sidecar took over; this one stands by. Nothing to do.';
+  end if;
+end;
+$$;
+
+-- Who leads the inbound side of each connection: the backend holding the lock (null: nobody, e.g. no
+-- sidecar running, or the leader just died and a standby has not taken over yet).
+create or replace view hc.inbound_leaders as
+select c.id as connection_id, c.name as connection_name, e.epoch, e.since, l.pid, a.application_name, a.client_addr
+from hc.connections c
+left join pg_locks l on l.locktype = 'advisory' and l.granted
+  -- advisory locks are per database, pg_locks shows every database's
+  and l.database = (select oid from pg_database where datname = current_database())
+  and l.classid::bigint = 1751347067 and l.objid::bigint = c.id and l.objsubid = 2
+left join pg_stat_activity a on a.pid = l.pid
+left join hc.inbound_leases e on e.connection_id = c.id;
+
+-- The drift sweep's clock lives in the database: the sweep ran HC_DRIFT_SECONDS after each start of the
+-- sidecar, so a sidecar restarted more often than that (deploys, a crash loop) never swept at all. Now
+-- the time of the last sweep is stored (hc.sync_positions.drift_checked_at), and a starting sidecar
+-- sweeps when the interval since then has passed, whatever happened in between.
+
+-- A finished sweep (count compared, ids reconciled when due).
+create or replace function hc.inbound_drift_checked(p_mapping_id integer)
+returns void
+language sql
+as $$
+  update hc.sync_positions set drift_checked_at = now(), updated_at = now() where mapping_id = p_mapping_id;
+$$;
+
+-- When the next sweep of a mapping is due: an interval after the last sweep, or after the load (which
+-- read everything) when there was none yet.
+create or replace function hc.inbound_drift_due(p_mapping_id integer, p_interval interval)
+returns timestamptz
+language sql stable
+as $$
+  select coalesce(p.drift_checked_at, p.reconciled_at, now()) + p_interval
+  from hc.sync_positions p where p.mapping_id = p_mapping_id;
+$$;

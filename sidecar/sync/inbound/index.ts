@@ -4,7 +4,7 @@
 // down; the tables are not). All state is in the database; this process only acts on it.
 //
 // Several sidecars may run against one database: only the inbound leader of a connection (the one whose
-// dedicated session holds hc.inbound_try_lead's advisory lock, see 000012_inbound_leader) runs workers.
+// dedicated session holds hc.inbound_try_lead's advisory lock, see sql/000010_inbound.sql) runs workers.
 // The others stand by, trying every HC_INBOUND_STANDBY_MS; a leader that loses its session stops its
 // workers at once and stands by too.
 import pg from 'pg';
