@@ -339,7 +339,13 @@ begin
     loop
       select w into d from jsonb_array_elements(wanted) w where w->>'column' = cur.name;
       if d is null then
-        if cur.name = 'sfid' then continue; end if;
+        -- Only a column this mapping made (a field it mapped until now, as hc._mapping_fields still
+        -- records) is dropped. Columns the application added, and those of a Heroku Connect table
+        -- taken over that the config does not map, are the application's: they stay, with their data.
+        if cur.name = 'sfid' or not exists (select 1 from hc._mapping_fields f
+                                             where f.mapping_id = m.id and f.column_name = cur.name) then
+          continue;
+        end if;
         execute format('alter table %s drop column %I', fq, cur.name);
         dropped := dropped || cur.name;
       elsif d->>'pg_type' <> cur.type then

@@ -91,6 +91,49 @@ describe('config changes alter the table in place', () => {
   });
 });
 
+describe('columns the application added to a mapped table are its own', () => {
+  const base = { access: 'read_write', fields: { Id: {}, IsDeleted: {}, SystemModstamp: {}, LastName: {}, Email: {}, Title: {} } };
+  const cfg = (fields: string[]) => ({ ...base, fields: Object.fromEntries(fields.map((f) => [f, {}])) });
+
+  it('survive update_mapping, a changed import and a fresh describe; only columns the mapping made are dropped', async () => {
+    await createConnection(db, 'appcols', 'sf_appcols');
+    await createMapping(db, 'Contact', base, describe_('contact'), 'appcols');
+    await db.query(`alter table sf_appcols.contact add column app_note text, add column loyalty_tier integer`);
+    await db.query(`insert into sf_appcols.contact (lastname, title, app_note, loyalty_tier) values ('Keep', 'Dr', 'VIP since 2019', 3)`);
+
+    // A field removed from the config: its column goes, the application's stay with their data.
+    const r1 = await db.query(`select hc.update_mapping('Contact', $1::jsonb, null, 'appcols')`, [JSON.stringify(cfg(['Id', 'IsDeleted', 'SystemModstamp', 'LastName', 'Email']))]);
+    expect(r1.rows).toHaveLength(1);
+    let cols = Object.keys(await columnTypes('sf_appcols.contact'));
+    expect(cols).not.toContain('title');
+    expect(cols).toEqual(expect.arrayContaining(['app_note', 'loyalty_tier', 'id', 'sfid', '_hc_lastop', '_hc_err', 'systemmodstamp', 'isdeleted']));
+    const ddl = await db.query(`select detail from hc.sync_log where event = 'ddl' and connection_id = (select id from hc.connections where name = 'appcols') order by id desc limit 1`);
+    expect(ddl.rows[0].detail.dropped).toEqual(['title']);
+
+    // A changed import (HC's config:import) adds Phone: nothing of the application's is touched.
+    await db.query(`select hc.import_config($1::jsonb, 'appcols')`, [JSON.stringify({ version: 1, mappings: [{ object_name: 'Contact', config: cfg(['Id', 'IsDeleted', 'SystemModstamp', 'LastName', 'Phone']) }] })]);
+    // SCHEMA_CHANGED: the sidecar applies a fresh describe.
+    const id = (await db.query(`select m.id from hc._mappings m join hc.connections c on c.id = m.connection_id where c.name = 'appcols'`)).rows[0].id;
+    const r3 = await db.query('select hc.apply_mapping_ddl($1, $2::jsonb) as r', [id, JSON.stringify(describe_('contact'))]);
+    expect(r3.rows[0].r.dropped).toEqual([]);
+    cols = Object.keys(await columnTypes('sf_appcols.contact'));
+    expect(cols).toEqual(expect.arrayContaining(['app_note', 'loyalty_tier', 'phone']));
+    expect(cols).not.toContain('email');
+    expect((await db.query(`select lastname, app_note, loyalty_tier from sf_appcols.contact`)).rows).toEqual([{ lastname: 'Keep', app_note: 'VIP since 2019', loyalty_tier: 3 }]);
+    await db.query(`select hc.delete_connection('appcols')`);
+  });
+
+  it('a Heroku Connect table taken over keeps columns the config does not map', async () => {
+    await createConnection(db, 'adopt', 'sf_adopt');
+    await db.query(`create table sf_adopt.contact (id serial primary key, sfid varchar(18), _hc_lastop varchar(32), _hc_err text,
+                    systemmodstamp timestamp, isdeleted boolean, lastname varchar(80), app_score integer)`);
+    await db.query(`insert into sf_adopt.contact (lastname, app_score) values ('Old', 42)`);
+    await createMapping(db, 'Contact', cfg(['Id', 'IsDeleted', 'SystemModstamp', 'LastName']), describe_('contact'), 'adopt');
+    expect((await db.query(`select lastname, app_score from sf_adopt.contact`)).rows).toEqual([{ lastname: 'Old', app_score: 42 }]);
+    await db.query(`select hc.delete_connection('adopt')`);
+  });
+});
+
 describe('bad configs raise errors that say what to do', () => {
   it('unknown access mode', async () => {
     const e = await errorOf(() => createMapping(db, 'Lead', { access: 'read_mostly', fields: { Id: {} } }));
