@@ -117,8 +117,11 @@ declare
   c hc.connections;
   tl text;
   t record;
+  bad_field record;
   n integer;
   dead_ids integer[];
+  err_msg text;
+  bad text;
 begin
   -- FOR SHARE: hc.pause() (an UPDATE of this row) waits for a running claim, and a claim that starts
   -- later sees PAUSED. Without it a claim that read IDLE could, in a later statement, pick up a change
@@ -181,7 +184,8 @@ begin
   create temp table if not exists _ob_ops (
     op_id integer, log_ids integer[], table_name text, record_id integer, mapping_id integer, object_name text,
     upsert_field text, first_action text, last_action text, vals hstore, log_sfid text,
-    row_exists boolean, row_sfid text, row_vals hstore, upsert_value text, action text, ignore_reason text
+    row_exists boolean, row_sfid text, row_vals hstore, upsert_value text, action text, ignore_reason text,
+    body jsonb, error text
   ) on commit drop;
   truncate _ob_ops;
   -- Merged values: per record and column the newest entry's value. Computed for all records at once
@@ -279,10 +283,64 @@ begin
       using t.mapping_id, t.column_name, c.id;
   end loop;
 
+  -- The bodies, typed for Salesforce. A value that cannot be typed (the application retyped
+  -- numberofemployees to text and wrote 'many') fails its own op, never the claim: the set-based
+  -- statement is redone one op at a time, in subtransactions, only when it fails.
+  begin
+    update _ob_ops o set body = case when o.action = 'delete' then '{}'::jsonb
+                                     else hc._outbound_body(o.mapping_id, coalesce(o.vals, ''::hstore), o.action = 'insert') end
+     where o.action is not null;
+  exception when others then
+    for t in select o.op_id, o.mapping_id, o.vals, o.action from _ob_ops o where o.action in ('insert', 'update') order by o.op_id loop
+      begin
+        update _ob_ops o set body = hc._outbound_body(o.mapping_id, coalesce(o.vals, ''::hstore), o.action = 'insert')
+         where o.op_id = t.op_id;
+      exception when others then
+        get stacked diagnostics err_msg = message_text;
+        -- Name the column: try each value alone.
+        bad := null;
+        for bad_field in select e.key, e.value, f.field_name, f.sf_type from each(t.vals) e
+                           join hc._mapping_fields f on f.mapping_id = t.mapping_id and f.column_name = e.key
+                          order by e.key loop
+          begin
+            perform hc._outbound_body(t.mapping_id, hstore(bad_field.key, bad_field.value), t.action = 'insert');
+          exception when others then
+            bad := format('column %s value %s cannot be sent as Salesforce field %s (%s): ',
+                          bad_field.key, quote_literal(bad_field.value), bad_field.field_name, bad_field.sf_type);
+            exit;
+          end;
+        end loop;
+        update _ob_ops o
+           set error = format('INVALID_VALUE: %s%s. Fix the value (or the column''s type); the row''s next change '
+                              'sends it again, or hc.retry once it is fixed.', coalesce(bad, ''), err_msg)
+         where o.op_id = t.op_id;
+      end;
+    end loop;
+  end;
+
+  -- Ops whose values could not be typed: FAILED now, the row told (_hc_lastop FAILED, _hc_err), as if
+  -- Salesforce had refused them. Written as the sync (not captured); the status trigger keeps FAILED.
+  if exists (select 1 from _ob_ops o where o.error is not null) then
+    execute format($q$update %s t set state = 'FAILED', updated_at = now(), processed_at = now(),
+                            processed_tx = txid_current(), sf_result = 1, sf_message = o.error
+                        from _ob_ops o where o.error is not null and t.id = any(o.log_ids)$q$, tl);
+    for t in select distinct o.table_name from _ob_ops o where o.error is not null loop
+      execute format($q$update %I.%I r set _hc_lastop = 'FAILED', _hc_err = o.error
+                          from _ob_ops o where o.table_name = $1 and o.error is not null and r.id = o.record_id$q$,
+                     c.schema_name, t.table_name)
+        using t.table_name;
+    end loop;
+    insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
+    select c.id, o.mapping_id, 'outbound', 'warn', 'write_failed', o.error,
+           jsonb_build_object('entry', o.op_id, 'record_id', o.record_id, 'action', o.action)
+      from _ob_ops o where o.error is not null;
+    update _ob_ops o set action = null where o.error is not null;
+  end if;
+
   -- Nothing to send: IGNORED, processed now.
   execute format($q$update %s t set state = 'IGNORED', updated_at = now(), processed_at = now(),
                           processed_tx = txid_current(), sf_message = o.ignore_reason
-                      from _ob_ops o where o.action is null and t.id = any(o.log_ids)$q$, tl);
+                      from _ob_ops o where o.action is null and o.error is null and t.id = any(o.log_ids)$q$, tl);
 
   -- The rest: PENDING, owned by this claimer.
   insert into hc._outbound_claims (connection_id, log_id, op_id, claimer)
@@ -296,8 +354,7 @@ begin
            'op_id', o.op_id, 'log_ids', to_jsonb(o.log_ids), 'mapping_id', o.mapping_id, 'object', o.object_name,
            'table', o.table_name, 'record_id', o.record_id, 'action', o.action,
            'sfid', coalesce(o.row_sfid, o.log_sfid),
-           'body', case when o.action = 'delete' then '{}'::jsonb
-                        else hc._outbound_body(o.mapping_id, coalesce(o.vals, ''::hstore), o.action = 'insert') end,
+           'body', o.body,
            'upsert_field', case when o.action = 'insert' and o.upsert_value is not null
                                 then (select f.field_name from hc._mapping_fields f
                                        where f.mapping_id = o.mapping_id and f.column_name = o.upsert_field) end,

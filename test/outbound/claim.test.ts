@@ -119,6 +119,41 @@ describe('outbound claim and complete', () => {
     expect(ops[0]).toMatchObject({ action: 'insert', body: { Name: 'good' } });
   });
 
+  it('a value the claim cannot convert fails its row alone, with the error in _hc_err; the other rows are claimed', async () => {
+    // The application retypes a mapped column and writes a value Salesforce's int field cannot take.
+    await db.query(`alter table salesforce.account alter column numberofemployees type text`);
+    try {
+      const good = (await db.query(`insert into salesforce.account (name, numberofemployees) values ('fine', '12') returning id`)).rows[0].id;
+      const bad = (await db.query(`insert into salesforce.account (name, numberofemployees) values ('vague', 'many') returning id`)).rows[0].id;
+      const synced = (await db.query(`insert into salesforce.account (name, sfid) values ('synced', '001000000000030AAA') returning id`)).rows[0].id;
+      await db.query(`update salesforce._trigger_log set state = 'SUCCESS' where record_id = $1`, [synced]);
+      await db.query(`update salesforce.account set numberofemployees = 'lots' where id = $1`, [synced]);
+      await db.query(`update salesforce.account set name = 'fine too' where id = $1`, [good]);
+      const ops = await claim();
+      expect(ops.map((o: { record_id: number }) => o.record_id)).toEqual([good]);
+      expect(ops[0]).toMatchObject({ action: 'insert', body: { Name: 'fine too', NumberOfEmployees: 12 } });
+      for (const id of [bad, synced]) {
+        const row = (await db.query('select _hc_lastop, _hc_err from salesforce.account where id = $1', [id])).rows[0];
+        expect(row._hc_lastop).toBe('FAILED');
+        expect(row._hc_err).toMatch(/numberofemployees.*NumberOfEmployees.*invalid input syntax/);
+        const entries = (await db.query('select state, sf_message from salesforce._trigger_log where record_id = $1 and state <> $2', [id, 'SUCCESS'])).rows;
+        expect(entries.map((e) => e.state)).toEqual(['FAILED']);
+        expect(entries[0].sf_message).toBe(row._hc_err);
+      }
+      expect((await db.query(`select count(*)::int n from hc.sync_log where event = 'write_failed' and detail->>'record_id' = $1`, [String(bad)])).rows[0].n).toBe(1);
+      // The writer goes on: the good row completes, and nothing else is left to claim.
+      await complete([{ op_id: ops[0].op_id, action: 'insert', outcome: 'ok', sfid: '001000000000031AAA' }]);
+      expect(await claim()).toHaveLength(0);
+      // Once the application fixes the value, the row goes again.
+      await db.query(`update salesforce.account set numberofemployees = '40' where id = $1`, [synced]);
+      const [again] = await claim();
+      expect(again).toMatchObject({ action: 'update', record_id: synced, body: { NumberOfEmployees: 40 } });
+    } finally {
+      await db.query('delete from salesforce.account');
+      await db.query(`alter table salesforce.account alter column numberofemployees type integer using numberofemployees::integer`);
+    }
+  });
+
   it('entries of a dead claimer go back to NEW; paused claims nothing', async () => {
     await db.query(`insert into salesforce.account (name) values ('x')`);
     const ops = await claim(99); // claimer 99 holds no lock: it is dead
