@@ -111,15 +111,17 @@ end;
 $$;
 
 -- The body of the AFTER row trigger function hc_<t>_logger (reference §2.7, "VERSION 4"): writes one
--- _trigger_log row per application change. SECURITY DEFINER with a pinned search_path, so roles that
--- may write the table but not the queue are still captured.
+-- _trigger_log row per application change. SECURITY DEFINER, so roles that may write the table but not
+-- the queue are still captured; therefore it resolves nothing outside pg_catalog and hc (search_path
+-- pg_catalog, pg_temp) and builds HC's hstore text with hc._hstore_text rather than hstore(old.*), which
+-- an overload in the extension's schema could replace (see hc._record_pairs).
 create or replace function hc._logger_ddl(s text, t text, read_only boolean) returns text
 language sql immutable
 as $fn$
   select format($ddl$
     create or replace function %1$I.%2$I() returns trigger
     language plpgsql security definer
-    set search_path = pg_catalog, public
+    set search_path = pg_catalog, pg_temp
     as $body$
     declare
       trigger_row %1$I._trigger_log;
@@ -136,16 +138,16 @@ as $fn$
       trigger_row.state := %4$L;
       if (tg_op = 'DELETE') then
         trigger_row.record_id := old.id;
-        trigger_row.old := hstore(old.*) - excluded_cols;
+        trigger_row.old := hc._hstore_text(old::text, tg_relid, excluded_cols);
         trigger_row.sfid := old.sfid;
         %5$s
       elsif (tg_op = 'INSERT') then
         trigger_row.record_id := new.id;
-        trigger_row."values" := hstore(new.*) - excluded_cols;
+        trigger_row."values" := hc._hstore_text(new::text, tg_relid, excluded_cols);
       elsif (tg_op = 'UPDATE') then
         trigger_row.record_id := new.id;
-        trigger_row.old := hstore(old.*) - excluded_cols;
-        trigger_row."values" := (hstore(new.*) - hstore(trigger_row.old)) - excluded_cols;
+        trigger_row.old := hc._hstore_text(old::text, tg_relid, excluded_cols);
+        trigger_row."values" := hc._hstore_text(new::text, tg_relid, excluded_cols, trigger_row.old);
         %6$s
         trigger_row.sfid := old.sfid;
       end if;
@@ -187,6 +189,26 @@ as $fn$
     end;
     $body$$ddl$, s, 'hc_' || t || '_status')
 $fn$;
+
+-- sfid is Salesforce's record Id, written by the sync alone. An application that clears or changes it
+-- orphans the row: the record's next change arrives as a second row, and the row's own changes no
+-- longer reach the record. hcsync refuses it (an extra BEFORE UPDATE trigger, hcsync_sfid_guard; HC's
+-- own triggers are untouched). The sync's writes (xmlbinary = hex) pass; an operator repairing a link
+-- sets hcsync.allow_sfid_change = on in their session first.
+create or replace function hc.sfid_guard() returns trigger
+language plpgsql
+as $$
+begin
+  if coalesce(current_setting('hcsync.allow_sfid_change', true), '') in ('on', 'true', '1', 'yes') then
+    return new;
+  end if;
+  raise exception 'hcsync: changing sfid of %.% row % (% to %) is refused: sfid links the row to its Salesforce record and is written by the sync',
+      tg_table_schema, tg_table_name, old.id, coalesce(old.sfid, 'NULL'), coalesce(new.sfid, 'NULL')
+    using errcode = 'insufficient_privilege',
+          hint = 'Leave sfid out of the UPDATE. To remove the record, DELETE the row (the delete reaches Salesforce). '
+                 'To relink the row anyway (an operator repairing it): SET hcsync.allow_sfid_change = on; UPDATE ...';
+end;
+$$;
 
 -- Orders "closest field" suggestions in error hints without needing the fuzzystrmatch extension.
 create or replace function hc._name_distance(a text, b text) returns integer
@@ -389,7 +411,7 @@ begin
       case when (v->>'unique')::boolean then 'unique' else '' end, k, fq, v->>'column');
   end loop;
 
-  -- HC's two triggers, plus hcsync's TRUNCATE guard (see hc.truncate_guard).
+  -- HC's two triggers, plus hcsync's TRUNCATE and sfid guards (see hc.truncate_guard, hc.sfid_guard).
   execute hc._logger_ddl(s, t, read_only);
   execute hc._status_ddl(s, t);
   execute format('revoke all on function %I.%I() from public', s, 'hc_' || t || '_logger');
@@ -401,6 +423,8 @@ begin
     'hc_' || t || '_status_trigger', fq, s, 'hc_' || t || '_status');
   execute format('drop trigger if exists hcsync_truncate_guard on %s', fq);
   execute format('create trigger hcsync_truncate_guard before truncate on %s for each statement execute procedure hc.truncate_guard()', fq);
+  execute format('drop trigger if exists hcsync_sfid_guard on %s', fq);
+  execute format('create trigger hcsync_sfid_guard before update on %s for each row when (old.sfid is distinct from new.sfid and public.get_xmlbinary()::text = ''base64''::text) execute procedure hc.sfid_guard()', fq);
 
   -- Application roles registered for this connection write the new table too.
   for role in select role_name from hc._app_roles where connection_id = c.id loop
@@ -524,6 +548,7 @@ begin
       execute format('drop trigger if exists %I on %s', 'hc_' || m.table_name || '_logtrigger', fq);
       execute format('drop trigger if exists %I on %s', 'hc_' || m.table_name || '_status_trigger', fq);
       execute format('drop trigger if exists hcsync_truncate_guard on %s', fq);
+      execute format('drop trigger if exists hcsync_sfid_guard on %s', fq);
     end if;
   end if;
   execute format('drop function if exists %I.%I()', c.schema_name, 'hc_' || m.table_name || '_logger');

@@ -1,7 +1,7 @@
 // The HC database contract, read back from pg_catalog: what HC-era applications see must be what HC made.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { contactConfig, createConnection, createMapping, describe_ } from './helpers.js';
+import { contactConfig, createConnection, createMapping, describe_, errorOf, syncClient } from './helpers.js';
 
 let db: TestDb;
 beforeAll(async () => {
@@ -68,7 +68,7 @@ describe('a Contact mapping created by hc.create_mapping', () => {
       `select tgname, pg_get_triggerdef(oid) as def from pg_trigger where tgrelid = 'salesforce.contact'::regclass and not tgisinternal order by 1`,
     );
     const defs = Object.fromEntries(r.rows.map((x) => [x.tgname, (x.def as string).replace('EXECUTE PROCEDURE', 'EXECUTE FUNCTION')]));
-    expect(Object.keys(defs)).toEqual(['hc_contact_logtrigger', 'hc_contact_status_trigger', 'hcsync_truncate_guard']);
+    expect(Object.keys(defs)).toEqual(['hc_contact_logtrigger', 'hc_contact_status_trigger', 'hcsync_sfid_guard', 'hcsync_truncate_guard']);
     expect(defs.hc_contact_logtrigger).toBe(
       'CREATE TRIGGER hc_contact_logtrigger AFTER INSERT OR DELETE OR UPDATE ON salesforce.contact FOR EACH ROW ' +
         "WHEN (((get_xmlbinary())::text = 'base64'::text)) EXECUTE FUNCTION salesforce.hc_contact_logger()",
@@ -77,6 +77,7 @@ describe('a Contact mapping created by hc.create_mapping', () => {
       'CREATE TRIGGER hc_contact_status_trigger BEFORE INSERT OR UPDATE ON salesforce.contact FOR EACH ROW EXECUTE FUNCTION salesforce.hc_contact_status()',
     );
     expect(defs.hcsync_truncate_guard).toContain('BEFORE TRUNCATE ON salesforce.contact FOR EACH STATEMENT');
+    expect(defs.hcsync_sfid_guard).toContain('BEFORE UPDATE ON salesforce.contact FOR EACH ROW WHEN');
   });
 
   it('records every mapped field with its describe metadata in hc._mapping_fields', async () => {
@@ -190,5 +191,62 @@ describe("the connection schema's HC objects", () => {
       const r = await db.query('select hc.sf_to_pg_type($1::jsonb) as t', [JSON.stringify(field)]);
       expect([field, r.rows[0].t]).toEqual([field, want]);
     }
+  });
+});
+
+describe('sfid belongs to the sync', () => {
+  async function synced(sfid: string): Promise<number> {
+    const c = await syncClient(db);
+    try {
+      return (await c.query(`insert into salesforce.contact (sfid, lastname) values ($1, 'Synced') returning id`, [sfid])).rows[0].id;
+    } finally {
+      await c.end();
+    }
+  }
+  const logCount = async (id: number) =>
+    (await db.query(`select count(*)::int as n from salesforce._trigger_log where table_name = 'contact' and record_id = $1`, [id])).rows[0].n as number;
+
+  it('an application UPDATE that clears or changes sfid is refused, naming the fix; nothing is captured', async () => {
+    const id = await synced('003000000000S01AAA');
+    for (const set of [`sfid = null`, `sfid = '003000000000S99AAA'`, `sfid = lower(sfid), lastname = 'x'`]) {
+      const e = await errorOf(() => db.query(`update salesforce.contact set ${set} where id = $1`, [id]));
+      expect(e.message).toContain('sfid');
+      expect(e.message).toContain('salesforce.contact');
+      expect(e.hint).toContain('SET hcsync.allow_sfid_change = on');
+      expect(e.hint).toContain('DELETE');
+    }
+    expect((await db.query(`select sfid, lastname from salesforce.contact where id = $1`, [id])).rows).toEqual([{ sfid: '003000000000S01AAA', lastname: 'Synced' }]);
+    expect(await logCount(id)).toBe(0);
+  });
+
+  it('other application writes to the row, sfid unchanged or assigned itself, go through and are captured', async () => {
+    const id = await synced('003000000000S02AAA');
+    await db.query(`update salesforce.contact set lastname = 'Changed', sfid = sfid where id = $1`, [id]);
+    expect(await logCount(id)).toBe(1);
+    // An application INSERT naming its sfid is HC's contract (HC sends it as an update of that record).
+    await db.query(`insert into salesforce.contact (sfid, lastname) values ('003000000000S03AAA', 'Own')`);
+  });
+
+  it('the sync writes sfid back (xmlbinary = hex); an operator may change it with hcsync.allow_sfid_change', async () => {
+    const id = (await db.query(`insert into salesforce.contact (lastname) values ('New') returning id`)).rows[0].id;
+    const c = await syncClient(db);
+    try {
+      await c.query(`update salesforce.contact set sfid = '003000000000S04AAA', _hc_lastop = 'INSERTED' where id = $1`, [id]);
+    } finally {
+      await c.end();
+    }
+    const op = await db.pool.connect();
+    try {
+      await op.query('begin');
+      await op.query('set local hcsync.allow_sfid_change = on');
+      await op.query(`update salesforce.contact set sfid = '003000000000S05AAA' where id = $1`, [id]);
+      await op.query('commit');
+      // Off again after the transaction: the next change is refused.
+      const e = await errorOf(() => op.query(`update salesforce.contact set sfid = null where id = $1`, [id]));
+      expect(e.hint).toContain('hcsync.allow_sfid_change');
+    } finally {
+      op.release();
+    }
+    expect((await db.query(`select sfid from salesforce.contact where id = $1`, [id])).rows[0].sfid).toBe('003000000000S05AAA');
   });
 });
