@@ -244,9 +244,37 @@ begin
   update _ob_ops o set action = null, ignore_reason = 'row was never created in Salesforce: nothing to delete'
    where o.action = 'delete' and coalesce(o.log_sfid, o.row_sfid) is null;
 
-  -- An update of a row Salesforce does not have yet waits for the row's create (its INSERT entry
-  -- PENDING, NEW or FAILED): it is not claimed and stays NEW.
-  delete from _ob_ops o where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null;
+  -- An update of a row Salesforce does not have yet (no sfid):
+  --  * its create is queued or in flight (the record's INSERT entry NEW or PENDING): it waits for it,
+  --    not claimed, NEW;
+  --  * otherwise its create failed (Salesforce refused it, or a value could not be typed) and the
+  --    application has changed the row since. The change is the application's fix, so the row is
+  --    created now with its current values: nothing else would ever send it, while the row reads
+  --    PENDING. If that create is refused too, the row reads FAILED again with the new error. A failed
+  --    create whose record exists (its write-back failed: the FAILED entry keeps the Id) is sent as an
+  --    update of that record instead (adopted), never created twice;
+  --  * its row is gone: nothing to send (IGNORED; the delete was IGNORE at capture, without sfid).
+  if exists (select 1 from _ob_ops o where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null) then
+    execute format($q$
+      delete from _ob_ops o
+       where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null
+         and exists (select 1 from %s q where q.state in ('NEW', 'PENDING') and q.action = 'INSERT'
+                        and q.table_name = o.table_name and q.record_id = o.record_id)$q$, tl);
+    update _ob_ops o set action = null, ignore_reason = 'row deleted before it was created in Salesforce: nothing to send'
+     where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null and not coalesce(o.row_exists, false);
+    execute format($q$
+      update _ob_ops o
+         set action = 'insert', vals = coalesce(o.vals, ''::hstore) || o.row_vals,
+             log_sfid = (select l.sfid from (select id, sfid from %1$I._trigger_log
+                                              where state = 'FAILED' and action = 'INSERT' and sfid is not null
+                                                and table_name = o.table_name and record_id = o.record_id
+                                             union all
+                                             select id, sfid from %1$I._trigger_log_archive
+                                              where state = 'FAILED' and action = 'INSERT' and sfid is not null
+                                                and table_name = o.table_name and record_id = o.record_id) l
+                          order by l.id desc limit 1)
+       where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null$q$, c.schema_name);
+  end if;
 
   -- A child whose relationship external-id column (e.g. account__external_id__c) names a parent row of a
   -- mapped table that Salesforce does not have yet (its create still queued, in this very claim, or

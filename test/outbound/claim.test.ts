@@ -104,19 +104,55 @@ describe('outbound claim and complete', () => {
     expect((await log()).map((r) => r.state)).toEqual(['IGNORED', 'IGNORE']);
   });
 
-  it('a failed create marks the row FAILED with the message; retry after the fix sends the fixed row', async () => {
+  for (const algorithm of ['merged', 'ordered']) {
+    it(`${algorithm}: a failed create, then the application changes the row: the create is sent again with the new values`, async () => {
+      await db.query(`update hc.connections set write_algorithm = $1`, [algorithm]);
+      const id = (await db.query(`insert into salesforce.account (name) values ('bad') returning id`)).rows[0].id;
+      const [op] = await claim();
+      await complete([{ op_id: op.op_id, action: 'insert', outcome: 'failed', error: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' }]);
+      const row = (await db.query('select _hc_lastop, _hc_err from salesforce.account where id = $1', [id])).rows[0];
+      expect(row).toEqual({ _hc_lastop: 'FAILED', _hc_err: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' });
+      expect((await log())[0]).toMatchObject({ state: 'FAILED', sf_message: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' });
+      // The application fixes the row: the row reads PENDING, so something must send it.
+      await db.query(`update salesforce.account set name = 'good' where id = $1`, [id]);
+      await db.query(`update salesforce.account set numberofemployees = 4 where id = $1`, [id]);
+      let ops = await claim();
+      expect(ops).toHaveLength(1);
+      expect(ops[0]).toMatchObject({ action: 'insert', record_id: id, adopted: false, body: { Name: 'good', NumberOfEmployees: 4 } });
+      // Refused again: the row says so again (not PENDING with nothing queued).
+      await complete([{ op_id: ops[0].op_id, action: 'insert', outcome: 'failed', error: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: still no' }]);
+      expect((await db.query('select _hc_lastop, _hc_err from salesforce.account where id = $1', [id])).rows[0])
+        .toEqual({ _hc_lastop: 'FAILED', _hc_err: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: still no' });
+      if (algorithm === 'ordered') {
+        // The second update is its own entry: it carries the create now.
+        ops = await claim();
+        expect(ops).toMatchObject([{ action: 'insert', record_id: id, body: { Name: 'good', NumberOfEmployees: 4 } }]);
+        await complete([{ op_id: ops[0].op_id, action: 'insert', outcome: 'failed', error: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: still no' }]);
+      }
+      expect(await claim()).toHaveLength(0);
+      await db.query(`update salesforce.account set name = 'better' where id = $1`, [id]);
+      ops = await claim();
+      expect(ops).toMatchObject([{ action: 'insert', record_id: id, body: { Name: 'better' } }]);
+      await complete([{ op_id: ops[0].op_id, action: 'insert', outcome: 'ok', sfid: '001000000000004AAA' }]);
+      expect((await db.query('select sfid, _hc_lastop, _hc_err from salesforce.account where id = $1', [id])).rows[0])
+        .toEqual({ sfid: '001000000000004AAA', _hc_lastop: 'INSERTED', _hc_err: null });
+      expect((await db.query(`select count(*)::int n from salesforce._trigger_log where state in ('NEW', 'PENDING')`)).rows[0].n).toBe(0);
+      // hc.retry of the old FAILED insert now updates that record; it is never created twice.
+      await db.query('select hc.retry()');
+      ops = await claim();
+      expect(ops.every((o: { action: string; sfid: string }) => o.action === 'update' && o.sfid === '001000000000004AAA')).toBe(true);
+    });
+  }
+
+  it('a failed create, its row deleted before any change: nothing is sent', async () => {
+    await db.query(`update hc.connections set write_algorithm = 'ordered'`);
     const id = (await db.query(`insert into salesforce.account (name) values ('bad') returning id`)).rows[0].id;
     const [op] = await claim();
     await complete([{ op_id: op.op_id, action: 'insert', outcome: 'failed', error: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' }]);
-    const row = (await db.query('select _hc_lastop, _hc_err from salesforce.account where id = $1', [id])).rows[0];
-    expect(row).toEqual({ _hc_lastop: 'FAILED', _hc_err: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' });
-    expect((await log())[0]).toMatchObject({ state: 'FAILED', sf_message: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' });
     await db.query(`update salesforce.account set name = 'good' where id = $1`, [id]);
-    expect(await claim()).toHaveLength(0); // the update waits for the create
-    await db.query('select hc.retry()');
-    const ops = await claim();
-    expect(ops).toHaveLength(1);
-    expect(ops[0]).toMatchObject({ action: 'insert', body: { Name: 'good' } });
+    await db.query(`delete from salesforce.account where id = $1`, [id]);
+    expect(await claim()).toHaveLength(0);
+    expect((await log()).map((r) => r.state)).toEqual(['FAILED', 'IGNORED', 'IGNORE']);
   });
 
   it('a value the claim cannot convert fails its row alone, with the error in _hc_err; the other rows are claimed', async () => {
@@ -211,6 +247,12 @@ describe('outbound claim and complete', () => {
       expect(l[1].sf_message).toMatch(/^WRITE_BACK_FAILED: .*001000000000012AAA.*boom rows are read-only/);
       expect((await db.query('select sfid from salesforce._trigger_log where record_id = $1', [ids[1]])).rows[0].sfid).toBe(sfids[1]);
       await db.query('drop trigger refuse_boom on salesforce.account');
+      // A change of the row sends it as an update of the record Salesforce made (the entry keeps its Id).
+      await db.query(`update salesforce.account set numberofemployees = 9 where id = $1`, [ids[1]]);
+      const [changed] = await claim();
+      expect(changed).toMatchObject({ action: 'insert', adopted: true, sfid: sfids[1], record_id: ids[1], body: { NumberOfEmployees: 9 } });
+      await sync.query('select hc.outbound_release($1, $2)', [connId, CLAIMER]);
+      await db.query(`delete from salesforce._trigger_log where record_id = $1 and action = 'UPDATE'`, [ids[1]]);
       await db.query('select hc.retry()');
       const [again] = await claim();
       // The record exists: the retry updates it and reports the insert, instead of creating it twice.
