@@ -6,10 +6,15 @@ import { describe, describeGlobal } from './describe.js';
 import { makeId, normalizeId } from './ids.js';
 import { formatDateTime, parseDateTime } from './values.js';
 
-export const VERSIONS: Array<{ label: string; version: string }> = [
-  { label: "Winter '24", version: '59.0' }, { label: "Spring '24", version: '60.0' }, { label: "Summer '24", version: '61.0' },
-  { label: "Winter '25", version: '62.0' }, { label: "Spring '25", version: '63.0' }, { label: "Summer '25", version: '64.0' },
-];
+/**
+ * Every version a real org serves: v31.0 (Summer '14) to v68.0 (Winter '27). Clients default to old ones (the
+ * `sf` CLI looks users up on v51.0, some libraries use v38.0), so all of them answer. Three releases a year:
+ * Summer, Winter (named after the next year), Spring.
+ */
+export const VERSIONS: Array<{ label: string; version: string }> = Array.from({ length: 68 - 31 + 1 }, (_, k) => ({
+  label: `${['Summer', 'Winter', 'Spring'][k % 3]} '${14 + Math.floor((k + 2) / 3)}`,
+  version: `${31 + k}.0`,
+}));
 export const VERSION_SET = new Set(VERSIONS.map((v) => v.version));
 
 export interface ApiRequest {
@@ -76,6 +81,9 @@ export class RestApi {
   private cursors = new Map<string, Cursor>();
   private cursorSeq = 0;
 
+  /** The instance's absolute base URL, set once the server listens. */
+  baseUrl = '';
+
   constructor(private org: Org, private limits: Limits) {
     this.soql = new Soql(org);
   }
@@ -120,7 +128,7 @@ export class RestApi {
     const m = req.method;
     if (p.length === 0) {
       if (m !== 'GET') return sfError(405, 'METHOD_NOT_ALLOWED', `HTTP Method '${m}' not allowed. Allowed are GET`);
-      return { status: 200, body: this.resources(req.version) };
+      return { status: 200, body: this.resources(req.version, req.userId) };
     }
     switch (p[0]) {
       case 'sobjects': return this.sobjects(req, p.slice(1));
@@ -130,17 +138,29 @@ export class RestApi {
         if (p[1] === 'sobjects') return this.collections(req, p.slice(2));
         if (p.length === 1 && m === 'POST') return this.composite(req);
         if (p[1] === 'batch' && m === 'POST') return this.compositeBatch(req);
+        if (p[1] === 'tree' && p.length === 3) return m === 'POST' ? this.compositeTree(req, p[2]) : sfError(405, 'METHOD_NOT_ALLOWED', `HTTP Method '${m}' not allowed. Allowed are POST`);
+        if (p.length === 1 && m === 'GET') {
+          const b = `/services/data/v${req.version}/composite`;
+          return { status: 200, body: { tree: `${b}/tree`, batch: `${b}/batch`, sobjects: `${b}/sobjects` } };
+        }
+        return notFound();
+      case 'recent':
+        // Nothing is ever "viewed" in this org.
+        if (p.length === 1 && m === 'GET') return { status: 200, body: [] };
         return notFound();
     }
     return notFound();
   }
 
-  resources(v: string) {
+  /**
+   * The version's resource list: only what this org serves, and each entry answers a GET. `identity` is absolute,
+   * as real orgs send it (clients follow it as is).
+   */
+  resources(v: string, userId: string) {
     const b = `/services/data/v${v}`;
     return {
-      tooling: `${b}/tooling`, metadata: `${b}/metadata`, eclair: `${b}/eclair`, folders: `${b}/folders`, prechatForms: `${b}/prechatForms`,
-      jobs: `${b}/jobs`, 'event-schema': `${b}/event/eventSchema`, query: `${b}/query`, queryAll: `${b}/queryAll`, sobjects: `${b}/sobjects`,
-      limits: `${b}/limits`, composite: `${b}/composite`, search: `${b}/search`, recent: `${b}/recent`, identity: `/id/${this.org.orgId}/${this.org.defaultUserId}`,
+      jobs: `${b}/jobs`, query: `${b}/query`, queryAll: `${b}/queryAll`, sobjects: `${b}/sobjects`, limits: `${b}/limits`,
+      composite: `${b}/composite`, recent: `${b}/recent`, identity: `${this.baseUrl}/id/${this.org.orgId}/${userId}`,
     };
   }
 
@@ -317,6 +337,7 @@ export class RestApi {
     const q = req.query.get('q');
     if (!q) return sfError(400, 'MALFORMED_QUERY', 'A query string has to be specified');
     const plan = this.soql.plan(q);
+    if (req.query.get('columns') === 'true') return { status: 200, body: this.soql.columnMetadata(plan) };
     const res = this.soql.run(plan, all);
     if (plan.count === 'count()') return { status: 200, body: { totalSize: res.rows.length, done: true, records: [] } };
     if (plan.count === 'aggregate') return { status: 200, body: { totalSize: 1, done: true, records: [this.soql.aggregateRow(plan, res.rows)] } };
@@ -498,6 +519,67 @@ export class RestApi {
       if (failed) for (const o of out) if (o.httpStatusCode < 300) { o.body = halted(); o.httpStatusCode = 400; o.httpHeaders = {}; }
     }
     return { status: 200, body: { compositeResponse: out } };
+  }
+
+  /**
+   * sObject Tree: POST /composite/tree/{Object} creates records with their children in one all-or-nothing
+   * transaction (at most 200 records, 5 levels). 201 with every referenceId's id, or 400 with the failing
+   * records' errors and nothing written.
+   */
+  private compositeTree(req: ApiRequest, objectName: string): ApiResponse {
+    const top = this.org.object(objectName);
+    if (!top) return notFound();
+    const b = this.json(req) as { records?: unknown } | undefined;
+    if (!b || !Array.isArray(b.records)) return sfError(400, 'JSON_PARSER_ERROR', 'Cannot deserialize instance of SObjectTreeRequest from end-of-input token');
+    type Node = { obj: NonNullable<ReturnType<Org['object']>>; referenceId: string; values: Rec; parentField?: string; parent?: Node; id?: string };
+    const nodes: Node[] = [];
+    const refs = new Set<string>();
+    const bad = (message: string) => sfError(400, 'INVALID_INPUT', message);
+    const walk = (records: unknown[], obj: Node['obj'], depth: number, parent?: Node, parentField?: string): ApiResponse | undefined => {
+      if (depth > 5) return bad('Exceeded max depth of 5 levels');
+      for (const r of records) {
+        if (!r || typeof r !== 'object' || Array.isArray(r)) return sfError(400, 'JSON_PARSER_ERROR', 'Cannot deserialize instance of SObject');
+        const { attributes, ...rest } = r as Rec & { attributes?: { type?: string; referenceId?: string } };
+        const type = attributes?.type;
+        if (!type || type.toLowerCase() !== obj.name.toLowerCase()) return sfError(400, 'INVALID_INPUT', `The type ${type ?? ''} doesn't match the sObject type ${obj.name}`);
+        const referenceId = attributes?.referenceId;
+        if (!referenceId) return bad('Include a reference ID for each record in the request.');
+        if (refs.has(referenceId)) return bad(`Duplicate ReferenceId provided in the request: ${referenceId}`);
+        refs.add(referenceId);
+        const node: Node = { obj, referenceId, values: {}, parent, parentField };
+        nodes.push(node);
+        if (nodes.length > 200) return bad('Too many records in the request: at most 200 are allowed');
+        const children: Array<[Node['obj'], string, unknown[]]> = [];
+        for (const [k, v] of Object.entries(rest)) {
+          const rel = obj.childRelationships.find((c) => c.relationshipName?.toLowerCase() === k.toLowerCase());
+          if (rel && v && typeof v === 'object' && Array.isArray((v as { records?: unknown }).records)) {
+            const child = this.org.object(rel.childSObject);
+            if (child) { children.push([child, rel.field, (v as { records: unknown[] }).records]); continue; }
+          }
+          node.values[k] = v;
+        }
+        for (const [child, field, recs] of children) {
+          const err = walk(recs, child, depth + 1, node, field);
+          if (err) return err;
+        }
+      }
+      return undefined;
+    };
+    const err = walk(b.records, top, 1);
+    if (err) return err;
+    const ctx = this.ctx(req);
+    this.org.beginOuter();
+    const failures: Array<{ referenceId: string; errors: SaveResult['errors'] }> = [];
+    for (const n of nodes) {
+      // A child whose parent failed is not attempted (everything rolls back anyway).
+      if (n.parent && !n.parent.id) continue;
+      const values = n.parent && n.parentField ? { ...n.values, [n.parentField]: n.parent.id } : n.values;
+      const r = this.org.dml([{ kind: 'insert', object: n.obj.name, values }], { ...ctx, allOrNone: true })[0];
+      if (r.success) n.id = r.id; else failures.push({ referenceId: n.referenceId, errors: r.errors });
+    }
+    this.org.endOuter(failures.length === 0);
+    if (failures.length) return { status: 400, body: { hasErrors: true, results: failures } };
+    return { status: 201, body: { hasErrors: false, results: nodes.map((n) => ({ referenceId: n.referenceId, id: n.id })) } };
   }
 
   private async compositeBatch(req: ApiRequest): Promise<ApiResponse> {

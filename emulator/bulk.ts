@@ -47,6 +47,10 @@ export class BulkApi {
       const p = req.path.split('/').filter(Boolean); // jobs, ingest|query, id?, sub?
       if (p[1] === 'ingest') return this.ingestRoute(req, p.slice(2));
       if (p[1] === 'query') return this.queryRoute(req, p.slice(2));
+      if (p.length === 1 && req.method === 'GET') {
+        const b = `/services/data/v${req.version}/jobs`;
+        return { status: 200, body: { ingest: `${b}/ingest`, query: `${b}/query` } };
+      }
       return sfError(404, 'NOT_FOUND', 'The requested resource does not exist');
     } catch (e) {
       if (e instanceof JsonBodyError) return sfError(400, 'JSON_PARSER_ERROR', e.message);

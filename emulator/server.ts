@@ -152,12 +152,19 @@ export class EmulatorServer {
     });
     app.all('/cometd/*', async (_req, reply) => reply.code(400).header('content-type', JSON_TYPE).send(JSON.stringify([{ error: '400::Invalid connection type {websocket}', successful: false }])));
     this.adminRoutes(app);
+    // Unknown routes and framework-level failures answer in Salesforce's shape, not the web framework's.
+    app.setNotFoundHandler((_req, reply) => this.send(reply, sfError(404, 'NOT_FOUND', 'The requested resource does not exist')));
+    app.setErrorHandler((e: { statusCode?: number; message?: string }, _req, reply) => {
+      const status = e.statusCode && e.statusCode >= 400 ? e.statusCode : 500;
+      return this.send(reply, sfError(status, status === 413 ? 'REQUEST_ENTITY_TOO_LARGE' : status < 500 ? 'INVALID_REQUEST' : 'UNKNOWN_EXCEPTION', e.message ?? 'An unexpected error occurred.'));
+    });
 
     await app.listen({ port: this.opts.port ?? 0, host: this.opts.host ?? '127.0.0.1' });
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     const host = this.opts.host && this.opts.host !== '0.0.0.0' ? this.opts.host : '127.0.0.1';
     this.baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    this.rest.baseUrl = this.baseUrl;
     return this.baseUrl;
   }
 

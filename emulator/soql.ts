@@ -189,7 +189,8 @@ export class Soql {
     const col = this.column(obj, c.field.split('.'), soql);
     const f = col.field;
     const get = (r: Rec) => col.path.length === 1 ? this.org.value(obj, r, f) : this.org.getPath(obj, r, col.path.join('.'));
-    const op: string = c.operator;
+    // Keywords are case-insensitive in SOQL; the parser keeps an operator's spelling (`like`, `in`).
+    const op: string = String(c.operator).toUpperCase();
     if (c.literalType === 'SUBQUERY' || c.valueQuery) {
       const sub = this.planFor(this.org.object(c.valueQuery.sObject) ?? (() => { throw new SoqlError('INVALID_TYPE', caret(soql, `sObject type '${c.valueQuery.sObject}' is not supported.`)); })(), c.valueQuery, soql);
       let cache: Set<unknown> | undefined;
@@ -328,6 +329,69 @@ export class Soql {
       }
     }
     return out;
+  }
+
+  /**
+   * `query?columns=true`: the query's column metadata instead of its rows (the `sf` CLI formats its tables from
+   * it). Relationship paths nest in `joinColumns`; a sub-query is an `aggregate` column of its child columns.
+   */
+  columnMetadata(plan: Plan): Rec {
+    type Meta = Rec & { joinColumns: Meta[] };
+    const apexType = (f: FieldMeta): string => {
+      switch (f.type) {
+        case 'id': case 'reference': return 'Id';
+        case 'boolean': return 'Boolean';
+        case 'int': return 'Integer';
+        case 'double': case 'percent': return 'Double';
+        case 'currency': return 'Decimal';
+        case 'date': return 'Date';
+        case 'datetime': return 'Datetime';
+        default: return 'String';
+      }
+    };
+    const leaf = (f: FieldMeta, columnName: string, displayName: string): Meta => ({
+      aggregate: false, apexType: apexType(f), booleanType: f.type === 'boolean', columnName, custom: f.custom, displayName,
+      foreignKeyName: null, insertable: f.createable, joinColumns: [], numberType: isNumberType(f.type), textType: isTextType(f.type), updatable: f.updateable,
+    });
+    const group = (columnName: string, displayName: string, aggregate: boolean): Meta => ({
+      aggregate, apexType: null, booleanType: false, columnName, custom: columnName.endsWith('__r'), displayName,
+      foreignKeyName: null, insertable: false, joinColumns: [], numberType: false, textType: false, updatable: false,
+    });
+    const columns = (p: Plan): Meta[] => {
+      const out: Meta[] = [];
+      for (const l of p.layout) {
+        if (l.kind === 'sub') {
+          const sub = p.subs[l.i];
+          const g = group(sub.relationshipName, sub.relationshipName, true);
+          g.joinColumns = columns(sub.plan);
+          out.push(g);
+          continue;
+        }
+        const col = p.columns[l.i];
+        if (col.path.length === 1) { out.push(leaf(col.field, col.field.name, col.field.name)); continue; }
+        // Owner.Name: a group per relationship along the path, merged with an earlier column on the same path.
+        let level = out;
+        for (let i = 0; i < col.path.length - 1; i++) {
+          const name = col.path[i];
+          let g = level.find((m) => m.columnName === name && !m.aggregate && m.apexType === null);
+          if (!g) { g = group(name, col.path.slice(0, i + 1).join('.'), false); level.push(g); }
+          level = g.joinColumns;
+        }
+        level.push(leaf(col.field, col.field.name, col.header));
+      }
+      return out;
+    };
+    const meta = plan.count === 'aggregate'
+      ? plan.aggregates.map((a) => {
+        const type = a.fn === 'COUNT' || a.fn === 'COUNT_DISTINCT' ? 'Integer' : a.fn === 'AVG' || a.fn === 'SUM' ? 'Double' : apexType(a.col!.field);
+        return { aggregate: true, apexType: type, booleanType: false, columnName: a.alias, custom: false, displayName: `${a.fn}(${a.col!.header})`,
+          foreignKeyName: null, insertable: false, joinColumns: [], numberType: type === 'Integer' || type === 'Double', textType: type === 'String', updatable: false };
+      })
+      : columns(plan);
+    return {
+      columnMetadata: meta, entityName: plan.obj.name, groupBy: false,
+      idSelected: plan.columns.some((c) => c.path.length === 1 && c.field.name === 'Id'), keyPrefix: plan.obj.keyPrefix,
+    };
   }
 
   aggregateRow(plan: Plan, rows: Rec[]): Rec {

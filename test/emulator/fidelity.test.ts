@@ -1,0 +1,162 @@
+// Documented behaviour of real orgs that clients other than jsforce rely on.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import jsforce from 'jsforce';
+import type { Emulator } from '../../emulator/index.js';
+import { login, raw, start, VERSION } from './helpers.js';
+
+let emu: Emulator;
+let token: string;
+beforeAll(async () => {
+  emu = await start({ seed: { Account: 5, Contact: 10 } });
+  token = (await login(emu)).accessToken!;
+});
+afterAll(async () => { await emu?.stop(); });
+
+describe('API versions', () => {
+  it('lists every version from v31.0 to the newest, and each one serves the REST API', async () => {
+    const list = (await (await fetch(emu.url + '/services/data')).json()) as Array<{ label: string; version: string; url: string }>;
+    const versions = list.map((v) => Number(v.version));
+    expect(versions[0]).toBe(31);
+    expect(versions).toEqual(Array.from({ length: versions.length }, (_, i) => 31 + i));
+    expect(versions.at(-1)).toBeGreaterThanOrEqual(64);
+    expect(list.find((v) => v.version === '38.0')?.label).toBe("Winter '17");
+    expect(list.find((v) => v.version === '51.0')).toEqual({ label: "Spring '21", url: '/services/data/v51.0', version: '51.0' });
+    for (const v of ['31.0', '38.0', '51.0', list.at(-1)!.version]) {
+      const r = await raw(emu, token, 'GET', `/services/data/v${v}/query?q=${encodeURIComponent('SELECT Username FROM User')}`);
+      expect(r.status, v).toBe(200);
+      expect(r.json().records[0].attributes.url).toMatch(new RegExp(`^/services/data/v${v}/sobjects/User/005`));
+    }
+    expect((await raw(emu, token, 'GET', '/services/data/v30.0/limits')).status).toBe(404);
+  });
+
+  it('jsforce on its default version works', async () => {
+    const conn = await login(emu, { version: undefined });
+    expect((await conn.query('SELECT Id FROM Account')).totalSize).toBe(5);
+  });
+});
+
+describe('HTTP behaviour', () => {
+  it('unknown routes answer NOT_FOUND in Salesforce\'s shape', async () => {
+    for (const [method, path] of [['GET', '/nothing/here'], ['GET', '/services/data/v62.0/nothing'], ['PUT', '/services/oauth2/token'], ['GET', '/services/apexrest/x']]) {
+      const r = await raw(emu, token, method, path);
+      expect(r.status, path).toBe(404);
+      expect(r.headers.get('content-type')).toBe('application/json;charset=UTF-8');
+      expect(r.json(), path).toEqual([{ message: 'The requested resource does not exist', errorCode: 'NOT_FOUND' }]);
+    }
+  });
+
+  it('the identity URL in the resource list is absolute and answers', async () => {
+    const res = (await raw(emu, token, 'GET', `/services/data/v${VERSION}/`)).json() as Record<string, string>;
+    expect(res.identity).toMatch(new RegExp(`^${emu.url}/id/00D\\w{15}/005\\w{15}$`));
+    const id = await fetch(res.identity, { headers: { Authorization: `Bearer ${token}` } });
+    expect(id.status).toBe(200);
+    expect(((await id.json()) as { username: string }).username).toBe(emu.credentials.username);
+  });
+
+  it('every resource the version lists answers a GET', async () => {
+    const res = (await raw(emu, token, 'GET', `/services/data/v${VERSION}/`)).json() as Record<string, string>;
+    for (const [name, url] of Object.entries(res)) {
+      const r = name === 'identity' ? await fetch(url, { headers: { Authorization: `Bearer ${token}` } }) : await fetch(emu.url + url, { headers: { Authorization: `Bearer ${token}` } });
+      const body = await r.text();
+      if (name === 'query' || name === 'queryAll') {
+        expect(r.status, name).toBe(400);
+        expect(JSON.parse(body)).toEqual([{ message: 'A query string has to be specified', errorCode: 'MALFORMED_QUERY' }]);
+      } else {
+        expect(r.status, `${name}: ${body}`).toBe(200);
+      }
+    }
+    const composite = (await raw(emu, token, 'GET', `/services/data/v${VERSION}/composite`)).json();
+    expect(composite).toEqual({ tree: `/services/data/v${VERSION}/composite/tree`, batch: `/services/data/v${VERSION}/composite/batch`, sobjects: `/services/data/v${VERSION}/composite/sobjects` });
+  });
+});
+
+describe('SOQL', () => {
+  it('keywords are case-insensitive everywhere', async () => {
+    const conn = await login(emu);
+    await conn.sobject('Account').create({ Name: 'Lowercase Keywords Ltd', NumberOfEmployees: 7 });
+    const q = "select id, name from account where name like 'lowercase%' and numberofemployees in (7, 8) and (not name = 'x') and name != null order by name desc nulls last limit 5 offset 0";
+    const r = await conn.query<{ Name: string }>(q);
+    expect(r.records.map((x) => x.Name)).toEqual(['Lowercase Keywords Ltd']);
+    expect((await conn.query("select count() from account where name not in ('a') and isdeleted = false")).totalSize).toBe(6);
+    expect((await conn.query("select id from account where createddate = today and name like '%keywords%'")).totalSize).toBe(1);
+    expect((await conn.query("select id from account where name like 'lowercase%' or name like 'nothing%'")).totalSize).toBe(1);
+  });
+
+  it('query?columns=true answers column metadata and no rows', async () => {
+    const q = 'SELECT Id, Name, NumberOfEmployees, Owner.Name, (SELECT LastName FROM Contacts) FROM Account';
+    const r = await raw(emu, token, 'GET', `/services/data/v${VERSION}/query?q=${encodeURIComponent(q)}&columns=true`);
+    expect(r.status).toBe(200);
+    const b = r.json();
+    expect(b).toMatchObject({ entityName: 'Account', groupBy: false, idSelected: true, keyPrefix: '001' });
+    expect(b.records).toBeUndefined();
+    const cols = b.columnMetadata as Array<Record<string, any>>;
+    expect(cols.map((c) => c.columnName)).toEqual(['Id', 'Name', 'NumberOfEmployees', 'Owner', 'Contacts']);
+    expect(cols[0]).toEqual({ aggregate: false, apexType: 'Id', booleanType: false, columnName: 'Id', custom: false, displayName: 'Id', foreignKeyName: null, insertable: false, joinColumns: [], numberType: false, textType: false, updatable: false });
+    expect(cols[2]).toMatchObject({ apexType: 'Integer', numberType: true, insertable: true, updatable: true });
+    expect(cols[3]).toMatchObject({ aggregate: false, apexType: null, columnName: 'Owner', displayName: 'Owner' });
+    expect(cols[3].joinColumns).toEqual([expect.objectContaining({ columnName: 'Name', displayName: 'Owner.Name', apexType: 'String', textType: true })]);
+    expect(cols[4]).toMatchObject({ aggregate: true, columnName: 'Contacts', displayName: 'Contacts' });
+    expect(cols[4].joinColumns).toEqual([expect.objectContaining({ columnName: 'LastName', displayName: 'LastName' })]);
+    const agg = (await raw(emu, token, 'GET', `/services/data/v${VERSION}/query?q=${encodeURIComponent('SELECT COUNT(Id), MAX(Name) top FROM Account')}&columns=true`)).json();
+    expect(agg.columnMetadata).toEqual([
+      expect.objectContaining({ aggregate: true, columnName: 'expr0', displayName: 'COUNT(Id)', apexType: 'Integer' }),
+      expect.objectContaining({ aggregate: true, columnName: 'top', displayName: 'MAX(Name)', apexType: 'String' }),
+    ]);
+    expect(agg.idSelected).toBe(false);
+  });
+});
+
+describe('sObject Tree', () => {
+  it('creates parents with children in one call and answers every referenceId', async () => {
+    const before = emu.stats().api.used;
+    const r = await raw(emu, token, 'POST', `/services/data/v${VERSION}/composite/tree/Account`, {
+      records: [
+        { attributes: { type: 'Account', referenceId: 'acc1' }, Name: 'Tree One', Contacts: { records: [
+          { attributes: { type: 'Contact', referenceId: 'con1' }, LastName: 'Leaf', Email: 'LEAF@EXAMPLE.COM' },
+          { attributes: { type: 'Contact', referenceId: 'con2' }, LastName: 'Twig' }] } },
+        { attributes: { type: 'Account', referenceId: 'acc2' }, Name: 'Tree Two' },
+      ],
+    });
+    expect(r.status).toBe(201);
+    const b = r.json() as { hasErrors: boolean; results: Array<{ referenceId: string; id: string }> };
+    expect(b.hasErrors).toBe(false);
+    expect(b.results.map((x) => x.referenceId)).toEqual(['acc1', 'con1', 'con2', 'acc2']);
+    const ids = Object.fromEntries(b.results.map((x) => [x.referenceId, x.id]));
+    expect(emu.record(ids.con1)).toMatchObject({ AccountId: ids.acc1, LastName: 'Leaf', Email: 'leaf@example.com' });
+    expect(emu.record(ids.con2)).toMatchObject({ AccountId: ids.acc1 });
+    expect(emu.record(ids.acc2)).toMatchObject({ Name: 'Tree Two' });
+    expect(emu.stats().api.used).toBe(before + 1);
+  });
+
+  it('is all or nothing: one invalid child writes nothing and is named by its referenceId', async () => {
+    const accounts = emu.records('Account').length;
+    const r = await raw(emu, token, 'POST', `/services/data/v${VERSION}/composite/tree/Account`, {
+      records: [{ attributes: { type: 'Account', referenceId: 'ok1' }, Name: 'Tree Three', Contacts: { records: [
+        { attributes: { type: 'Contact', referenceId: 'bad1' }, LastName: 'Bad', Email: 'not-an-email' }] } }],
+    });
+    expect(r.status).toBe(400);
+    const b = r.json();
+    expect(b.hasErrors).toBe(true);
+    expect(b.results).toEqual([{ referenceId: 'bad1', errors: [expect.objectContaining({ statusCode: 'INVALID_EMAIL_ADDRESS', fields: ['Email'] })] }]);
+    expect(emu.records('Account').length).toBe(accounts);
+    expect(emu.records('Account').some((a) => a.Name === 'Tree Three')).toBe(false);
+    const dup = await raw(emu, token, 'POST', `/services/data/v${VERSION}/composite/tree/Account`, {
+      records: [{ attributes: { type: 'Account', referenceId: 'x' }, Name: 'A' }, { attributes: { type: 'Account', referenceId: 'x' }, Name: 'B' }],
+    });
+    expect(dup.status).toBe(400);
+    expect(dup.json()[0]).toMatchObject({ errorCode: 'INVALID_INPUT' });
+    const wrongType = await raw(emu, token, 'POST', `/services/data/v${VERSION}/composite/tree/Account`, { records: [{ attributes: { type: 'Contact', referenceId: 'y' }, LastName: 'A' }] });
+    expect(wrongType.status).toBe(400);
+  });
+
+  it('jsforce drives it through conn.request', async () => {
+    const conn = await login(emu);
+    const r = await conn.request<{ hasErrors: boolean; results: Array<{ id: string }> }>({
+      method: 'POST', url: `/services/data/v${VERSION}/composite/tree/Invoice__c`, headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ records: [{ attributes: { type: 'Invoice__c', referenceId: 'inv' }, External_Id__c: 'TREE-1', Amount__c: 10 }] }),
+    });
+    expect(r.hasErrors).toBe(false);
+    expect(emu.record(r.results[0].id)).toMatchObject({ External_Id__c: 'TREE-1', Tax__c: 2 });
+    void jsforce;
+  });
+});
