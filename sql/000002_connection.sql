@@ -182,10 +182,12 @@ begin
     raise exception 'hcsync: a connection needs a name' using errcode = 'invalid_parameter_value',
       hint = 'e.g. select hc.create_connection(''my-app'', ''salesforce'');';
   end if;
-  if schema_name is null or schema_name !~ '^[a-z_][a-z0-9_$]{0,62}$' then
+  -- At most 48 bytes: the writer's wake-up channel is '<schema>.hc_trigger_log' (HC's name), and
+  -- pg_notify refuses a channel name past 63 bytes, which would fail every captured write.
+  if schema_name is null or schema_name !~ '^[a-z_][a-z0-9_$]{0,47}$' then
     raise exception 'hcsync: "%" is not a usable schema name for a connection', schema_name
       using errcode = 'invalid_parameter_value',
-            hint = 'Use a lower-case name of letters, digits and underscores (Heroku Connect''s default is salesforce).';
+            hint = 'Use a lower-case name of letters, digits and underscores, at most 48 characters (Heroku Connect''s default is salesforce).';
   end if;
   if schema_name in ('hc', 'public', 'information_schema') or schema_name like 'pg\_%' then
     raise exception 'hcsync: schema "%" is reserved and cannot hold a connection', schema_name

@@ -52,9 +52,10 @@ begin
       using errcode = 'invalid_parameter_value',
             hint = 'e.g. {"access": "read_only", "fields": {"Id": {}, "SystemModstamp": {}, "Name": {}}}';
   end if;
-  if object_name is null or object_name !~ '^[A-Za-z][A-Za-z0-9_]*$' then
+  if object_name is null or object_name !~ '^[A-Za-z][A-Za-z0-9_]*$' or octet_length(object_name) > 63 then
     raise exception 'hcsync: "%" is not a Salesforce object API name', object_name
-      using errcode = 'invalid_parameter_value', hint = 'Use the API name, e.g. Contact or My_Object__c.';
+      using errcode = 'invalid_parameter_value',
+            hint = 'Use the API name, e.g. Contact or My_Object__c: letters, digits and underscores, at most 60 characters with the namespace (Postgres cuts table names at 63).';
   end if;
   if not (config ? 'access') or config->>'access' not in ('read_only', 'read_write') then
     raise exception 'hcsync: mapping %: access must be "read_only" or "read_write", not %', object_name, coalesce((config->'access')::text, 'missing')
@@ -69,6 +70,11 @@ begin
     if k !~ '^[A-Za-z][A-Za-z0-9_]*$' or jsonb_typeof(v) <> 'object' then
       raise exception 'hcsync: mapping %: field entry "%": % is not valid', object_name, k, v
         using errcode = 'invalid_parameter_value', hint = 'Each field is its API name mapped to an options object, usually {}: "LastName": {}';
+    end if;
+    if octet_length(k) > 63 then
+      raise exception 'hcsync: mapping %: field "%" would be a column name of % bytes', object_name, k, octet_length(k)
+        using errcode = 'invalid_parameter_value',
+              hint = 'Postgres cuts column names at 63 bytes. Salesforce field API names have at most 60 characters; a relationship external-id column (<Relationship>__<ExternalIdField>) must fit in 63 too: map the lookup field instead.';
     end if;
   end loop;
   if config ? 'indexes' then
@@ -108,6 +114,48 @@ begin
       using errcode = 'invalid_parameter_value', hint = 'Heroku Connect exports carry 30000.';
   end if;
 end;
+$$;
+
+-- Heroku Connect derives names from the table name: hc_<t>_logger, hc_<t>_logtrigger, <t>_pkey,
+-- hcu_idx_<t>_<column>, … Postgres keeps 63 bytes of a name and silently cuts the rest, so for long
+-- object names (a namespaced custom object reaches 60 characters) two of them became one: the logger
+-- and status functions and triggers of a 59- or 60-character object replaced each other, and two
+-- indexes of one table, or of two tables sharing 55 leading characters, were the same index. HC's
+-- name is kept whenever it fits; a longer one keeps its prefix and suffix, shortens the middle and
+-- adds 8 hex digits of the full name's md5, which keeps it unique within 63 bytes.
+create or replace function hc._name(prefix text, middle text, suffix text) returns text
+language plpgsql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  full_name text := prefix || middle || suffix;
+  tag text := '_' || left(md5(full_name), 8);
+  kept text := middle;
+begin
+  if octet_length(full_name) <= 63 then
+    return full_name;
+  end if;
+  while octet_length(prefix || kept || tag || suffix) > 63 loop
+    kept := left(kept, -1);
+  end loop;
+  return prefix || kept || tag || suffix;
+end;
+$$;
+
+-- The sequence behind a mapped table's id: whatever Postgres named it when the table was created (its
+-- own cut of <t>_id_seq for long names, numbered on a clash), or whatever a Heroku Connect table uses.
+-- NULL when id has no sequence default.
+create or replace function hc._id_sequence(tbl regclass) returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select d.refobjid::regclass::text
+    from pg_attribute a
+    join pg_attrdef ad on ad.adrelid = a.attrelid and ad.adnum = a.attnum
+    join pg_depend d on d.classid = 'pg_attrdef'::regclass and d.objid = ad.oid and d.refclassid = 'pg_class'::regclass
+    join pg_class sq on sq.oid = d.refobjid and sq.relkind = 'S'
+   where a.attrelid = tbl and a.attname = 'id'
+   limit 1
 $$;
 
 -- The body of the AFTER row trigger function hc_<t>_logger (reference §2.7, "VERSION 4"): writes one
@@ -155,7 +203,7 @@ as $fn$
       return null;
     end;
     $body$$ddl$,
-    s, 'hc_' || t || '_logger', quote_ident(s) || '._trigger_log_id_seq',
+    s, hc._name('hc_', t, '_logger'), quote_ident(s) || '._trigger_log_id_seq',
     case when read_only then 'READONLY' else 'NEW' end,
     -- A DELETE of a row Salesforce never had, and an UPDATE that changed nothing, need no write.
     case when read_only then '' else 'if (old.sfid is null) then trigger_row.state := ''IGNORE''; end if;' end,
@@ -187,7 +235,7 @@ as $fn$
         return new;
       end if;
     end;
-    $body$$ddl$, s, 'hc_' || t || '_status')
+    $body$$ddl$, s, hc._name('hc_', t, '_status'))
 $fn$;
 
 -- sfid is Salesforce's record Id, written by the sync alone. An application that clears or changes it
@@ -342,7 +390,7 @@ begin
     execute format('create table %s (%s, id serial, _hc_lastop character varying(32), _hc_err text, constraint %I primary key (id))',
       fq,
       (select string_agg(format('%I %s', w->>'column', w->>'pg_type'), ', ') from jsonb_array_elements(wanted) w),
-      left(t || '_pkey', 63));
+      hc._name('', t, '_pkey'));
     created := true;
   else
     -- A table this mapping did not create is only adopted when it is a Heroku Connect table (moving
@@ -385,8 +433,8 @@ begin
 
   -- Indexes: HC's names, hcu_ for unique. Id (sfid) is always unique, SystemModstamp always indexed.
   idx_wanted := jsonb_build_object(
-    left('hcu_idx_' || t || '_sfid', 63), jsonb_build_object('column', 'sfid', 'unique', true),
-    left('hc_idx_' || t || '_systemmodstamp', 63), jsonb_build_object('column', 'systemmodstamp', 'unique', false));
+    hc._name('hcu_idx_', t, '_sfid'), jsonb_build_object('column', 'sfid', 'unique', true),
+    hc._name('hc_idx_', t, '_systemmodstamp'), jsonb_build_object('column', 'systemmodstamp', 'unique', false));
   for k, v in select * from jsonb_each(coalesce(m.config->'indexes', '{}'))
               union all select m.config->>'upsert_field', '{"unique": true}'
                 where m.config->>'upsert_field' is not null
@@ -395,7 +443,7 @@ begin
     select w->>'column' into col from jsonb_array_elements(wanted) w where lower(w->>'field') = lower(k);
     if col in ('sfid', 'systemmodstamp') then continue; end if;
     idx_wanted := idx_wanted || jsonb_build_object(
-      left(case when coalesce((v->>'unique')::boolean, false) then 'hcu_idx_' else 'hc_idx_' end || t || '_' || col, 63),
+      hc._name(case when coalesce((v->>'unique')::boolean, false) then 'hcu_idx_' else 'hc_idx_' end, t || '_' || col, ''),
       jsonb_build_object('column', col, 'unique', coalesce((v->>'unique')::boolean, false)));
   end loop;
   for cur in
@@ -414,13 +462,13 @@ begin
   -- HC's two triggers, plus hcsync's TRUNCATE and sfid guards (see hc.truncate_guard, hc.sfid_guard).
   execute hc._logger_ddl(s, t, read_only);
   execute hc._status_ddl(s, t);
-  execute format('revoke all on function %I.%I() from public', s, 'hc_' || t || '_logger');
-  execute format('drop trigger if exists %I on %s', 'hc_' || t || '_logtrigger', fq);
+  execute format('revoke all on function %I.%I() from public', s, hc._name('hc_', t, '_logger'));
+  execute format('drop trigger if exists %I on %s', hc._name('hc_', t, '_logtrigger'), fq);
   execute format('create trigger %I after insert or delete or update on %s for each row when (public.get_xmlbinary()::text = ''base64''::text) execute procedure %I.%I()',
-    'hc_' || t || '_logtrigger', fq, s, 'hc_' || t || '_logger');
-  execute format('drop trigger if exists %I on %s', 'hc_' || t || '_status_trigger', fq);
+    hc._name('hc_', t, '_logtrigger'), fq, s, hc._name('hc_', t, '_logger'));
+  execute format('drop trigger if exists %I on %s', hc._name('hc_', t, '_status_trigger'), fq);
   execute format('create trigger %I before insert or update on %s for each row execute procedure %I.%I()',
-    'hc_' || t || '_status_trigger', fq, s, 'hc_' || t || '_status');
+    hc._name('hc_', t, '_status_trigger'), fq, s, hc._name('hc_', t, '_status'));
   execute format('drop trigger if exists hcsync_truncate_guard on %s', fq);
   execute format('create trigger hcsync_truncate_guard before truncate on %s for each statement execute procedure hc.truncate_guard()', fq);
   execute format('drop trigger if exists hcsync_sfid_guard on %s', fq);
@@ -429,7 +477,9 @@ begin
   -- Application roles registered for this connection write the new table too.
   for role in select role_name from hc._app_roles where connection_id = c.id loop
     execute format('grant select, insert, update, delete on %s to %I', fq, role);
-    execute format('grant usage, select on sequence %I.%I to %I', s, left(t || '_id_seq', 63), role);
+    if hc._id_sequence(fq::regclass) is not null then
+      execute format('grant usage, select on sequence %s to %I', hc._id_sequence(fq::regclass), role);
+    end if;
   end loop;
   execute format('grant select on %s to hcsync_admin', fq);
 
@@ -545,14 +595,14 @@ begin
     if drop_table then
       execute format('drop table %s', fq);
     else
-      execute format('drop trigger if exists %I on %s', 'hc_' || m.table_name || '_logtrigger', fq);
-      execute format('drop trigger if exists %I on %s', 'hc_' || m.table_name || '_status_trigger', fq);
+      execute format('drop trigger if exists %I on %s', hc._name('hc_', m.table_name, '_logtrigger'), fq);
+      execute format('drop trigger if exists %I on %s', hc._name('hc_', m.table_name, '_status_trigger'), fq);
       execute format('drop trigger if exists hcsync_truncate_guard on %s', fq);
       execute format('drop trigger if exists hcsync_sfid_guard on %s', fq);
     end if;
   end if;
-  execute format('drop function if exists %I.%I()', c.schema_name, 'hc_' || m.table_name || '_logger');
-  execute format('drop function if exists %I.%I()', c.schema_name, 'hc_' || m.table_name || '_status');
+  execute format('drop function if exists %I.%I()', c.schema_name, hc._name('hc_', m.table_name, '_logger'));
+  execute format('drop function if exists %I.%I()', c.schema_name, hc._name('hc_', m.table_name, '_status'));
   execute format($q$update %I._trigger_log set state = 'IGNORED', updated_at = now(), sf_message = 'mapping deleted'
                     where table_name = %L and state in ('NEW', 'PENDING')$q$, c.schema_name, m.table_name);
   delete from hc._mappings where id = m.id;

@@ -50,7 +50,9 @@ begin
   for m in select table_name from hc._mappings where connection_id = c.id loop
     if to_regclass(format('%I.%I', c.schema_name, m.table_name)) is not null then
       execute format('grant select, insert, update, delete on %I.%I to %I', c.schema_name, m.table_name, role_name);
-      execute format('grant usage, select on sequence %I.%I to %I', c.schema_name, left(m.table_name || '_id_seq', 63), role_name);
+      if hc._id_sequence(format('%I.%I', c.schema_name, m.table_name)::regclass) is not null then
+        execute format('grant usage, select on sequence %s to %I', hc._id_sequence(format('%I.%I', c.schema_name, m.table_name)::regclass), role_name);
+      end if;
     end if;
   end loop;
   perform hc._control(c, 'grant_app_access', null, jsonb_build_object('role', role_name));
@@ -73,7 +75,9 @@ begin
     for m in select table_name from hc._mappings where connection_id = c.id loop
       if to_regclass(format('%I.%I', c.schema_name, m.table_name)) is not null then
         execute format('revoke all on %I.%I from %I', c.schema_name, m.table_name, role_name);
-        execute format('revoke all on sequence %I.%I from %I', c.schema_name, left(m.table_name || '_id_seq', 63), role_name);
+        if hc._id_sequence(format('%I.%I', c.schema_name, m.table_name)::regclass) is not null then
+          execute format('revoke all on sequence %s from %I', hc._id_sequence(format('%I.%I', c.schema_name, m.table_name)::regclass), role_name);
+        end if;
       end if;
     end loop;
     execute format('revoke all on %1$I._trigger_log, %1$I._trigger_log_archive from %2$I', c.schema_name, role_name);
