@@ -251,7 +251,7 @@ create table hc._app_roles (
 create or replace function hc._connection(connection_name text default null)
 returns hc.connections
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections;
@@ -288,7 +288,7 @@ $$;
 create or replace function hc._mapping(object_name text, connection_name text default null)
 returns hc._mappings
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -315,11 +315,115 @@ $$;
 create or replace function hc._control(c hc.connections, action text, mapping_id integer default null, detail jsonb default null)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   insert into hc.audit_log (connection_id, mapping_id, action, detail) values (c.id, mapping_id, action, detail);
   perform pg_notify('hc_control', c.schema_name);
+end;
+$$;
+
+-- ---------------------------------------------------------------------------------------------------
+-- hstore text without the hstore extension.
+--
+-- The capture triggers run as the owner (SECURITY DEFINER), called by application roles. Whatever they
+-- resolve through a schema another role may write (functions, operators, types) can be replaced by an
+-- exact-type overload that then runs as the owner: calling hstore(old.*) from public, qualified or not,
+-- hands the owner's rights to any role with CREATE on public. So the triggers build Heroku Connect's
+-- hstore literals from pg_catalog alone, byte for byte what hstore(record)::text and hstore_out write:
+-- pairs "key"=>"value" (or NULL) joined by ', ', keys ordered by byte length then bytes, '"' and '\'
+-- escaped with '\'.
+
+-- (column, output text) of a row, from its composite text (record_out uses each column's output
+-- function, as hstore(record) does): fields are comma-separated, NULL is empty, a quoted field doubles
+-- '"' and '\'. relid gives the column names (dropped columns are in neither).
+create or replace function hc._record_pairs(rec text, relid oid)
+returns table (key text, value text)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select a.attname::text,
+         case when f.tok = '' then null
+              when left(f.tok, 1) = '"' then regexp_replace(substr(f.tok, 2, length(f.tok) - 2), E'(["\\\\])\\1', E'\\1', 'g')
+              else f.tok end
+    from (select attname, row_number() over (order by attnum) as n
+            from pg_attribute where attrelid = relid and attnum > 0 and not attisdropped) a
+    join (select m[1] as tok, n
+            from regexp_matches(substr(rec, 2, length(rec) - 2) || ',', E'("(?:[^"]+|"")*"|[^,]*),', 'g') with ordinality as x(m, n)) f
+      using (n)
+$$;
+
+-- (key, value) of an hstore literal as hstore_out writes it.
+create or replace function hc._hstore_pairs(h text)
+returns table (key text, value text)
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select regexp_replace(m[1], E'\\\\(.)', E'\\1', 'g'),
+         case when m[2] = 'NULL' then null else regexp_replace(m[3], E'\\\\(.)', E'\\1', 'g') end
+    from regexp_matches(coalesce(h, ''), E'"((?:[^"\\\\]|\\\\.)*)"=>(NULL|"((?:[^"\\\\]|\\\\.)*)")', 'g') as m
+$$;
+
+-- The hstore literal of a row (record text and relation, as hc._record_pairs takes them) without the
+-- excluded keys; with minus (an hstore literal), only the pairs minus does not hold with the same value
+-- (hstore's "new - old").
+create or replace function hc._hstore_text(rec text, relid oid, excluded text[], minus text default null)
+returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(string_agg(
+           '"' || replace(replace(p.key, E'\\', E'\\\\'), '"', E'\\"') || '"=>'
+             || coalesce('"' || replace(replace(p.value, E'\\', E'\\\\'), '"', E'\\"') || '"', 'NULL'),
+           ', ' order by octet_length(p.key), p.key collate pg_catalog."C"), '')
+    from hc._record_pairs(rec, relid) p
+   where not (p.key = any (excluded))
+     and (minus is null or not exists (select 1 from hc._hstore_pairs(minus) o
+                                        where o.key = p.key and o.value is not distinct from p.value))
+$$;
+
+-- The same from an hstore literal (the re-queue functions take an hstore): its pairs without the excluded
+-- keys, or only the included ones when included is not empty.
+create or replace function hc._hstore_subset(h text, excluded text[], included text[] default null)
+returns text
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(string_agg(
+           '"' || replace(replace(p.key, E'\\', E'\\\\'), '"', E'\\"') || '"=>'
+             || coalesce('"' || replace(replace(p.value, E'\\', E'\\\\'), '"', E'\\"') || '"', 'NULL'),
+           ', ' order by octet_length(p.key), p.key collate pg_catalog."C"), '')
+    from hc._hstore_pairs(h) p
+   where not (p.key = any (excluded))
+     and (coalesce(cardinality(included), 0) = 0 or p.key = any (included))
+$$;
+
+-- HC's get_xmlbinary() as the mapped tables' trigger WHEN clauses name it (schema-qualified). It is
+-- checked first because those clauses run in every session that writes the table, the sync's included:
+-- it must be the only function of that name in its schema (an overload could take the call) and belong
+-- to hc's owner or a superuser (its owner could replace the body).
+create or replace function hc._xmlbinary_function() returns text
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  n integer;
+  fn text;
+  trusted boolean;
+begin
+  select count(*), min(format('%I.%I', s.nspname, p.proname)),
+         bool_and(p.proowner = (select nspowner from pg_namespace where nspname = 'hc')
+                  or (select rolsuper from pg_roles where oid = p.proowner))
+    into n, fn, trusted
+    from pg_proc p join pg_namespace s on s.oid = p.pronamespace
+   where p.proname = 'get_xmlbinary' and s.nspname = 'public';
+  if n <> 1 or not trusted then
+    raise exception 'hcsync: public.get_xmlbinary() is % (% function(s) of that name in public)',
+        case when n = 1 then 'owned by a role other than the owner of schema hc' else 'overloaded' end, n
+      using errcode = 'insufficient_privilege',
+            hint = 'Drop every other get_xmlbinary in public and make the owner of schema hc own public.get_xmlbinary(); then run hcsync migrate.';
+  end if;
+  return fn;
 end;
 $$;
 

@@ -5,11 +5,22 @@
 -- connect), monitoring queries and customer triggers written for HC read them. Everything is created
 -- IF NOT EXISTS / OR REPLACE so that an existing Heroku Connect schema is adopted rather than replaced.
 
+-- The hstore type, qualified by the schema its extension lives in (public in Heroku Connect databases,
+-- heroku_ext in Heroku's newer ones): HC's re-queue functions take an hstore argument.
+create or replace function hc._hstore_type() returns text
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select format('%I.hstore', n.nspname) from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = 'hstore'
+$$;
+
 create or replace function hc._install_connection_objects(s text)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $fn$
+declare
+  hs text := hc._hstore_type();
 begin
   execute format('create schema if not exists %I', s);
 
@@ -47,6 +58,12 @@ begin
   execute format('create index if not exists _trigger_log_idx_created_at on %I._trigger_log (created_at)', s);
   execute format('create index if not exists _trigger_log_idx_state_id on %I._trigger_log (state, id)', s);
   execute format($ddl$create index if not exists _trigger_log_idx_state_table_name on %I._trigger_log (state, table_name)
+                      where state in ('NEW', 'PENDING')$ddl$, s);
+  -- Ours (hcsync_*), not HC's: the read side looks up the entries of the rows a change-event batch
+  -- touches by record id (HC's own indexes would make it read the whole queue for every batch), and a
+  -- pending local DELETE by sfid.
+  execute format('create index if not exists hcsync_trigger_log_record_id on %I._trigger_log (record_id)', s);
+  execute format($ddl$create index if not exists hcsync_trigger_log_pending_sfid on %I._trigger_log (sfid)
                       where state in ('NEW', 'PENDING')$ddl$, s);
 
   -- Processed entries move here and keep their id (no sequence, no defaults).
@@ -104,64 +121,66 @@ begin
   execute format('create trigger tlog_insert_trigger after insert on %1$I._trigger_log for each row execute procedure %1$I.tlog_notify_trigger()', s);
 
   -- HC's documented way to re-queue a row (Ordered Writes): a new INSERT entry from the full row.
-  -- SECURITY DEFINER with a pinned search_path: callers need no rights on _trigger_log.
+  -- SECURITY DEFINER: callers need no rights on _trigger_log. Like the capture triggers it resolves
+  -- nothing outside pg_catalog and hc: the hstore argument is read as its text (hc._hstore_pairs), not
+  -- through the extension's operators, which an overload in the extension's schema could replace.
   execute format($ddl$
-    create or replace function %1$I.hc_capture_insert_from_row(source_row hstore, table_name character varying, excluded_cols text[] default array[]::text[])
+    create or replace function %1$I.hc_capture_insert_from_row(source_row %2$s, table_name character varying, excluded_cols text[] default array[]::text[])
     returns integer
     language plpgsql security definer
-    set search_path = pg_catalog, public
+    set search_path = pg_catalog, pg_temp
     as $body$
     #variable_conflict use_variable
     declare
       excluded_cols_standard text[] := array['_hc_lastop', '_hc_err']::text[];
+      src text := source_row::text;
+      row_id text := (select p.value from hc._hstore_pairs(src) p where p.key = 'id');
       retval integer;
     begin
       -- VERSION 1 --
-      if (source_row -> 'id') is null then
+      if row_id is null then
         -- source_row is required to have an int id value
         return null;
       end if;
       excluded_cols_standard := array_remove(array_remove(excluded_cols, 'id'), 'sfid') || excluded_cols_standard;
       insert into %1$I._trigger_log (action, table_name, txid, created_at, state, record_id, "values")
       values ('INSERT', table_name, txid_current(), clock_timestamp(), 'NEW',
-              (source_row -> 'id')::integer, (source_row - excluded_cols_standard)::text)
+              row_id::integer, hc._hstore_subset(src, excluded_cols_standard))
       returning id into retval;
       return retval;
     end;
-    $body$$ddl$, s);
+    $body$$ddl$, s, hs);
 
   -- …and a new UPDATE entry carrying only columns_to_include (all columns when empty), old = NULL.
   execute format($ddl$
-    create or replace function %1$I.hc_capture_update_from_row(source_row hstore, table_name character varying, columns_to_include text[] default array[]::text[])
+    create or replace function %1$I.hc_capture_update_from_row(source_row %2$s, table_name character varying, columns_to_include text[] default array[]::text[])
     returns integer
     language plpgsql security definer
-    set search_path = pg_catalog, public
+    set search_path = pg_catalog, pg_temp
     as $body$
     #variable_conflict use_variable
     declare
       excluded_cols_standard text[] := array['_hc_lastop', '_hc_err']::text[];
-      excluded_cols text[];
+      src text := source_row::text;
+      row_id text := (select p.value from hc._hstore_pairs(src) p where p.key = 'id');
       retval integer;
     begin
       -- VERSION 1 --
-      if (source_row -> 'id') is null then
+      if row_id is null then
         -- source_row is required to have an int id value
         return null;
       end if;
-      if coalesce(array_length(columns_to_include, 1), 0) <> 0 then
-        excluded_cols := array(select skeys(source_row) except select unnest(columns_to_include));
-      end if;
-      excluded_cols_standard := coalesce(excluded_cols, array[]::text[]) || excluded_cols_standard;
       insert into %1$I._trigger_log (action, table_name, txid, created_at, state, record_id, sfid, "values", old)
-      values ('UPDATE', table_name, txid_current(), clock_timestamp(), 'NEW',
-              (source_row -> 'id')::integer, source_row -> 'sfid', (source_row - excluded_cols_standard)::text, null)
+      values ('UPDATE', table_name, txid_current(), clock_timestamp(), 'NEW', row_id::integer,
+              (select p.value from hc._hstore_pairs(src) p where p.key = 'sfid'),
+              hc._hstore_subset(src, excluded_cols_standard, columns_to_include), null)
       returning id into retval;
       return retval;
     end;
-    $body$$ddl$, s);
+    $body$$ddl$, s, hs);
 
   -- Nobody but the owner (and the admin role) changes the queue or calls the re-queue functions.
-  execute format('revoke all on function %1$I.hc_capture_insert_from_row(hstore, character varying, text[]), %1$I.hc_capture_update_from_row(hstore, character varying, text[]) from public', s);
+  execute format('revoke all on function %1$I.hc_capture_insert_from_row(%2$s, character varying, text[]), %1$I.hc_capture_update_from_row(%2$s, character varying, text[]) from public', s, hs);
   execute format('revoke all on function %I.tlog_notify_trigger() from public', s);
 end;
 $fn$;
@@ -172,7 +191,7 @@ create or replace function hc.create_connection(name text, schema_name text defa
 returns integer
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 set client_min_messages = warning
 as $$
 declare
@@ -203,7 +222,7 @@ begin
   -- The admin role reads HC's queue and may re-queue via HC's capture functions.
   execute format('grant usage on schema %I to hcsync_admin', schema_name);
   execute format('grant select on %1$I._trigger_log, %1$I._trigger_log_archive, %1$I._sf_event_log, %1$I._hcmeta to hcsync_admin', schema_name);
-  execute format('grant execute on function %1$I.hc_capture_insert_from_row(hstore, character varying, text[]), %1$I.hc_capture_update_from_row(hstore, character varying, text[]) to hcsync_admin', schema_name);
+  execute format('grant execute on function %1$I.hc_capture_insert_from_row(%2$s, character varying, text[]), %1$I.hc_capture_update_from_row(%2$s, character varying, text[]) to hcsync_admin', schema_name, hc._hstore_type());
   perform hc._control(c, 'create_connection', null, jsonb_build_object('name', name, 'schema_name', schema_name));
   return c.id;
 end;

@@ -219,7 +219,7 @@ as $fn$
   select format($ddl$
     create or replace function %1$I.%2$I() returns trigger
     language plpgsql
-    set search_path = pg_catalog, public
+    set search_path = pg_catalog, pg_temp
     as $body$
     begin
       if (public.get_xmlbinary() = 'base64') then  -- user op
@@ -276,7 +276,7 @@ create or replace function hc.apply_mapping_ddl(mapping_id integer, describe jso
 returns jsonb
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 set client_min_messages = warning
 as $$
 declare
@@ -464,15 +464,15 @@ begin
   execute hc._status_ddl(s, t);
   execute format('revoke all on function %I.%I() from public', s, hc._name('hc_', t, '_logger'));
   execute format('drop trigger if exists %I on %s', hc._name('hc_', t, '_logtrigger'), fq);
-  execute format('create trigger %I after insert or delete or update on %s for each row when (public.get_xmlbinary()::text = ''base64''::text) execute procedure %I.%I()',
-    hc._name('hc_', t, '_logtrigger'), fq, s, hc._name('hc_', t, '_logger'));
+  execute format('create trigger %I after insert or delete or update on %s for each row when (%s()::text = ''base64''::text) execute procedure %I.%I()',
+    hc._name('hc_', t, '_logtrigger'), fq, hc._xmlbinary_function(), s, hc._name('hc_', t, '_logger'));
   execute format('drop trigger if exists %I on %s', hc._name('hc_', t, '_status_trigger'), fq);
   execute format('create trigger %I before insert or update on %s for each row execute procedure %I.%I()',
     hc._name('hc_', t, '_status_trigger'), fq, s, hc._name('hc_', t, '_status'));
   execute format('drop trigger if exists hcsync_truncate_guard on %s', fq);
   execute format('create trigger hcsync_truncate_guard before truncate on %s for each statement execute procedure hc.truncate_guard()', fq);
   execute format('drop trigger if exists hcsync_sfid_guard on %s', fq);
-  execute format('create trigger hcsync_sfid_guard before update on %s for each row when (old.sfid is distinct from new.sfid and public.get_xmlbinary()::text = ''base64''::text) execute procedure hc.sfid_guard()', fq);
+  execute format('create trigger hcsync_sfid_guard before update on %s for each row when (old.sfid is distinct from new.sfid and %s()::text = ''base64''::text) execute procedure hc.sfid_guard()', fq, hc._xmlbinary_function());
 
   -- Application roles registered for this connection write the new table too.
   for role in select role_name from hc._app_roles where connection_id = c.id loop
@@ -510,7 +510,7 @@ create or replace function hc.create_mapping(object_name text, config jsonb, des
 returns integer
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -541,7 +541,7 @@ create or replace function hc.update_mapping(object_name text, config jsonb, des
 returns integer
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   m hc._mappings := hc._mapping(object_name, connection_name);
@@ -582,7 +582,7 @@ create or replace function hc.delete_mapping(object_name text, connection_name t
 returns void
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   m hc._mappings := hc._mapping(object_name, connection_name);
@@ -616,7 +616,7 @@ create or replace function hc.set_mapping_state(mapping_id integer, state text, 
 returns void
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   m hc._mappings;

@@ -11,7 +11,7 @@ create or replace function hc.set_connection_state(state text, message text defa
 returns void
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -37,7 +37,7 @@ create or replace function hc.pause(connection_name text default null)
 returns text
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -64,7 +64,7 @@ create or replace function hc.resume(connection_name text default null)
 returns text
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -89,7 +89,7 @@ create or replace function hc.recover(connection_name text default null)
 returns text
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -114,7 +114,7 @@ $$;
 create or replace function hc._request(action text, object_name text, connection_name text)
 returns text
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   m hc._mappings := hc._mapping(object_name, connection_name);
@@ -178,17 +178,17 @@ $$;
 
 -- Reload: clear the table and load it again from Salesforce (ids change). Returns the request.
 create or replace function hc.reload(object_name text, connection_name text default null)
-returns text language sql security definer set search_path = pg_catalog, public
+returns text language sql security definer set search_path = pg_catalog, pg_temp
 as $$ select hc._request('reload', object_name, connection_name) $$;
 
 -- Poll now: poll Salesforce for this object at once instead of at the next interval.
 create or replace function hc.poll_now(object_name text, connection_name text default null)
-returns text language sql security definer set search_path = pg_catalog, public
+returns text language sql security definer set search_path = pg_catalog, pg_temp
 as $$ select hc._request('poll', object_name, connection_name) $$;
 
 -- Abort: stop the mapping's running load/poll (mapping → ABORTED); a request not yet started is replaced.
 create or replace function hc.abort(object_name text, connection_name text default null)
-returns text language sql security definer set search_path = pg_catalog, public
+returns text language sql security definer set search_path = pg_catalog, pg_temp
 as $$ select hc._request('abort', object_name, connection_name) $$;
 
 -- The sidecar takes the request it is about to act on (clears it so it is done once). Returns the
@@ -197,7 +197,7 @@ create or replace function hc.take_request(mapping_id integer)
 returns text
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   r text;
@@ -221,7 +221,7 @@ create or replace function hc.set_write_algorithm(algorithm text, connection_nam
 returns text
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -248,7 +248,7 @@ returns table (id integer, archived boolean, table_name text, record_id integer,
                sf_result integer, sf_message text, created_at timestamptz, updated_at timestamptz)
 language plpgsql stable
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   return query execute format($q$
@@ -264,7 +264,7 @@ $$;
 create or replace function hc._pick_failed(c hc.connections, ids integer[], table_name text)
 returns table (id integer, archived boolean)
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 #variable_conflict use_column
 declare
@@ -299,7 +299,7 @@ create or replace function hc.retry(ids integer[] default null, table_name text 
 returns integer
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -337,7 +337,7 @@ create or replace function hc.discard(ids integer[] default null, table_name tex
 returns integer
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -362,7 +362,7 @@ create or replace function hc.export_config(connection_name text default null)
 returns jsonb
 language plpgsql stable
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -391,7 +391,7 @@ create or replace function hc.import_config(config jsonb, connection_name text d
 returns jsonb
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -460,7 +460,7 @@ create or replace function hc.import_config(config text, connection_name text de
 returns jsonb
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   parsed jsonb;
@@ -485,7 +485,7 @@ create or replace function hc._mapping_counts(mapping_id integer)
 returns table (pg_rows bigint, pending_writes bigint, errored_writes bigint)
 language plpgsql stable
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   m hc._mappings;
@@ -598,7 +598,7 @@ create or replace function hc.delete_connection(confirm text, connection_name te
 returns void
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(coalesce(connection_name, confirm));

@@ -30,7 +30,7 @@ create or replace function hc.grant_app_access(role_name text, connection_name t
 returns void
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);
@@ -64,7 +64,7 @@ create or replace function hc.revoke_app_access(role_name text, connection_name 
 returns void
 language plpgsql
 security definer
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(connection_name);

@@ -10,7 +10,7 @@
 create or replace function hc.metrics()
 returns table (metric text, labels jsonb, value double precision)
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections;
@@ -88,7 +88,7 @@ $$;
 create or replace function hc.diagnose()
 returns table (scope text, subject text, rule text, status text, message text)
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   v integer := current_setting('server_version_num')::int;

@@ -1,0 +1,279 @@
+// Privilege escalation through name resolution. Every SECURITY DEFINER function runs as the owner, so
+// whatever it resolves through a schema another role may write (a function, an operator, a relation in
+// the caller's temporary schema) can be replaced by that role and then runs with the owner's rights.
+// A role with CREATE on public (PostgreSQL 14's default for every role) plants exact-type overloads
+// there and shadowing views in its temporary schema; then every definer function in the database is
+// called, and none of the planted objects may run as anyone but the attacker.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { inject } from 'vitest';
+import { createTestDb, type TestDb } from '../support/db.js';
+import { contactConfig, createConnection, createMapping, describe_ } from './helpers.js';
+
+let db: TestDb;
+let as: pg.PoolClient;
+// Roles are cluster-wide and test runs share servers: names of our own, dropped at the end.
+const evil = `hcsync_test_evil_${randomBytes(4).toString('hex')}`;
+const accountConfig = { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, Name: {}, Description: {} } };
+
+beforeAll(async () => {
+  db = await createTestDb();
+  await db.query(`create role ${evil} nologin`);
+  await createConnection(db);
+  await createMapping(db, 'Contact', contactConfig, describe_('contact'));
+  await createMapping(db, 'Account', accountConfig, describe_('account'));
+  await db.query(`select hc.grant_app_access($1)`, [evil]);
+  // PostgreSQL 14 grants this to every role by default (and databases upgraded from 14 keep it).
+  await db.query(`grant create on schema public to ${evil}`);
+  as = await db.pool.connect();
+});
+afterAll(async () => {
+  as?.release();
+  await db?.drop();
+  const admin = new pg.Client({ connectionString: inject('adminUrl') });
+  await admin.connect();
+  await admin.query(`drop role if exists ${evil}`);
+  await admin.end();
+});
+
+async function asRole<T>(role: string | null, fn: () => Promise<T>): Promise<T> {
+  await as.query(role ? `set role ${role}` : 'reset role');
+  try {
+    return await fn();
+  } finally {
+    await as.query('reset role');
+  }
+}
+
+async function isSuperuser(role: string): Promise<boolean> {
+  return (await db.query(`select rolsuper from pg_catalog.pg_roles where rolname = $1`, [role])).rows[0].rolsuper;
+}
+
+describe('the capture trigger', () => {
+  it("does not run an application role's hstore(rowtype) overload as the owner (the reported escalation)", async () => {
+    const r = await db.query(`insert into salesforce.account (name) values ('Acme') returning id`);
+    await asRole(evil, async () => {
+      await as.query(`create function public.hstore(salesforce.account) returns public.hstore language plpgsql as $$
+        begin execute 'alter role ${evil} superuser'; return public.hstore(array['id'], array[$1.id::text]); end $$`);
+      try {
+        await as.query(`update salesforce.account set description = 'x' where id = $1`, [r.rows[0].id]);
+      } finally {
+        await as.query(`drop function public.hstore(salesforce.account)`);
+      }
+    });
+    expect(await isSuperuser(evil)).toBe(false);
+    const log = await db.query(`select action, state, "values" from salesforce._trigger_log where record_id = $1 order by id`, [r.rows[0].id]);
+    expect(log.rows.map((x) => [x.action, x.state])).toEqual([['INSERT', 'NEW'], ['UPDATE', 'NEW']]);
+    expect(log.rows[1].values).toBe('"description"=>"x"');
+  });
+
+  it('writes the hstore text hstore(record) writes, byte for byte', async () => {
+    // Keys of every length order by length then bytes; quotes, backslashes, commas, parentheses,
+    // blanks, empty strings, NULLs and multi-byte text are quoted and escaped as hstore_out does.
+    await db.query(`alter table salesforce.account add column "we""ird, (key)" text, add column "ä" integer, add column flags boolean[]`);
+    const image = async (id: number) =>
+      (await db.query(`select (public.hstore(a) - array['_hc_lastop', '_hc_err'])::text as t from salesforce.account a where id = $1`, [id])).rows[0].t as string;
+    try {
+      const values = ['plain', 'with "quotes" and \\ backslash \\\\', 'a,b (c) d', '  ', '', 'NULL', 'ü日本\u00e9', '\\"', null];
+      for (const v of values) {
+        const id = (await db.query(
+          `insert into salesforce.account (name, description, "we""ird, (key)", "ä", flags) values ($1::text, $2, $1::text, 7, '{t,NULL}') returning id`,
+          [v, v === null ? 'x' : v + v],
+        )).rows[0].id as number;
+        const before = await image(id);
+        await db.query(`update salesforce.account set description = $2, "ä" = null where id = $1`, [id, v]);
+        const after = await image(id);
+        await db.query(`delete from salesforce.account where id = $1`, [id]);
+        const diff = (await db.query(`select (($2::text::public.hstore - $1::text::public.hstore) - array['_hc_lastop', '_hc_err'])::text as t`, [before, after])).rows[0].t;
+        const log = await db.query(`select action, old, "values" from salesforce._trigger_log where record_id = $1 order by id`, [id]);
+        expect(log.rows).toEqual([
+          { action: 'INSERT', old: null, values: before },
+          { action: 'UPDATE', old: before, values: diff },
+          { action: 'DELETE', old: after, values: null },
+        ]);
+      }
+    } finally {
+      await db.query(`delete from salesforce.account`);
+      await db.query(`alter table salesforce.account drop column "we""ird, (key)", drop column "ä", drop column flags`);
+    }
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// The attack on every SECURITY DEFINER function.
+
+/** Plants, as the attacker: a canary table, exact-type overloads in public of the pg_catalog functions
+ *  and operators that take text (for varchar arguments), hstore(<row type>) for every mapped table, and
+ *  temporary views that shadow every pg_catalog relation. Each records who ran it when that is not the
+ *  attacker. */
+async function plant() {
+  await asRole(evil, async () => {
+    await as.query(`create table public.hcsync_pwned (who text, what text)`);
+    await as.query(`grant insert, select on public.hcsync_pwned to public`);
+    await as.query(`create function public.hcsync_canary(what text) returns boolean language plpgsql as $$
+      begin
+        if current_user::text <> '${evil}' then insert into public.hcsync_pwned values (current_user, what); end if;
+        return true;
+      end $$`);
+    await as.query(`grant execute on function public.hcsync_canary(text) to public`);
+    await as.query(`do $plant$
+      declare f record; o record; t record; n integer := 0;
+      begin
+        -- pg_catalog functions of text arguments, overloaded for varchar.
+        for f in select p.proname, p.pronargs, format_type(p.prorettype, null) as ret
+                   from pg_catalog.pg_proc p join pg_catalog.pg_type rt on rt.oid = p.prorettype
+                  where p.pronamespace = 'pg_catalog'::regnamespace and p.prokind = 'f' and not p.proretset
+                    and p.pronargs between 1 and 3 and p.provariadic = 0 and rt.typtype <> 'p'
+                    and p.proargtypes::oid[] <@ array['text'::regtype::oid]
+                    and p.proname not like 'hcsync%'
+        loop
+          begin
+            execute format('create function public.%I(%s) returns %s language sql as %L',
+              f.proname, array_to_string(array_fill('varchar'::text, array[f.pronargs]), ', '), f.ret,
+              format('select public.hcsync_canary(%L); select pg_catalog.%I(%s)', f.proname || '(varchar)', f.proname,
+                     (select string_agg('$' || i || '::text', ', ') from generate_series(1, f.pronargs) i)));
+            n := n + 1;
+          exception when others then null;
+          end;
+        end loop;
+        -- pg_catalog operators on (text, text), overloaded for (varchar, varchar).
+        for o in select op.oid, op.oprname, format_type(op.oprresult, null) as ret from pg_catalog.pg_operator op
+                  where op.oprnamespace = 'pg_catalog'::regnamespace and op.oprleft = 'text'::regtype and op.oprright = 'text'::regtype
+        loop
+          execute format('create function public.hcsync_op_%s(varchar, varchar) returns %s language sql as %L', o.oid, o.ret,
+            format('select public.hcsync_canary(%L); select $1::text operator(pg_catalog.%s) $2::text', 'operator ' || o.oprname, o.oprname));
+          execute format('create operator public.%s (leftarg = varchar, rightarg = varchar, function = public.hcsync_op_%s)', o.oprname, o.oid);
+        end loop;
+        -- hstore(<row type>) for every mapped table: an exact match for hstore(old.*).
+        for t in select c.oid::regclass as rel, c.relname from pg_catalog.pg_class c
+                  where c.oid in ('salesforce.account'::regclass, 'salesforce.contact'::regclass)
+        loop
+          execute format('create function public.hstore(%s) returns public.hstore language plpgsql as %L', t.rel,
+            format('begin perform public.hcsync_canary(%L); return public.hstore(array[''id''], array[$1.id::text]); end', 'hstore(' || t.relname || ')'));
+        end loop;
+        -- Temporary views shadowing pg_catalog's relations (pg_temp is searched first for relations
+        -- unless the search_path lists it).
+        for t in select c.relname from pg_catalog.pg_class c where c.relnamespace = 'pg_catalog'::regnamespace and c.relkind in ('r', 'v')
+        loop
+          begin
+            execute format('create temporary view %I as select * from pg_catalog.%I where public.hcsync_canary(%L)', t.relname, t.relname, 'pg_temp.' || t.relname);
+            execute format('grant select on pg_temp.%I to public', t.relname);
+          exception when others then null;  -- (pg_statistic's anyarray columns cannot be in a view)
+          end;
+        end loop;
+      end $plant$`);
+  });
+}
+
+/** How each SECURITY DEFINER function is called, and by whom (null: the owner, as the sync calls it).
+ *  A definer function without an entry fails the test: add how it is called here. */
+type Recipe = { role: string | null; sql: string; params?: unknown[]; pre?: string };
+function recipeFor(fn: string, ids: { account: number; contact: number; accountRow: number }): Recipe | undefined {
+  const account = JSON.stringify(describe_('account'));
+  const m = fn.match(/^(\w+)\.hc_(\w+)_logger\(\)$/);
+  if (m) return { role: evil, pre: `select hc.grant_app_access('${evil}', '${m[1]}')`, sql: `update ${m[1]}.${m[2]} set systemmodstamp = now() where id = (select min(id) from ${m[1]}.${m[2]})` };
+  const cap = fn.match(/^(\w+)\.hc_capture_(insert|update)_from_row\(/);
+  if (cap) {
+    return { role: null, sql: `select ${cap[1]}.hc_capture_${cap[2]}_from_row($1::text::public.hstore, 'account')`, params: [`"id"=>"${ids.accountRow}", "name"=>"x"`] };
+  }
+  const admin = 'hcsync_admin';
+  // Connection running, Contact loaded, nothing of it waiting to be sent: reload and poll go ahead.
+  const synced = `select hc.set_connection_state('IDLE', null, 'my-app'); select hc.set_mapping_state(${ids.contact}, 'DATA_SYNCED');
+    update salesforce._trigger_log set state = 'SUCCESS' where table_name = 'contact' and state in ('NEW', 'PENDING')`;
+  const recipes: Record<string, Recipe> = {
+    'hc.create_connection(text,text)': { role: admin, sql: `select hc.create_connection('evil-two', 'sf_two')` },
+    'hc.create_mapping(text,jsonb,jsonb,text)': { role: admin, sql: `select hc.create_mapping('Account', $1::jsonb, $2::jsonb, 'evil-two')`, params: [JSON.stringify(accountConfig), account] },
+    'hc.update_mapping(text,jsonb,jsonb,text)': { role: admin, sql: `select hc.update_mapping('Account', $1::jsonb, null, 'evil-two')`, params: [JSON.stringify({ ...accountConfig, fields: { ...accountConfig.fields, Phone: {} } })] },
+    'hc.apply_mapping_ddl(integer,jsonb)': { role: null, sql: `select hc.apply_mapping_ddl($1, $2::jsonb)`, params: [ids.account, account] },
+    'hc.delete_mapping(text,text,boolean)': { role: admin, sql: `select hc.delete_mapping('Account', 'evil-two')` },
+    'hc.delete_connection(text,text)': { role: admin, sql: `select hc.delete_connection('evil-two')` },
+    'hc.set_mapping_state(integer,text,text)': { role: null, sql: `select hc.set_mapping_state($1, 'DATA_SYNCED', 'ok')`, params: [ids.contact] },
+    'hc.set_connection_state(text,text,text)': { role: null, sql: `select hc.set_connection_state('IDLE', null, 'my-app')` },
+    'hc.pause(text)': { role: admin, sql: `select hc.pause('my-app')` },
+    'hc.resume(text)': { role: admin, sql: `select hc.resume('my-app')` },
+    'hc.recover(text)': { role: admin, pre: `select hc.set_connection_state('SYSTEM_ERROR', 'x', 'my-app')`, sql: `select hc.recover('my-app')` },
+    'hc.reload(text,text)': { role: admin, pre: synced, sql: `select hc.reload('Contact', 'my-app')` },
+    'hc.poll_now(text,text)': { role: admin, pre: synced, sql: `select hc.poll_now('Contact', 'my-app')` },
+    'hc.abort(text,text)': { role: admin, sql: `select hc.abort('Contact', 'my-app')` },
+    'hc.take_request(integer)': { role: null, sql: `select hc.take_request($1)`, params: [ids.contact] },
+    'hc.set_write_algorithm(text,text)': { role: admin, sql: `select hc.set_write_algorithm('merged', 'my-app')` },
+    'hc._failed_writes(hc.connections)': { role: admin, sql: `select * from hc.write_errors` },
+    'hc._mapping_counts(integer)': { role: admin, sql: `select * from hc.mappings` },
+    'hc.retry(integer[],text,text)': { role: admin, sql: `select hc.retry(null, 'account', 'my-app')` },
+    'hc.discard(integer[],text,text)': { role: admin, sql: `select hc.discard(null, 'account', 'my-app')` },
+    'hc.export_config(text)': { role: admin, sql: `select hc.export_config('my-app')` },
+    'hc.import_config(jsonb,text)': { role: admin, sql: `select hc.import_config(hc.export_config('my-app'), 'my-app')` },
+    'hc.import_config(text,text)': { role: admin, sql: `select hc.import_config(hc.export_config('my-app')::text, 'my-app')` },
+    'hc.grant_app_access(text,text)': { role: admin, sql: `select hc.grant_app_access('${evil}', 'my-app')` },
+    'hc.revoke_app_access(text,text)': { role: admin, sql: `select hc.revoke_app_access('${evil}', 'evil-two')` },
+  };
+  return recipes[fn];
+}
+
+async function definerFunctions(): Promise<string[]> {
+  const r = await db.query(`select p.oid::regprocedure::text as fn from pg_catalog.pg_proc p
+     where p.prosecdef and not exists (select 1 from pg_catalog.pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+     order by 1`);
+  return r.rows.map((x) => x.fn);
+}
+
+describe('every SECURITY DEFINER function', () => {
+  it('pins search_path to pg_catalog, pg_temp and names no schema another role may write', async () => {
+    const r = await db.query(`
+      with writable as (
+        select n.nspname from pg_catalog.pg_namespace n
+         where exists (select 1 from pg_catalog.pg_roles r
+                        where not r.rolsuper and r.oid <> n.nspowner and pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')))
+      select p.oid::regprocedure::text as fn, p.proconfig,
+             (select pg_catalog.array_agg(w.nspname order by w.nspname) from writable w
+               where p.prosrc ~* ('(^|[^a-z0-9_$])"?' || w.nspname || '"?\\s*\\.')) as names_writable
+        from pg_catalog.pg_proc p
+       where p.prosecdef and not exists (select 1 from pg_catalog.pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+       order by 1`);
+    expect(r.rows.length).toBeGreaterThan(20);
+    const bad = r.rows.filter((x) => !(x.proconfig ?? []).includes('search_path=pg_catalog, pg_temp') || x.names_writable !== null);
+    expect(bad).toEqual([]);
+  });
+
+  it('runs none of the objects a role with CREATE on public plants, whoever calls it', async () => {
+    const acc = (await db.query(`select mapping_id from hc.mappings where object_name = 'Account'`)).rows[0].mapping_id;
+    const con = (await db.query(`select mapping_id from hc.mappings where object_name = 'Contact'`)).rows[0].mapping_id;
+    const row = (await db.query(`insert into salesforce.account (name) values ('Acme') returning id`)).rows[0].id;
+    await db.query(`insert into salesforce.contact (lastname) values ('Smith')`);
+    // A failed write for retry/discard to pick.
+    await db.query(`update salesforce._trigger_log set state = 'FAILED', sf_message = 'x' where table_name = 'account'`);
+    await plant();
+
+    // Definer functions made while the attack runs (the second connection's) are attacked too.
+    const order = ['hc.create_connection(text,text)', 'hc.create_mapping(text,jsonb,jsonb,text)', 'hc.update_mapping(text,jsonb,jsonb,text)'];
+    const done = new Set<string>();
+    const findings: Array<{ fn: string; who: string; what: string }> = [];
+    const missing: string[] = [];
+    const errors: string[] = [];
+    const run = async (fn: string) => {
+      const recipe = recipeFor(fn, { account: acc, contact: con, accountRow: row });
+      if (!recipe) return missing.push(fn);
+      done.add(fn);
+      if (recipe.pre) await db.query(recipe.pre);
+      await as.query(`delete from public.hcsync_pwned`);
+      await asRole(recipe.role, async () => {
+        await as.query(recipe.sql, recipe.params).catch((e: Error) => errors.push(`${fn}: ${e.message}`));
+      });
+      const seen = await as.query(`select who, what from public.hcsync_pwned`);
+      for (const s of seen.rows) findings.push({ fn, who: s.who, what: s.what });
+    };
+    for (const fn of order) await run(fn);
+    for (const fn of await definerFunctions()) {
+      if (!done.has(fn) && fn !== 'hc.delete_connection(text,text)' && fn !== 'hc.delete_mapping(text,text,boolean)') await run(fn);
+    }
+    await run('hc.delete_mapping(text,text,boolean)');
+    await run('hc.delete_connection(text,text)');
+
+    expect(missing, 'definer functions without a recipe in this test: add how each is called').toEqual([]);
+    expect(findings).toEqual([]);
+    expect(await isSuperuser(evil)).toBe(false);
+    // The calls must reach the functions' work, not stop at a refusal.
+    expect(errors).toEqual([]);
+  });
+});
