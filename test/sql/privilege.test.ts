@@ -277,3 +277,40 @@ describe('every SECURITY DEFINER function', () => {
     expect(errors).toEqual([]);
   });
 });
+
+describe('hc.diagnose', () => {
+  // Non-definer sessions of the owner (the sync's own) still call the hstore extension in public, and
+  // Heroku Connect's contract keeps it there: a public schema other roles may create objects in is RED.
+  async function writableCheck(d: TestDb) {
+    const r = await d.query(`select status, message from hc.diagnose() where rule = 'WRITABLE_SCHEMAS'`);
+    return r.rows[0] as { status: string; message: string };
+  }
+
+  it("is RED while roles other than public's owner may create objects in it, on each version's defaults", async () => {
+    const d = await createTestDb();
+    try {
+      // The template database was made by CREATE DATABASE, so public carries the server's default.
+      await d.query(`revoke create on schema public from ${evil}`).catch(() => {});
+      const version = Number((await d.query(`show server_version_num`)).rows[0].server_version_num);
+      const byDefault = await writableCheck(d);
+      expect(byDefault.status).toBe(version < 150000 ? 'RED' : 'GREEN');
+
+      await d.query(`grant create on schema public to public`);
+      const open = await writableCheck(d);
+      expect(open.status).toBe('RED');
+      expect(open.message).toMatch(/public.*PUBLIC/);
+      expect(open.message).toMatch(/REVOKE CREATE ON SCHEMA public FROM PUBLIC/);
+
+      await d.query(`revoke create on schema public from public`);
+      await d.query(`grant create on schema public to ${evil}`);
+      const one = await writableCheck(d);
+      expect(one.status).toBe('RED');
+      expect(one.message).toContain(evil);
+
+      await d.query(`revoke create on schema public from ${evil}`);
+      expect((await writableCheck(d)).status).toBe('GREEN');
+    } finally {
+      await d.drop();
+    }
+  });
+});
