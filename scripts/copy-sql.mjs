@@ -3,6 +3,7 @@
 import { cpSync, rmSync } from 'node:fs';
 rmSync('dist/sql', { recursive: true, force: true });
 cpSync('sql', 'dist/sql', { recursive: true });
-// `npx hcsync` runs dist/sidecar/cli.js (package.json bin): it must be executable (its shebang is node).
+// `npx hcsync` runs dist/sidecar/bin.js (package.json bin), which runs cli.js: both must be executable
+// (their shebang is node).
 import { chmodSync, existsSync } from 'node:fs';
-if (existsSync('dist/sidecar/cli.js')) chmodSync('dist/sidecar/cli.js', 0o755);
+for (const f of ['dist/sidecar/bin.js', 'dist/sidecar/cli.js']) if (existsSync(f)) chmodSync(f, 0o755);

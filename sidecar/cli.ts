@@ -12,8 +12,19 @@ import { EXIT, UsageError, describeError, table, withAdmin } from './cli/admin.j
 import { diagnose } from './cli/diagnose.js';
 import { followMappings } from './cli/follow.js';
 
+// `hcsync sql | head` closes the pipe early: that is the reader's choice, not an error to report.
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+    throw err;
+  });
+}
+
+const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+
 const program = new Command('hcsync')
   .description('Heroku-Connect-compatible Salesforce ⇄ Postgres sync')
+  .version(version, '-V, --version', 'print the hcsync version')
   .option('-c, --connection <name>', 'connection name or schema (needed only when the database has several)')
   .showHelpAfterError()
   .exitOverride();
@@ -320,6 +331,7 @@ program.parseAsync(process.argv).catch((err: unknown) => {
     process.exit(EXIT.usage);
   }
   const { message, code } = describeError(err);
-  console.error(`hcsync: ${message}`);
+  // The SQL API's own messages already start with "hcsync: ".
+  console.error(`hcsync: ${message.replace(/^hcsync: /, '')}`);
   process.exit(code);
 });

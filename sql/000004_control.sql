@@ -59,7 +59,9 @@ begin
 end;
 $$;
 
--- Resume: only a paused connection resumes; it goes IDLE and continues from the last successful poll.
+-- Resume: a paused connection goes IDLE and continues from the last successful poll. Like a second
+-- pause, resuming a connection that is already running changes nothing and says so; only an error state
+-- is refused, because resume is not how an error is cleared.
 create or replace function hc.resume(connection_name text default null)
 returns text
 language plpgsql
@@ -70,11 +72,13 @@ declare
   c hc.connections := hc._connection(connection_name);
 begin
   if c.state <> 'PAUSED' then
-    raise exception 'hcsync: connection "%" is not paused (state %)', c.name, c.state
-      using errcode = 'object_not_in_prerequisite_state',
-            hint = case when (select category from hc.connection_states where state = c.state) = 'error'
-                        then 'An error state is cleared with select hc.recover();'
-                        else 'Nothing to resume.' end;
+    if (select category from hc.connection_states where state = c.state) = 'error' then
+      raise exception 'hcsync: connection "%" is not paused (state %)', c.name, c.state
+        using errcode = 'object_not_in_prerequisite_state',
+              hint = 'An error state is cleared with select hc.recover();';
+    end if;
+    raise notice 'hcsync: connection "%" is not paused (state %); nothing to resume', c.name, c.state;
+    return c.state;
   end if;
   perform hc.set_connection_state('IDLE', null, c.name);
   perform hc._control(c, 'resume', null, null);

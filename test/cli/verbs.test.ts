@@ -206,9 +206,13 @@ describe('hcsync (database verbs)', () => {
     expect(recoverPaused.stderr).toContain('hint: Use select hc.resume();');
     const resume = await hcsync(['--connection', 'cli-test', 'resume'], env);
     expect(resume.stdout.trim()).toBe('cli-test: IDLE');
+    // A second resume is no error, like a second pause.
     const again = await hcsync(['resume'], env);
-    expect(again.code).toBe(1);
-    expect(again.stderr).toContain('is not paused');
+    expect(again.code).toBe(0);
+    expect(again.stdout.trim()).toBe('cli-test: IDLE');
+    const pauseAgain = [await hcsync(['pause'], env), await hcsync(['pause'], env)];
+    expect(pauseAgain.map((r) => r.code)).toEqual([0, 0]);
+    await hcsync(['resume'], env);
     await db.query(`update hc.connections set state = 'SYSTEM_ERROR'`);
     const recover = await hcsync(['recover'], env);
     expect(recover.stdout.trim()).toBe('cli-test: RECOVERY');

@@ -24,7 +24,8 @@ describe('pause / resume / recover', () => {
     await listener.query('listen hc_control');
     try {
       await db.query(`select hc.set_connection_state('IDLE')`);
-      expect((await errorOf(() => db.query('select hc.resume()'))).message).toMatch(/is not paused \(state IDLE\)/);
+      // A second resume, like a second pause, changes nothing and is not an error.
+      expect((await db.query('select hc.resume() as s')).rows[0].s).toBe('IDLE');
       expect((await db.query('select hc.pause() as s')).rows[0].s).toBe('PAUSED');
       expect(await state()).toBe('PAUSED');
       const e = await errorOf(() => db.query(`select hc.reload('Contact')`));
@@ -32,6 +33,9 @@ describe('pause / resume / recover', () => {
       expect(e.hint).toMatch(/hc\.resume\(\)/);
       expect((await db.query('select hc.resume() as s')).rows[0].s).toBe('IDLE');
       await db.query(`select hc.set_connection_state('SYSTEM_ERROR', 'boom')`);
+      const r = await errorOf(() => db.query('select hc.resume()'));
+      expect(r.message).toMatch(/is not paused \(state SYSTEM_ERROR\)/);
+      expect(r.hint).toMatch(/hc\.recover\(\)/);
       const p = await errorOf(() => db.query('select hc.pause()'));
       expect(p.message).toMatch(/state SYSTEM_ERROR, and can only be paused when idle/);
       expect(p.hint).toMatch(/hc\.recover\(\)/);
