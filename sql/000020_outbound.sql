@@ -39,6 +39,8 @@ create table hc._outbound_attempts (
   object_name    text not null,
   started_at     timestamptz not null default clock_timestamp(),
   sent           jsonb not null,
+  -- An upsert's external id field (its value is in sent): such a create is found again by that value.
+  upsert_field   text,
   primary key (connection_id, table_name, record_id, log_id)
 );
 
@@ -185,7 +187,7 @@ begin
     op_id integer, log_ids integer[], table_name text, record_id integer, mapping_id integer, object_name text,
     upsert_field text, first_action text, last_action text, vals hstore, log_sfid text,
     row_exists boolean, row_sfid text, row_vals hstore, upsert_value text, action text, ignore_reason text,
-    body jsonb, error text
+    body jsonb, error text, attempted boolean
   ) on commit drop;
   truncate _ob_ops;
   -- Merged values: per record and column the newest entry's value. Computed for all records at once
@@ -224,8 +226,19 @@ begin
       using t.table_name;
   end loop;
 
+  -- Creates whose outcome is unknown (sent, the answer lost: hc._outbound_attempts still holds them).
+  update _ob_ops o set attempted = true
+   where exists (select 1 from hc._outbound_attempts a
+                  where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id);
+
+  -- A row deleted before its create's outcome was known: the create may have landed (or landed and
+  -- its write-back failed, the entry keeping the Id). Its record must go too, or it stays in Salesforce
+  -- and a re-read brings the deleted row back: a delete op, of the known Id or of whatever the
+  -- lost-create lookup finds (nothing found: nothing to delete).
   update _ob_ops o set action = case
       when o.mapping_id is null then null
+      when o.first_action = 'INSERT' and (o.last_action = 'DELETE' or not coalesce(o.row_exists, false))
+           and (o.attempted or o.log_sfid is not null) then 'delete'
       when o.first_action = 'INSERT' and (o.last_action = 'DELETE' or not coalesce(o.row_exists, false)) then null
       when o.first_action = 'INSERT' and coalesce(o.row_sfid, '') = '' then 'insert'
       when o.first_action = 'INSERT' then 'update'           -- re-queued insert of a row Salesforce already has
@@ -234,6 +247,7 @@ begin
     ignore_reason = case
       when o.mapping_id is null then 'no mapping for table ' || o.table_name
       when o.first_action = 'INSERT' and (o.last_action = 'DELETE' or not coalesce(o.row_exists, false))
+           and not (o.attempted or o.log_sfid is not null)
         then 'row deleted before it was sent: nothing to create' end;
 
   -- A create sends the row as it is now: a failed INSERT re-queued by hc.retry after the row was fixed
@@ -242,7 +256,7 @@ begin
 
   -- A delete needs the Id Salesforce knows; an insert that never happened needs no delete.
   update _ob_ops o set action = null, ignore_reason = 'row was never created in Salesforce: nothing to delete'
-   where o.action = 'delete' and coalesce(o.log_sfid, o.row_sfid) is null;
+   where o.action = 'delete' and coalesce(o.log_sfid, o.row_sfid) is null and not coalesce(o.attempted, false);
 
   -- An update of a row Salesforce does not have yet (no sfid):
   --  * its create is queued or in flight (the record's INSERT entry NEW or PENDING): it waits for it,
@@ -390,29 +404,34 @@ begin
            -- A create Salesforce accepted whose write-back failed (entry FAILED with the sfid, then
            -- hc.retry): the record exists, so it is sent as an update of it and reported as the insert.
            'adopted', o.action = 'insert' and o.log_sfid is not null,
-           'attempts', coalesce((select jsonb_agg(jsonb_build_object('log_id', a.log_id, 'started_at', a.started_at, 'sent', a.sent)
+           'attempts', coalesce((select jsonb_agg(jsonb_build_object('log_id', a.log_id, 'started_at', a.started_at, 'sent', a.sent,
+                                                                     'upsert_field', a.upsert_field)
                                                   order by a.started_at)
                                    from hc._outbound_attempts a
                                   where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id
-                                    and o.action = 'insert'), '[]'::jsonb))
+                                    and (o.action = 'insert' or (o.action = 'delete' and coalesce(o.row_sfid, o.log_sfid) is null))),
+                                '[]'::jsonb))
     from _ob_ops o
    where o.action is not null
    order by o.op_id;
 end;
 $fn$;
 
--- Records the creates about to be sent (without an upsert field), committed before the call.
--- ops: [{op_id, table, record_id, object, body}]
+-- Records the creates about to be sent, committed before the call. ops: [{op_id, table, record_id,
+-- object, body, upsert_field?}] (an upsert's body holds its external id value too: if the row is
+-- deleted before the outcome is known, the record is found by it and deleted).
 create or replace function hc.outbound_attempt(connection_id integer, claimer integer, ops jsonb)
 returns void
 language sql
 as $$
-  insert into hc._outbound_attempts (connection_id, table_name, record_id, log_id, object_name, sent)
-  select outbound_attempt.connection_id, o->>'table', (o->>'record_id')::int, (o->>'op_id')::int, o->>'object', o->'body'
+  insert into hc._outbound_attempts (connection_id, table_name, record_id, log_id, object_name, sent, upsert_field)
+  select outbound_attempt.connection_id, o->>'table', (o->>'record_id')::int, (o->>'op_id')::int, o->>'object', o->'body',
+         nullif(o->>'upsert_field', '')
     from jsonb_array_elements(ops) o
     join hc._outbound_claims k on k.connection_id = outbound_attempt.connection_id and k.log_id = (o->>'op_id')::int
                               and k.claimer = outbound_attempt.claimer
-  on conflict (connection_id, table_name, record_id, log_id) do update set started_at = clock_timestamp(), sent = excluded.sent;
+  on conflict (connection_id, table_name, record_id, log_id)
+  do update set started_at = clock_timestamp(), sent = excluded.sent, upsert_field = excluded.upsert_field;
 $$;
 
 -- Records what Salesforce answered. results: [{op_id, outcome: 'ok'|'failed'|'retry', sfid?, error?}]
@@ -565,10 +584,11 @@ begin
                                      sfid = coalesce(t.sfid, o.sfid)
                       from _ob_res o where o.outcome in ('ok', 'failed') and t.id = any(o.log_ids)$q$, tl);
 
-  -- The outcome of these creates is known now.
+  -- The outcome of these creates is known now (a delete of a row whose create was in doubt found the
+  -- record and deleted it, or found none).
   delete from hc._outbound_attempts a using _ob_res o
    where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id
-     and o.outcome in ('ok', 'failed') and o.action = 'insert';
+     and o.outcome in ('ok', 'failed') and o.action in ('insert', 'delete');
 
   -- Created, but the row was deleted meanwhile: delete the new record too (as a queued entry of ours).
   for t in select distinct table_name from _ob_res where action = 'insert' and outcome = 'ok' and sfid is not null loop
@@ -613,8 +633,10 @@ declare
   held text[];
 begin
   select * into m from hc._mappings where id = outbound_echo_pending.mapping_id;
+  -- (An upsert's echo carries its external id: it matches the row without this.)
   if not found or not exists (select 1 from hc._outbound_attempts a
-                               where a.connection_id = m.connection_id and a.table_name = m.table_name) then
+                               where a.connection_id = m.connection_id and a.table_name = m.table_name
+                                 and a.upsert_field is null) then
     return '{}';
   end if;
   select schema_name into s from hc.connections where id = m.connection_id;

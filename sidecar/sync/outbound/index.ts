@@ -147,7 +147,10 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
           beforeCreate: async (creates) => {
             await db.query('select hc.outbound_attempt($1, $2, $3)', [
               connection.id, me,
-              JSON.stringify(creates.map((o) => ({ op_id: o.op_id, table: o.table, record_id: o.record_id, object: o.object, body: o.body }))),
+              JSON.stringify(creates.map((o) => ({
+                op_id: o.op_id, table: o.table, record_id: o.record_id, object: o.object, upsert_field: o.upsert_field,
+                body: o.upsert_field ? { ...o.body, [o.upsert_field]: o.upsert_value } : o.body,
+              }))),
             ]);
           },
         });

@@ -18,7 +18,9 @@ export interface Op {
   body: Record<string, unknown>;
   upsert_field: string | null;
   upsert_value: string | null;
-  attempts: { log_id: number; started_at: string; sent: Record<string, unknown> }[];
+  /** Creates of this record that may have landed without their answer reaching us (insert, or the delete
+   * of a row deleted meanwhile): the lost-create lookup runs first. */
+  attempts: { log_id: number; started_at: string; sent: Record<string, unknown>; upsert_field: string | null }[];
   /** Set when a lost create was found in Salesforce: the op is sent as an update of that record. */
   adopted?: boolean;
 }
@@ -168,6 +170,11 @@ export async function send(conn: Connection, ops: Op[], opts: {
     out.push({ op_id: o.op_id, action: o.adopted ? 'insert' : o.action, outcome: 'retry', error: 'an earlier call for this record timed out and may still complete in Salesforce: waiting for it' });
   }
   let todo = held.length ? ops.filter((o) => !held.includes(o)) : ops;
+  // The delete of a row whose create was in doubt, and the lost-create lookup found no record: the create
+  // never landed, nothing to delete.
+  const nothing = todo.filter((o) => o.action === 'delete' && !o.sfid);
+  for (const o of nothing) out.push({ op_id: o.op_id, action: 'delete', outcome: 'ok' });
+  if (nothing.length) todo = todo.filter((o) => !nothing.includes(o));
   if (opts.bulkThreshold) {
     const groups = new Map<string, Op[]>();
     for (const o of todo) {
@@ -179,6 +186,7 @@ export async function send(conn: Connection, ops: Op[], opts: {
     for (const [key, g] of groups) {
       if (g.length < opts.bulkThreshold) continue;
       const [k, object, extId] = key.split('|');
+      if (k === 'upsert' && opts.beforeCreate) await opts.beforeCreate(g);
       const r = await sendBulk(conn, k as BulkKind, object, extId || null, g, { pollMs: opts.bulkPollMs });
       out.push(...r.done);
       const sent = new Set(r.done.map((o) => o.op_id));
@@ -194,7 +202,7 @@ export async function send(conn: Connection, ops: Op[], opts: {
       continue;
     }
     try {
-      if (c.kind === 'create' && opts.beforeCreate) await opts.beforeCreate(c.ops);
+      if ((c.kind === 'create' || c.kind === 'upsert') && opts.beforeCreate) await opts.beforeCreate(c.ops);
       const res = await call(conn, c.kind, c.object, c.extId, c.ops, opts.timeoutMs ?? 120_000, opts.inflight);
       c.ops.forEach((o, i) => {
         const r = res[i];
