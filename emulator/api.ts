@@ -29,6 +29,8 @@ export interface ApiRequest {
   client?: string;
   /** Set for sub-requests of /composite */
   inComposite?: boolean;
+  /** The absolute base URL the client reached (http or https listener). */
+  baseUrl?: string;
 }
 
 export interface ApiResponse {
@@ -81,9 +83,6 @@ export class RestApi {
   private cursors = new Map<string, Cursor>();
   private cursorSeq = 0;
 
-  /** The instance's absolute base URL, set once the server listens. */
-  baseUrl = '';
-
   constructor(private org: Org, private limits: Limits) {
     this.soql = new Soql(org);
   }
@@ -128,7 +127,7 @@ export class RestApi {
     const m = req.method;
     if (p.length === 0) {
       if (m !== 'GET') return sfError(405, 'METHOD_NOT_ALLOWED', `HTTP Method '${m}' not allowed. Allowed are GET`);
-      return { status: 200, body: this.resources(req.version, req.userId) };
+      return { status: 200, body: this.resources(req.version, req.userId, req.baseUrl) };
     }
     switch (p[0]) {
       case 'sobjects': return this.sobjects(req, p.slice(1));
@@ -156,11 +155,11 @@ export class RestApi {
    * The version's resource list: only what this org serves, and each entry answers a GET. `identity` is absolute,
    * as real orgs send it (clients follow it as is).
    */
-  resources(v: string, userId: string) {
+  resources(v: string, userId: string, baseUrl = '') {
     const b = `/services/data/v${v}`;
     return {
       jobs: `${b}/jobs`, query: `${b}/query`, queryAll: `${b}/queryAll`, sobjects: `${b}/sobjects`, limits: `${b}/limits`,
-      composite: `${b}/composite`, recent: `${b}/recent`, identity: `${this.baseUrl}/id/${this.org.orgId}/${userId}`,
+      composite: `${b}/composite`, recent: `${b}/recent`, identity: `${baseUrl}/id/${this.org.orgId}/${userId}`,
     };
   }
 

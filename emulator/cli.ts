@@ -1,5 +1,8 @@
 // `hcsync emulator [--port N] [--org FILE] [--seed Account=1000,Contact=5000] [--state FILE]`
 import { pathToFileURL } from 'node:url';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Command } from 'commander';
 import { startEmulator } from './index.js';
 
@@ -23,10 +26,12 @@ export async function runEmulatorCli(argv: string[]): Promise<void> {
     .option('--seed <counts>', 'records to generate, e.g. Account=1000,Contact=5000')
     .option('--state <file>', 'load org data from FILE at start (if it exists), save it there on exit')
     .option('--latency <ms>', 'added latency per API call', '0')
+    .option('--https-port <n>', 'also serve over HTTPS on this port (0 = any free port), with a self-signed certificate made at start')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ port: string; host: string; org?: string; seed?: string; state?: string; latency: string }>();
-  const emu = await startEmulator({ port: Number(o.port), host: o.host, org: o.org, seed: o.seed ? parseSeed(o.seed) : undefined, stateFile: o.state, latencyMs: Number(o.latency) });
+  const o = cmd.opts<{ port: string; host: string; org?: string; seed?: string; state?: string; latency: string; httpsPort?: string }>();
+  const emu = await startEmulator({ port: Number(o.port), host: o.host, org: o.org, seed: o.seed ? parseSeed(o.seed) : undefined, stateFile: o.state, latencyMs: Number(o.latency),
+    httpsPort: o.httpsPort === undefined ? undefined : Number(o.httpsPort) });
   const c = emu.credentials;
   const lines = [
     `export SF_LOGIN_URL=${c.loginUrl}`,
@@ -35,6 +40,12 @@ export async function runEmulatorCli(argv: string[]): Promise<void> {
     `export SF_USERNAME=${c.username}`,
     `export SF_PASSWORD=${c.password}`,
   ];
+  if (emu.httpsUrl && emu.certificate) {
+    // Node clients (jsforce, the sf CLI) trust the certificate through NODE_EXTRA_CA_CERTS, read at their start.
+    const certFile = join(tmpdir(), `hcsync-emulator-${new URL(emu.httpsUrl).port}.pem`);
+    writeFileSync(certFile, emu.certificate);
+    lines.push(`export SF_HTTPS_URL=${emu.httpsUrl}`, `export NODE_EXTRA_CA_CERTS=${certFile}`);
+  }
   process.stdout.write(lines.join('\n') + '\n');
   process.stderr.write(`# Salesforce emulator listening on ${emu.url} (admin API: ${emu.url}/__emulator/stats). Ctrl-C to stop.\n`);
   await new Promise<void>((resolve) => {

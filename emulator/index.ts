@@ -13,6 +13,10 @@ export { checksum, normalizeId } from './ids.js';
 export interface Emulator {
   /** Instance and login base URL, e.g. http://127.0.0.1:PORT */
   url: string;
+  /** The same org over HTTPS (when started with httpsPort), e.g. https://127.0.0.1:PORT */
+  httpsUrl?: string;
+  /** PEM of the HTTPS listener's self-signed certificate, for clients to trust. */
+  certificate?: string;
   credentials: { loginUrl: string; clientId: string; clientSecret: string; username: string; password: string };
   stop(): Promise<void>;
   stats(): EmulatorStats;
@@ -47,6 +51,8 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
   const url = await s.listen();
   return {
     url,
+    httpsUrl: s.httpsUrl,
+    certificate: s.certificate,
     credentials: s.credentials(),
     stop: () => s.close(),
     stats: () => s.stats(),

@@ -1,5 +1,7 @@
 // HTTP front: fastify for REST/Bulk/OAuth/admin, faye for CometD, one port.
 import http from 'node:http';
+import https from 'node:https';
+import type { TLSSocket } from 'node:tls';
 import { readFileSync, existsSync, writeFileSync, renameSync } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Org, type ChangeEvent, type Rec } from './org.js';
@@ -11,6 +13,7 @@ import { Auth } from './auth.js';
 import { CdcBus } from './cdc.js';
 import { seedOrg } from './seed.js';
 import { normalizeId } from './ids.js';
+import { selfSignedCertificate } from './tls.js';
 
 export interface EmulatorOptions {
   port?: number;
@@ -25,6 +28,8 @@ export interface EmulatorOptions {
   cometdTimeoutSec?: number;
   /** PEM public key that verifies JWT bearer assertions (overrides the org file's jwtPublicKey). */
   jwtPublicKey?: string;
+  /** Also serve everything over HTTPS (self-signed certificate made at start) on this port; 0 = any free port. */
+  httpsPort?: number;
 }
 
 export interface Fault {
@@ -80,6 +85,11 @@ export class EmulatorServer {
   byKind: Record<string, number> = {};
   notCounted = { oauth: 0, versions: 0, rejected: 0 };
   baseUrl = '';
+  /** Set when the HTTPS listener runs. */
+  httpsUrl?: string;
+  /** PEM certificate of the HTTPS listener (clients trust it by configuration, e.g. NODE_EXTRA_CA_CERTS). */
+  certificate?: string;
+  private httpsServer?: https.Server;
   private hung = new Set<FastifyReply>();
 
   constructor(private opts: EmulatorOptions) {
@@ -99,19 +109,28 @@ export class EmulatorServer {
   async listen(): Promise<string> {
     const cdc = this.cdc;
     const self = this;
+    let dispatch: http.RequestListener = () => undefined;
     this.app = Fastify({
       logger: false,
       bodyLimit: 200 * 1024 * 1024,
       forceCloseConnections: true,
       keepAliveTimeout: 65_000,
-      serverFactory: (handler) => http.createServer((req, res) => {
-        if (req.method === 'POST' && req.url && /^\/cometd\/\d+\.\d(\/|\?|$)/.test(req.url)) {
-          const go = () => cdc.handle(req, res);
-          if (self.latencyMs > 0) setTimeout(go, self.latencyMs); else go();
-          return;
-        }
-        handler(req, res);
-      }),
+      serverFactory: (handler) => {
+        dispatch = (req, res) => {
+          // Orgs ignore repeated slashes (`sf` joins an instance URL ending in / with /services/data).
+          const url = req.url ?? '/';
+          const q = url.indexOf('?');
+          const path = q < 0 ? url : url.slice(0, q);
+          if (path.includes('//')) req.url = path.replace(/\/{2,}/g, '/') + (q < 0 ? '' : url.slice(q));
+          if (req.method === 'POST' && req.url && /^\/cometd\/\d+\.\d(\/|\?|$)/.test(req.url)) {
+            const go = () => cdc.handle(req, res);
+            if (self.latencyMs > 0) setTimeout(go, self.latencyMs); else go();
+            return;
+          }
+          handler(req, res);
+        };
+        return http.createServer(dispatch);
+      },
     });
     const app = this.app;
     app.removeAllContentTypeParsers();
@@ -131,7 +150,7 @@ export class EmulatorServer {
     app.get('/services/oauth2/authorize', async (req, reply) => {
       const q = new URL(req.url, 'http://x').searchParams;
       const r = this.auth.authorizeCode(q.get('client_id'), q.get('redirect_uri'));
-      const redirect = q.get('redirect_uri') ?? `${this.baseUrl}/services/oauth2/success`;
+      const redirect = q.get('redirect_uri') ?? `${this.base(req)}/services/oauth2/success`;
       if (r.error) return reply.code(400).header('content-type', JSON_TYPE).send(JSON.stringify({ error: r.error, error_description: 'client identifier invalid' }));
       const u = new URL(redirect);
       u.searchParams.set('code', r.code!);
@@ -141,14 +160,14 @@ export class EmulatorServer {
     app.get('/services/oauth2/userinfo', async (req, reply) => {
       const s = this.auth.check(this.bearer(req));
       if (!s) return reply.code(403).header('content-type', 'text/plain').send('Bad_OAuth_Token');
-      return reply.header('content-type', JSON_TYPE).send(JSON.stringify(this.identity(s.userId, true)));
+      return reply.header('content-type', JSON_TYPE).send(JSON.stringify(this.identity(this.base(req), s.userId, true)));
     });
     app.get('/id/:org/:user', async (req, reply) => {
       const q = new URL(req.url, 'http://x').searchParams;
       const s = this.auth.check(this.bearer(req) ?? q.get('oauth_token') ?? undefined);
       if (!s) return reply.code(403).header('content-type', 'text/plain').send('Bad_OAuth_Token');
       const { user } = req.params as { user: string };
-      return reply.header('content-type', JSON_TYPE).send(JSON.stringify(this.identity(normalizeId(user) ?? s.userId, false)));
+      return reply.header('content-type', JSON_TYPE).send(JSON.stringify(this.identity(this.base(req), normalizeId(user) ?? s.userId, false)));
     });
     app.all('/cometd/*', async (_req, reply) => reply.code(400).header('content-type', JSON_TYPE).send(JSON.stringify([{ error: '400::Invalid connection type {websocket}', successful: false }])));
     this.adminRoutes(app);
@@ -163,8 +182,17 @@ export class EmulatorServer {
     const addr = app.server.address();
     const port = typeof addr === 'object' && addr ? addr.port : this.opts.port;
     const host = this.opts.host && this.opts.host !== '0.0.0.0' ? this.opts.host : '127.0.0.1';
-    this.baseUrl = `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
-    this.rest.baseUrl = this.baseUrl;
+    const hostPart = host.includes(':') ? `[${host}]` : host;
+    this.baseUrl = `http://${hostPart}:${port}`;
+    if (this.opts.httpsPort !== undefined) {
+      const tls = await selfSignedCertificate(host);
+      this.certificate = tls.cert;
+      const server = https.createServer({ key: tls.key, cert: tls.cert, keepAliveTimeout: 65_000 }, dispatch);
+      this.httpsServer = server;
+      await new Promise<void>((resolve, reject) => { server.once('error', reject); server.listen(this.opts.httpsPort, this.opts.host ?? '127.0.0.1', () => resolve()); });
+      const a = server.address();
+      this.httpsUrl = `https://${hostPart}:${typeof a === 'object' && a ? a.port : this.opts.httpsPort}`;
+    }
     return this.baseUrl;
   }
 
@@ -172,6 +200,11 @@ export class EmulatorServer {
     for (const r of this.hung) { try { r.raw.destroy(); } catch { /* gone */ } }
     this.hung.clear();
     this.cdc.close();
+    if (this.httpsServer) {
+      const server = this.httpsServer;
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
     await this.app?.close();
     if (this.opts.stateFile) {
       const tmp = this.opts.stateFile + '.tmp';
@@ -180,22 +213,27 @@ export class EmulatorServer {
     }
   }
 
+  /** The base URL the client reached: instance_url, identity and redirects stay on the same scheme and port. */
+  private base(req: FastifyRequest): string {
+    return (req.raw.socket as TLSSocket).encrypted && this.httpsUrl ? this.httpsUrl : this.baseUrl;
+  }
+
   private bearer(req: FastifyRequest): string | undefined {
     const h = req.headers.authorization;
     const m = h ? /^(?:Bearer|OAuth)\s+(.+)$/i.exec(h) : null;
     return m ? m[1].trim() : undefined;
   }
 
-  private identity(userId: string, userinfo: boolean) {
+  private identity(base: string, userId: string, userinfo: boolean) {
     const u = this.org.find(userId)?.rec ?? {};
     const v = VERSIONS[VERSIONS.length - 1].version;
-    const urls = { enterprise: `${this.baseUrl}/services/Soap/c/{version}/${this.org.orgId}`, partner: `${this.baseUrl}/services/Soap/u/{version}/${this.org.orgId}`,
-      rest: `${this.baseUrl}/services/data/v{version}/`, sobjects: `${this.baseUrl}/services/data/v{version}/sobjects/`, search: `${this.baseUrl}/services/data/v{version}/search/`,
-      query: `${this.baseUrl}/services/data/v{version}/query/`, recent: `${this.baseUrl}/services/data/v{version}/recent/`, profile: `${this.baseUrl}/${userId}`, limits: `${this.baseUrl}/services/data/v{version}/limits/` };
+    const urls = { enterprise: `${base}/services/Soap/c/{version}/${this.org.orgId}`, partner: `${base}/services/Soap/u/{version}/${this.org.orgId}`,
+      rest: `${base}/services/data/v{version}/`, sobjects: `${base}/services/data/v{version}/sobjects/`, search: `${base}/services/data/v{version}/search/`,
+      query: `${base}/services/data/v{version}/query/`, recent: `${base}/services/data/v{version}/recent/`, profile: `${base}/${userId}`, limits: `${base}/services/data/v{version}/limits/` };
     const name = `${(u.FirstName as string) ?? ''} ${(u.LastName as string) ?? ''}`.trim();
-    if (userinfo) return { sub: `${this.baseUrl}/id/${this.org.orgId}/${userId}`, user_id: userId, organization_id: this.org.orgId, preferred_username: u.Username, nickname: u.Alias, name,
+    if (userinfo) return { sub: `${base}/id/${this.org.orgId}/${userId}`, user_id: userId, organization_id: this.org.orgId, preferred_username: u.Username, nickname: u.Alias, name,
       email: u.Email, email_verified: true, given_name: u.FirstName, family_name: u.LastName, zoneinfo: 'Etc/UTC', urls, active: true, user_type: 'STANDARD', language: 'en_US', locale: 'en_US', utcOffset: 0, updated_at: u.LastModifiedDate, is_app_installed: true };
-    return { id: `${this.baseUrl}/id/${this.org.orgId}/${userId}`, asserted_user: true, user_id: userId, organization_id: this.org.orgId, username: u.Username, nick_name: u.Alias, display_name: name,
+    return { id: `${base}/id/${this.org.orgId}/${userId}`, asserted_user: true, user_id: userId, organization_id: this.org.orgId, username: u.Username, nick_name: u.Alias, display_name: name,
       email: u.Email, email_verified: true, first_name: u.FirstName, last_name: u.LastName, timezone: 'Etc/UTC', active: true, user_type: 'STANDARD', language: 'en_US', locale: 'en_US', utcOffset: 0,
       last_modified_date: u.LastModifiedDate, is_app_installed: true, urls: Object.fromEntries(Object.entries(urls).map(([k, x]) => [k, x.replace('{version}', v)])) };
   }
@@ -211,7 +249,7 @@ export class EmulatorServer {
     if (await this.applyFault('oauth', req, reply)) return reply;
     const ct = String(req.headers['content-type'] ?? '');
     const form = new URLSearchParams(ct.startsWith('application/x-www-form-urlencoded') ? String(req.body ?? '') : '');
-    const r = this.auth.token(form, this.baseUrl);
+    const r = this.auth.token(form, this.base(req));
     return reply.code(r.status).header('content-type', JSON_TYPE).send(JSON.stringify(r.body));
   }
 
@@ -291,7 +329,7 @@ export class EmulatorServer {
     this.byKind[kind] = (this.byKind[kind] ?? 0) + 1;
     const headers: Record<string, string | undefined> = {};
     for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
-    const apiReq = { method: req.method, path, query: url.searchParams, headers, body: typeof req.body === 'string' ? req.body : undefined, version, userId: session.userId, client: parseCallOptions(headers['sforce-call-options']) };
+    const apiReq = { method: req.method, path, query: url.searchParams, headers, body: typeof req.body === 'string' ? req.body : undefined, version, userId: session.userId, client: parseCallOptions(headers['sforce-call-options']), baseUrl: this.base(req) };
     const r = path.startsWith('/jobs/') || path === '/jobs' ? await this.bulk.handle(apiReq) : await this.rest.handle(apiReq);
     if (this.dropAfter.has(reply)) {
       // The org has done the work; the client never hears about it.

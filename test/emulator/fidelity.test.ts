@@ -1,4 +1,5 @@
 // Documented behaviour of real orgs that clients other than jsforce rely on.
+import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import jsforce from 'jsforce';
 import type { Emulator } from '../../emulator/index.js';
@@ -157,6 +158,54 @@ describe('sObject Tree', () => {
     });
     expect(r.hasErrors).toBe(false);
     expect(emu.record(r.results[0].id)).toMatchObject({ External_Id__c: 'TREE-1', Tax__c: 2 });
-    void jsforce;
+  });
+});
+
+/** A request over TLS that trusts only the given certificate. */
+function tlsRequest(url: string, ca: string | undefined, init: { method?: string; headers?: Record<string, string>; body?: string } = {}) {
+  return new Promise<{ status: number; text: string }>((resolve, reject) => {
+    const req = https.request(url, { method: init.method ?? 'GET', headers: init.headers, ca }, (res) => {
+      let text = '';
+      res.on('data', (d) => { text += String(d); });
+      res.on('end', () => resolve({ status: res.statusCode!, text }));
+    });
+    req.on('error', reject);
+    req.end(init.body);
+  });
+}
+
+describe('HTTPS', () => {
+  it('serves the same org over TLS with a certificate made at start; what it hands out stays on https', async () => {
+    const e = await start({ httpsPort: 0, seed: { Account: 2 } });
+    try {
+      expect(e.httpsUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      expect(e.certificate).toMatch(/^-----BEGIN CERTIFICATE-----/);
+      // Without trusting the certificate the handshake is refused.
+      await expect(tlsRequest(`${e.httpsUrl}/services/data`, undefined)).rejects.toThrow(/self[- ]signed/i);
+      const c = e.credentials;
+      const tok = await tlsRequest(`${e.httpsUrl}/services/oauth2/token`, e.certificate, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: c.clientId, client_secret: c.clientSecret }).toString() });
+      expect(tok.status).toBe(200);
+      const t = JSON.parse(tok.text);
+      expect(t.instance_url).toBe(e.httpsUrl);
+      expect(t.id).toMatch(new RegExp(`^${e.httpsUrl}/id/`));
+      const q = await tlsRequest(`${e.httpsUrl}/services/data/v${VERSION}/query?q=${encodeURIComponent('SELECT Id FROM Account')}`, e.certificate, { headers: { Authorization: `Bearer ${t.access_token}` } });
+      expect(JSON.parse(q.text).totalSize).toBe(2);
+      const res = JSON.parse((await tlsRequest(`${e.httpsUrl}/services/data/v${VERSION}/`, e.certificate, { headers: { Authorization: `Bearer ${t.access_token}` } })).text);
+      expect(res.identity).toMatch(new RegExp(`^${e.httpsUrl}/id/`));
+      // The plain listener still answers with its own URLs.
+      const plain = (await (await fetch(`${e.url}/services/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: c.clientId, client_secret: c.clientSecret }) })).json()) as { instance_url: string };
+      expect(plain.instance_url).toBe(e.url);
+    } finally {
+      await e.stop();
+    }
+  });
+
+  it('repeated slashes in a path are ignored, as orgs do (an instance URL ending in / joined with /services/data)', async () => {
+    const r = await fetch(`${emu.url}//services/data`);
+    expect(r.status).toBe(200);
+    const q = await raw(emu, token, 'GET', `//services/data/v${VERSION}//limits`);
+    expect(q.status).toBe(200);
   });
 });
