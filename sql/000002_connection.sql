@@ -14,6 +14,38 @@ as $$
   select format('%I.hstore', n.nspname) from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = 'hstore'
 $$;
 
+-- What HC's re-queue functions accept: a row that exists in a mapped table of the connection, with the
+-- sfid the row has (when the hstore names one).
+create or replace function hc._requeue_check(s text, t text, row_id text, src text)
+returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  present boolean;
+  row_sfid text;
+  given boolean;
+  given_sfid text;
+begin
+  if not exists (select 1 from hc._mappings m join hc.connections c on c.id = m.connection_id
+                  where c.schema_name = s and m.table_name = t) then
+    raise exception 'hcsync: %.% is not a mapped table', s, t
+      using errcode = 'invalid_parameter_value', hint = 'Pass the mapped table''s name, as listed in hc.mappings.';
+  end if;
+  execute format('select true, sfid::text from %I.%I where id = $1', s, t) into present, row_sfid using row_id::integer;
+  if present is null then
+    raise exception 'hcsync: %.% has no row with id %', s, t, row_id
+      using errcode = 'no_data_found', hint = format('Re-queue a row as it is: select %I.hc_capture_update_from_row(hstore(t.*), %L) from %I.%I t where id = ...;', s, t, s, t);
+  end if;
+  select true, p.value into given, given_sfid from hc._hstore_pairs(src) p where p.key = 'sfid';
+  if given and given_sfid is distinct from row_sfid then
+    raise exception 'hcsync: the entry for %.% row % names sfid %, but the row''s sfid is %', s, t, row_id,
+        coalesce(given_sfid, 'NULL'), coalesce(row_sfid, 'NULL')
+      using errcode = 'invalid_parameter_value', hint = 'Build the hstore from the row itself: hstore(t.*).';
+  end if;
+end;
+$$;
+
 create or replace function hc._install_connection_objects(s text)
 returns void
 language plpgsql
@@ -142,6 +174,10 @@ begin
         -- source_row is required to have an int id value
         return null;
       end if;
+      -- The writer sends what an entry says, so only a change of a row that exists in a mapped table of
+      -- this connection, under the row's own sfid, is queued (an entry naming another record's sfid
+      -- would write to that record).
+      perform hc._requeue_check(%1$L, table_name, row_id, src);
       excluded_cols_standard := array_remove(array_remove(excluded_cols, 'id'), 'sfid') || excluded_cols_standard;
       insert into %1$I._trigger_log (action, table_name, txid, created_at, state, record_id, "values")
       values ('INSERT', table_name, txid_current(), clock_timestamp(), 'NEW',
@@ -170,6 +206,10 @@ begin
         -- source_row is required to have an int id value
         return null;
       end if;
+      -- The writer sends what an entry says, so only a change of a row that exists in a mapped table of
+      -- this connection, under the row's own sfid, is queued (an entry naming another record's sfid
+      -- would write to that record).
+      perform hc._requeue_check(%1$L, table_name, row_id, src);
       insert into %1$I._trigger_log (action, table_name, txid, created_at, state, record_id, sfid, "values", old)
       values ('UPDATE', table_name, txid_current(), clock_timestamp(), 'NEW', row_id::integer,
               (select p.value from hc._hstore_pairs(src) p where p.key = 'sfid'),
@@ -179,7 +219,7 @@ begin
     end;
     $body$$ddl$, s, hs);
 
-  -- Nobody but the owner (and the admin role) changes the queue or calls the re-queue functions.
+  -- Nobody but the owner changes the queue or calls the re-queue functions.
   execute format('revoke all on function %1$I.hc_capture_insert_from_row(%2$s, character varying, text[]), %1$I.hc_capture_update_from_row(%2$s, character varying, text[]) from public', s, hs);
   execute format('revoke all on function %I.tlog_notify_trigger() from public', s);
 end;
@@ -219,10 +259,10 @@ begin
   end if;
   insert into hc.connections (name, schema_name) values (name, schema_name) returning * into c;
   perform hc._install_connection_objects(schema_name);
-  -- The admin role reads HC's queue and may re-queue via HC's capture functions.
+  -- The admin role reads HC's queue. HC's re-queue functions stay the owner's: the writer sends what an
+  -- entry says (hc.retry re-queues failed writes for operators).
   execute format('grant usage on schema %I to hcsync_admin', schema_name);
   execute format('grant select on %1$I._trigger_log, %1$I._trigger_log_archive, %1$I._sf_event_log, %1$I._hcmeta to hcsync_admin', schema_name);
-  execute format('grant execute on function %1$I.hc_capture_insert_from_row(%2$s, character varying, text[]), %1$I.hc_capture_update_from_row(%2$s, character varying, text[]) to hcsync_admin', schema_name, hc._hstore_type());
   perform hc._control(c, 'create_connection', null, jsonb_build_object('name', name, 'schema_name', schema_name));
   return c.id;
 end;

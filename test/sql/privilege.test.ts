@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { inject } from 'vitest';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { contactConfig, createConnection, createMapping, describe_ } from './helpers.js';
+import { contactConfig, createConnection, createMapping, describe_, errorOf, syncClient } from './helpers.js';
 
 let db: TestDb;
 let as: pg.PoolClient;
@@ -100,6 +100,40 @@ describe('the capture trigger', () => {
   });
 });
 
+describe("Heroku Connect's re-queue functions", () => {
+  const requeue = (id: number | string, sfid: string) =>
+    `select salesforce.hc_capture_update_from_row($1::text::public.hstore, 'account') as id` + `/* ${id} ${sfid} */`;
+  const literal = (id: number | string, sfid: string) => `"id"=>"${id}", "name"=>"Forged", "sfid"=>"${sfid}"`;
+
+  it('are the owner\'s alone: the operator and application roles cannot queue a write', async () => {
+    const id = (await db.query(`insert into salesforce.account (name) values ('Real') returning id`)).rows[0].id;
+    for (const role of ['hcsync_admin', evil]) {
+      await asRole(role, async () => {
+        const e = await errorOf(() => as.query(requeue(id, '001000000000001AAA'), [literal(id, '001000000000001AAA')]));
+        expect([role, e.code]).toEqual([role, '42501']);
+      });
+    }
+  });
+
+  it('refuse a row that does not exist, an sfid the row does not have, and a table that is not mapped', async () => {
+    const sync = await syncClient(db);
+    const id = (await sync.query(`insert into salesforce.account (sfid, name) values ('001000000000002AAA', 'Synced') returning id`)).rows[0].id;
+    await sync.end();
+    const before = Number((await db.query(`select count(*) from salesforce._trigger_log`)).rows[0].count);
+    const missing = await errorOf(() => db.query(requeue(999999, '001000000000002AAA'), [literal(999999, '001000000000002AAA')]));
+    expect(missing.message).toMatch(/salesforce\.account has no row with id 999999/);
+    expect(missing.hint).toMatch(/hstore\(t\.\*\)/);
+    const other = await errorOf(() => db.query(requeue(id, '001000000000009AAA'), [literal(id, '001000000000009AAA')]));
+    expect(other.message).toMatch(/sfid 001000000000009AAA, but the row's sfid is 001000000000002AAA/);
+    const table = await errorOf(() => db.query(`select salesforce.hc_capture_insert_from_row($1::text::public.hstore, '_hcmeta')`, [`"id"=>"1"`]));
+    expect(table.message).toMatch(/_hcmeta is not a mapped table/);
+    expect(Number((await db.query(`select count(*) from salesforce._trigger_log`)).rows[0].count)).toBe(before);
+    // The row as it is: queued.
+    const ok = await db.query(requeue(id, '001000000000002AAA'), [literal(id, '001000000000002AAA')]);
+    expect(ok.rows[0].id).toBeGreaterThan(0);
+  });
+});
+
 // ---------------------------------------------------------------------------------------------------
 // The attack on every SECURITY DEFINER function.
 
@@ -172,10 +206,15 @@ type Recipe = { role: string | null; sql: string; params?: unknown[]; pre?: stri
 function recipeFor(fn: string, ids: { account: number; contact: number; accountRow: number }): Recipe | undefined {
   const account = JSON.stringify(describe_('account'));
   const m = fn.match(/^(\w+)\.hc_(\w+)_logger\(\)$/);
-  if (m) return { role: evil, pre: `select hc.grant_app_access('${evil}', '${m[1]}')`, sql: `update ${m[1]}.${m[2]} set systemmodstamp = now() where id = (select min(id) from ${m[1]}.${m[2]})` };
+  if (m) {
+    const t = `${m[1]}.${m[2]}`;
+    return { role: evil, pre: `select hc.grant_app_access('${evil}', '${m[1]}')`,
+             sql: `insert into ${t} (systemmodstamp) values (now()); update ${t} set systemmodstamp = now() where id = (select max(id) from ${t}); delete from ${t} where id = (select max(id) from ${t})` };
+  }
   const cap = fn.match(/^(\w+)\.hc_capture_(insert|update)_from_row\(/);
   if (cap) {
-    return { role: null, sql: `select ${cap[1]}.hc_capture_${cap[2]}_from_row($1::text::public.hstore, 'account')`, params: [`"id"=>"${ids.accountRow}", "name"=>"x"`] };
+    return { role: null, pre: `insert into ${cap[1]}.account (name) values ('Requeued')`,
+             sql: `select ${cap[1]}.hc_capture_${cap[2]}_from_row(('"id"=>"' || (select max(id) from ${cap[1]}.account) || '", "name"=>"x"')::public.hstore, 'account')` };
   }
   const admin = 'hcsync_admin';
   // Connection running, Contact loaded, nothing of it waiting to be sent: reload and poll go ahead.
