@@ -39,6 +39,16 @@ as $$
   end
 $$;
 
+-- True when a JSON value is a whole number (a JSON number, not a string) within [lo, hi].
+create or replace function hc._whole_number_between(v jsonb, lo numeric, hi numeric) returns boolean
+language sql immutable
+set search_path = pg_catalog, pg_temp
+as $$
+  select case when jsonb_typeof(v) = 'number'
+              then (v #>> '{}')::numeric = trunc((v #>> '{}')::numeric) and (v #>> '{}')::numeric between lo and hi
+              else false end
+$$;
+
 -- Validates a mapping config in HC's export format; raises naming the key and the fix.
 create or replace function hc._check_config(object_name text, config jsonb) returns void
 language plpgsql immutable
@@ -100,18 +110,20 @@ begin
         using errcode = 'invalid_parameter_value', hint = 'Add it to "fields" (it should be a unique External ID field in Salesforce) or remove upsert_field.';
     end if;
   end if;
-  if config ? 'sf_polling_seconds' and (jsonb_typeof(config->'sf_polling_seconds') <> 'number' or (config->>'sf_polling_seconds')::numeric < 1
-                                       or (config->>'sf_polling_seconds')::numeric <> trunc((config->>'sf_polling_seconds')::numeric)) then
-    raise exception 'hcsync: mapping %: sf_polling_seconds must be a whole number of seconds, not %', object_name, config->'sf_polling_seconds'
-      using errcode = 'invalid_parameter_value', hint = 'Heroku Connect''s default is 600.';
+  -- Numeric settings are whole numbers within a range the sync can honour: a poll interval past Node's
+  -- timer limit (2,147,483 s) fired at once, so the mapping polled back to back; a day is the longest
+  -- interval that still means "poll" (the drift sweep runs hourly anyway).
+  if config ? 'sf_polling_seconds' and not hc._whole_number_between(config->'sf_polling_seconds', 1, 86400) then
+    raise exception 'hcsync: mapping %: sf_polling_seconds must be a whole number of seconds from 1 to 86,400, not %', object_name, config->'sf_polling_seconds'
+      using errcode = 'invalid_parameter_value', hint = 'Heroku Connect''s default is 600 (10 minutes); e.g. "sf_polling_seconds": 600.';
   end if;
   if config ? 'sf_notify_enabled' and jsonb_typeof(config->'sf_notify_enabled') <> 'boolean' then
     raise exception 'hcsync: mapping %: sf_notify_enabled must be true or false, not %', object_name, config->'sf_notify_enabled'
       using errcode = 'invalid_parameter_value', hint = 'true turns on Accelerated Polling (change events wake the poll).';
   end if;
-  if config ? 'sf_max_daily_api_calls' and jsonb_typeof(config->'sf_max_daily_api_calls') <> 'number' then
-    raise exception 'hcsync: mapping %: sf_max_daily_api_calls must be a number', object_name
-      using errcode = 'invalid_parameter_value', hint = 'Heroku Connect exports carry 30000.';
+  if config ? 'sf_max_daily_api_calls' and not hc._whole_number_between(config->'sf_max_daily_api_calls', 1, 2147483647) then
+    raise exception 'hcsync: mapping %: sf_max_daily_api_calls must be a whole number from 1 to 2,147,483,647, not %', object_name, config->'sf_max_daily_api_calls'
+      using errcode = 'invalid_parameter_value', hint = 'Heroku Connect exports carry 30000: "sf_max_daily_api_calls": 30000.';
   end if;
 end;
 $$;

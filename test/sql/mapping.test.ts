@@ -154,6 +154,29 @@ describe('bad configs raise errors that say what to do', () => {
     expect((await errorOf(() => createMapping(db, 'Lead', { access: 'read_only', fields: { Id: {} }, sf_polling_seconds: 'often' }))).message).toMatch(/sf_polling_seconds/);
   });
 
+  it('numeric settings out of range, naming the range (a poll interval past Node\'s timer limit polled back to back)', async () => {
+    const base = { access: 'read_only', fields: { Id: {}, SystemModstamp: {} } };
+    for (const [key, value] of [['sf_polling_seconds', 3_000_000], ['sf_polling_seconds', 86_401], ['sf_polling_seconds', 0], ['sf_polling_seconds', 1.5],
+                                ['sf_max_daily_api_calls', -5], ['sf_max_daily_api_calls', 0], ['sf_max_daily_api_calls', 2.5],
+                                ['sf_max_daily_api_calls', 2_147_483_648], ['sf_max_daily_api_calls', '30000']] as const) {
+      const e = await errorOf(() => createMapping(db, 'Lead', { ...base, [key]: value }));
+      expect([key, value, e.code]).toEqual([key, value, '22023']);
+      expect(e.message).toContain(key);
+      expect(e.message).toMatch(/from 1 to [\d,]+/);
+      expect(e.hint).toBeTruthy();
+    }
+    // The same checks guard update_mapping and import_config.
+    const bad = { ...contactConfig, sf_polling_seconds: 2_147_484 };
+    expect((await errorOf(() => db.query(`select hc.update_mapping('Contact', $1::jsonb)`, [JSON.stringify(bad)]))).message).toContain('sf_polling_seconds');
+    const file = { version: 1, mappings: [{ object_name: 'Contact', config: { ...contactConfig, sf_max_daily_api_calls: -1 } }] };
+    expect((await errorOf(() => db.query(`select hc.import_config($1::jsonb)`, [JSON.stringify(file)]))).message).toContain('sf_max_daily_api_calls');
+    // The bounds themselves are accepted.
+    await createMapping(db, 'Lead', { ...base, sf_polling_seconds: 86_400, sf_max_daily_api_calls: 2_147_483_647 });
+    await createMapping(db, 'Opportunity', { ...base, sf_polling_seconds: 1, sf_max_daily_api_calls: 1 });
+    await db.query(`select hc.delete_mapping('Lead')`);
+    await db.query(`select hc.delete_mapping('Opportunity')`);
+  });
+
   it('a mapping that does not exist', async () => {
     for (const call of [`select hc.reload('Opportunity')`, `select hc.delete_mapping('Opportunity')`, `select hc.poll_now('Opportunity')`]) {
       const e = await errorOf(() => db.query(call));
