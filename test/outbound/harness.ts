@@ -32,7 +32,7 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function setup(opts: { algorithm?: 'merged' | 'ordered'; upsert?: boolean } = {}): Promise<Harness> {
+export async function setup(opts: { algorithm?: 'merged' | 'ordered'; upsert?: boolean; accountFields?: string[] } = {}): Promise<Harness> {
   const emu = await startEmulator({});
   const db = await createTestDb();
   const env = sidecarEnv(emu, db.url);
@@ -45,7 +45,7 @@ export async function setup(opts: { algorithm?: 'merged' | 'ordered'; upsert?: b
   if (opts.algorithm) await db.query('select hc.set_write_algorithm($1)', [opts.algorithm]);
   const sf = await SalesforceClient.connect(config.salesforce, { pool, connectionId });
   const describe = await sf.conn.sobject('Account').describe();
-  const cfg: Record<string, unknown> = { access: 'read_write', fields: Object.fromEntries(ACCOUNT_FIELDS.map((f) => [f, {}])) };
+  const cfg: Record<string, unknown> = { access: 'read_write', fields: Object.fromEntries((opts.accountFields ?? ACCOUNT_FIELDS).map((f) => [f, {}])) };
   if (opts.upsert) cfg.upsert_field = 'External_Id__c';
   await db.query('select hc.create_mapping($1, $2, $3)', ['Account', cfg, describe]);
   const log = createLogger({ level: config.log.level, pretty: false });

@@ -2,9 +2,10 @@
 // exact field values. When a claim hands back an op with attempts, the earlier create may or may not
 // have reached Salesforce:
 //   * an insert without an external id: one SOQL query per object finds the records the integration user
-//     created since the earliest attempt (minus clock skew); a record whose values equal what was sent,
-//     and whose Id no row holds yet, is that create: its Id is adopted instead of creating the record
-//     again (the op is sent as an update of it);
+//     created since the earliest attempt (minus clock skew) whose Id no row holds yet. Salesforce
+//     automation may have rewritten some of the sent values on save, so a record is that create when it
+//     still holds most of them (see evidence()); the best matches are paired first, one record per op.
+//     Its Id is adopted instead of creating the record again (the op is sent as an update of it);
 //   * a delete of a row deleted before its create's outcome was known: the record is found the same way
 //     (or, for an upsert, by its external id value) and deleted; none found means none was created.
 import type { Connection } from 'jsforce';
@@ -23,6 +24,37 @@ function same(sent: unknown, got: unknown): boolean {
   if (a === b) return true;
   if (/^\d{4}-\d{2}-\d{2}T/.test(a) && /^\d{4}-\d{2}-\d{2}T/.test(b)) return Date.parse(a) === Date.parse(b.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
   return false;
+}
+
+/** Equal once automation's usual normalising (case, surrounding blanks) is set aside. */
+function loosely(sent: unknown, got: unknown): boolean {
+  if (typeof sent !== 'string' || typeof got !== 'string') return false;
+  return sent.trim().toLowerCase() === got.trim().toLowerCase();
+}
+
+/**
+ * How well a record matches what a create sent. Only the values sent (not nulls: defaults and automation
+ * fill those) are evidence. Automation may rewrite some of them (a flow lower-casing Email, or setting
+ * Rating from AnnualRevenue), so a record qualifies when it still holds at least half of them, exactly
+ * or but for case and blanks, and at least one. Null when it does not qualify.
+ */
+function evidence(sent: Record<string, unknown>, rec: Record<string, unknown>): { share: number; exactShare: number } | null {
+  let total = 0;
+  let exact = 0;
+  let near = 0;
+  for (const [k, v] of Object.entries(sent)) {
+    if (v === null || v === undefined || v === '' || typeof v === 'object') continue;
+    total++;
+    if (same(v, rec[k])) exact++;
+    else if (loosely(v, rec[k])) near++;
+  }
+  if (total === 0 || exact + near === 0 || (exact + near) * 2 < total) return null;
+  return { share: (exact + near) / total, exactShare: exact / total };
+}
+
+/** Better evidence first: more of the sent values held, then more of them exactly, then created nearer the attempt. */
+function rank(a: { share: number; exactShare: number; gap: number }, b: { share: number; exactShare: number; gap: number }): number {
+  return b.share - a.share || b.exactShare - a.exactShare || a.gap - b.gap;
 }
 
 function soqlDateTime(ms: number): string {
@@ -108,21 +140,30 @@ export async function adoptLostCreates(conn: Connection, db: pg.Pool, connection
     // Ids an application row already holds are taken (a row the read side stored for the lost create
     // itself is not: see hc.outbound_held_sfids).
     const taken = await held(db, connectionId, [...new Set(list.map((o) => o.table))], candidates.map((c) => String(c.Id)));
+    // Every (op, record) pair that may be the lost create, best evidence first; each record goes to one op.
+    const pairs: { o: Op; c: Record<string, unknown>; share: number; exactShare: number; gap: number }[] = [];
     for (const o of list) {
-      const hit = candidates.find(
-        (c) =>
-          !taken.has(String(c.Id)) &&
-          o.attempts.some(
-            (a) =>
-              Date.parse(String(c.CreatedDate).replace(/([+-]\d{2})(\d{2})$/, '$1:$2')) >= Date.parse(a.started_at) - SKEW_MS &&
-              Object.entries(a.sent).every(([k, v]) => (v !== null && typeof v === 'object') || same(v, c[k])),
-          ),
-      );
-      if (hit) {
-        taken.add(String(hit.Id));
-        found(o, String(hit.Id));
-        adopted++;
+      for (const c of candidates) {
+        if (taken.has(String(c.Id))) continue;
+        const created = Date.parse(String(c.CreatedDate).replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+        let best: (typeof pairs)[number] | undefined;
+        for (const a of o.attempts) {
+          const started = Date.parse(a.started_at);
+          if (created < started - SKEW_MS) continue;
+          const e = evidence(a.sent, c);
+          if (!e) continue;
+          const p = { o, c, ...e, gap: Math.abs(created - started) };
+          if (!best || rank(p, best) < 0) best = p;
+        }
+        if (best) pairs.push(best);
       }
+    }
+    pairs.sort(rank);
+    for (const p of pairs) {
+      if (p.o.sfid || taken.has(String(p.c.Id))) continue;
+      taken.add(String(p.c.Id));
+      found(p.o, String(p.c.Id));
+      adopted++;
     }
   }
   return adopted;
