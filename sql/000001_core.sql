@@ -9,6 +9,7 @@
 --     DROP FUNCTION IF EXISTS public.get_xmlbinary();  -- only when no Heroku Connect schema is left
 --     -- roles are cluster-wide; drop them once no database uses them:
 --     DROP ROLE IF EXISTS hcsync_admin;
+--     DROP ROLE IF EXISTS hcsync_viewer;
 -- hc.uninstall_script() prints exactly these statements for the connections of this database.
 
 -- (The migrator's bootstrap already made it; this keeps the file self-contained.)
@@ -31,15 +32,23 @@ begin
 end;
 $$;
 
--- The operator role: may call the control API (hc.pause(), hc.create_mapping(), …) and read hc.*.
--- Roles are cluster-wide, so creation tolerates another database (or a concurrent migrator) having made it.
+-- The operator role (hcsync_admin) may call the control API (hc.pause(), hc.create_mapping(), …) and
+-- read; the viewer role (hcsync_viewer) may only read. 000005_roles.sql and 000099_privileges.sql say
+-- what each may do. Roles are cluster-wide, so creation tolerates another database (or a concurrent
+-- migrator) having made them.
 do $$
+declare
+  r text;
 begin
-  if not exists (select 1 from pg_roles where rolname = 'hcsync_admin') then
-    create role hcsync_admin nologin;
-  end if;
-exception when duplicate_object or unique_violation then
-  null;  -- created concurrently by a migrator of another database
+  foreach r in array array['hcsync_admin', 'hcsync_viewer'] loop
+    begin
+      if not exists (select 1 from pg_roles where rolname = r) then
+        execute format('create role %I nologin', r);
+      end if;
+    exception when duplicate_object or unique_violation then
+      null;  -- created concurrently by a migrator of another database
+    end;
+  end loop;
 end;
 $$;
 
@@ -455,5 +464,6 @@ as $$
     '-- public.get_xmlbinary() is shared with any Heroku Connect schema; drop it when none is left:',
     'DROP FUNCTION IF EXISTS public.get_xmlbinary();',
     '-- cluster-wide, once no database uses it:',
-    'DROP ROLE IF EXISTS hcsync_admin;');
+    'DROP ROLE IF EXISTS hcsync_admin;',
+    'DROP ROLE IF EXISTS hcsync_viewer;');
 $$;

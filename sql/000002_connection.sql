@@ -259,10 +259,10 @@ begin
   end if;
   insert into hc.connections (name, schema_name) values (name, schema_name) returning * into c;
   perform hc._install_connection_objects(schema_name);
-  -- The admin role reads HC's queue. HC's re-queue functions stay the owner's: the writer sends what an
+  -- The operator and viewer roles read HC's queue. HC's re-queue functions stay the owner's: the writer sends what an
   -- entry says (hc.retry re-queues failed writes for operators).
-  execute format('grant usage on schema %I to hcsync_admin', schema_name);
-  execute format('grant select on %1$I._trigger_log, %1$I._trigger_log_archive, %1$I._sf_event_log, %1$I._hcmeta to hcsync_admin', schema_name);
+  execute format('grant usage on schema %I to hcsync_admin, hcsync_viewer', schema_name);
+  execute format('grant select on %1$I._trigger_log, %1$I._trigger_log_archive, %1$I._sf_event_log, %1$I._hcmeta to hcsync_admin, hcsync_viewer', schema_name);
   perform hc._control(c, 'create_connection', null, jsonb_build_object('name', name, 'schema_name', schema_name));
   return c.id;
 end;

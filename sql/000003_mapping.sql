@@ -474,7 +474,7 @@ begin
   -- HC's two triggers, plus hcsync's TRUNCATE and sfid guards (see hc.truncate_guard, hc.sfid_guard).
   execute hc._logger_ddl(s, t, read_only);
   execute hc._status_ddl(s, t);
-  execute format('revoke all on function %I.%I() from public', s, hc._name('hc_', t, '_logger'));
+  execute format('revoke all on function %I.%I(), %I.%I() from public', s, hc._name('hc_', t, '_logger'), s, hc._name('hc_', t, '_status'));
   execute format('drop trigger if exists %I on %s', hc._name('hc_', t, '_logtrigger'), fq);
   execute format('create trigger %I after insert or delete or update on %s for each row when (%s()::text = ''base64''::text) execute procedure %I.%I()',
     hc._name('hc_', t, '_logtrigger'), fq, hc._xmlbinary_function(), s, hc._name('hc_', t, '_logger'));
@@ -493,7 +493,7 @@ begin
       execute format('grant usage, select on sequence %s to %I', hc._id_sequence(fq::regclass), role);
     end if;
   end loop;
-  execute format('grant select on %s to hcsync_admin', fq);
+  execute format('grant select on %s to hcsync_admin, hcsync_viewer', fq);
 
   delete from hc._mapping_fields where _mapping_fields.mapping_id = m.id;
   insert into hc._mapping_fields (mapping_id, field_name, column_name, sf_type, pg_type, length, nillable, createable,

@@ -106,10 +106,10 @@ begin
   return next;
 
   rule := 'ADMIN_ROLE';
-  if exists (select 1 from pg_roles where rolname = 'hcsync_admin') then
-    status := 'GREEN'; message := 'role hcsync_admin exists (grant it to people who operate the sync)';
+  if (select count(*) from pg_roles where rolname in ('hcsync_admin', 'hcsync_viewer')) = 2 then
+    status := 'GREEN'; message := 'roles hcsync_admin and hcsync_viewer exist (grant them to people who operate or watch the sync)';
   else
-    status := 'RED'; message := 'role hcsync_admin is missing: run hcsync migrate as a role with CREATEROLE';
+    status := 'RED'; message := 'role hcsync_admin or hcsync_viewer is missing: run hcsync migrate as a role with CREATEROLE';
   end if;
   return next;
 
@@ -223,4 +223,4 @@ begin
 end;
 $$;
 
-grant execute on function hc.metrics(), hc.diagnose() to hcsync_admin;
+grant execute on function hc.metrics(), hc.diagnose() to hcsync_admin, hcsync_viewer;

@@ -114,3 +114,78 @@ describe('the admin role', () => {
     expect(e.hint).toMatch(/CREATE ROLE/);
   });
 });
+
+// Every function a role may execute, against the list it should have. A new function is executable by
+// the owner alone until it is classified here and granted in sql/000099_privileges.sql. Names are shown
+// with the connection schema as <schema> and the mapped table as <t>.
+describe('executable functions per role', () => {
+  const operatorApi = [
+    'hc.abort(text,text)', 'hc.create_connection(text,text)', 'hc.create_mapping(text,jsonb,jsonb,text)',
+    'hc.delete_connection(text,text)', 'hc.delete_mapping(text,text,boolean)', 'hc.discard(integer[],text,text)',
+    'hc.grant_app_access(text,text)', 'hc.import_config(jsonb,text)', 'hc.import_config(text,text)', 'hc.pause(text)',
+    'hc.poll_now(text,text)', 'hc.recover(text)', 'hc.reload(text,text)', 'hc.resume(text)', 'hc.retry(integer[],text,text)',
+    'hc.revoke_app_access(text,text)', 'hc.set_write_algorithm(text,text)', 'hc.uninstall_script()', 'hc.update_mapping(text,jsonb,jsonb,text)',
+  ];
+  // Reads: the views call _mapping_counts and _failed_writes.
+  const reads = ['hc._failed_writes(hc.connections)', 'hc._mapping_counts(integer)', 'hc.diagnose()', 'hc.export_config(text)', 'hc.metrics()'];
+  // HC's loop-prevention flag: every session's triggers call it.
+  const everyone = ['public.get_xmlbinary()'];
+  const allowed: Record<string, string[]> = {
+    hcsync_admin: [...operatorApi, ...reads, ...everyone].sort(),
+    hcsync_viewer: [...reads, ...everyone].sort(),
+    app: [...everyone],
+    public: [...everyone],
+  };
+
+  async function executable(role: string): Promise<string[]> {
+    const r = await db.query(
+      `select distinct regexp_replace(regexp_replace(n.nspname || '.' || regexp_replace(p.oid::regprocedure::text, '^[^(]*\\.', ''), '^(salesforce|sf_other)\\.', '<schema>.'),
+                                      '^<schema>\\.hc_(contact|account)_(logger|status)\\(', '<schema>.hc_<t>_\\2(') as fn
+         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname in ('hc', 'public', 'salesforce', 'sf_other')
+          and not exists (select 1 from pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
+          and has_function_privilege($1, p.oid, 'EXECUTE')
+        order by 1`, [role]);
+    return r.rows.map((x) => x.fn);
+  }
+
+  it('each role may execute exactly its allow-list (the sync process is the owner: all of them)', async () => {
+    const nobody = `hcsync_test_nobody_${randomBytes(4).toString('hex')}`;
+    await db.query(`create role ${nobody} nologin`);
+    try {
+      const got: Record<string, string[]> = {
+        hcsync_admin: await executable('hcsync_admin'),
+        hcsync_viewer: await executable('hcsync_viewer'),
+        app: await executable(app),
+        public: await executable(nobody),
+      };
+      expect(got).toEqual(allowed);
+    } finally {
+      await db.query(`drop role ${nobody}`);
+    }
+  });
+
+  it("the operator cannot call the sync's own functions", async () => {
+    await asRole('hcsync_admin', async () => {
+      for (const sql of [`select hc.set_mapping_state(1, 'DATA_SYNCED')`, `select hc.set_connection_state('IDLE')`,
+                         `select hc.bind_org(1, '00D000000000001', '62.0')`, `select hc.take_request(1)`,
+                         `select hc.apply_mapping_ddl(1, '{}')`, `select hc.outbound_release(1, 1)`]) {
+        expect([sql, (await errorOf(() => as.query(sql))).code]).toEqual([sql, '42501']);
+      }
+    });
+  });
+
+  it('the viewer reads the status, mappings, write errors, logs and diagnose, and changes nothing', async () => {
+    await asRole('hcsync_viewer', async () => {
+      for (const sql of [`select * from hc.status`, `select * from hc.mappings`, `select * from hc.write_errors`, `select * from hc.diagnose()`,
+                         `select * from hc.metrics()`, `select * from hc.audit_log`, `select * from hc.api_calls`, `select * from salesforce._trigger_log`,
+                         `select hc.export_config('my-app')`, `select count(*) from salesforce.contact`]) {
+        await as.query(sql);
+      }
+      for (const sql of [`select hc.pause('my-app')`, `select hc.reload('Contact', 'my-app')`, `update salesforce.contact set lastname = 'x'`,
+                         `delete from hc.audit_log`]) {
+        expect([sql, (await errorOf(() => as.query(sql))).code]).toEqual([sql, '42501']);
+      }
+    });
+  });
+});

@@ -1,0 +1,53 @@
+-- 000099_privileges: which functions each role may call. It runs after every file that creates
+-- functions, so the lists below are complete; test/sql/roles.test.ts holds the same lists, and a new
+-- function stays the owner's (the sync process's) alone until it is classified in both.
+--
+-- PostgreSQL lets PUBLIC execute every new function: that is taken back for everything in hc and in the
+-- connection schemas. The per-connection functions made later (HC's capture, re-queue and notify
+-- functions) are revoked where they are made (hc._install_connection_objects, hc.apply_mapping_ddl).
+
+revoke execute on all functions in schema hc from public;
+do $$
+declare
+  s text;
+begin
+  for s in select schema_name from hc.connections loop
+    execute format('revoke execute on all functions in schema %I from public', s);
+  end loop;
+end;
+$$;
+
+-- The operator: the control API.
+grant execute on function
+  hc.create_connection(text, text),
+  hc.delete_connection(text, text),
+  hc.create_mapping(text, jsonb, jsonb, text),
+  hc.update_mapping(text, jsonb, jsonb, text),
+  hc.delete_mapping(text, text, boolean),
+  hc.import_config(jsonb, text),
+  hc.import_config(text, text),
+  hc.pause(text),
+  hc.resume(text),
+  hc.recover(text),
+  hc.reload(text, text),
+  hc.poll_now(text, text),
+  hc.abort(text, text),
+  hc.retry(integer[], text, text),
+  hc.discard(integer[], text, text),
+  hc.set_write_algorithm(text, text),
+  hc.grant_app_access(text, text),
+  hc.revoke_app_access(text, text),
+  hc.uninstall_script()
+to hcsync_admin;
+
+-- The operator and the viewer: reads (hc.mappings and hc.write_errors call the two helpers).
+grant execute on function
+  hc.diagnose(),
+  hc.metrics(),
+  hc.export_config(text),
+  hc._mapping_counts(integer),
+  hc._failed_writes(hc.connections)
+to hcsync_admin, hcsync_viewer;
+
+-- Heroku Connect's loop-prevention flag: every session's trigger WHEN clauses call it.
+grant execute on function public.get_xmlbinary() to public;
