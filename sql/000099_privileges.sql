@@ -40,8 +40,11 @@ grant execute on function
   hc.uninstall_script()
 to hcsync_admin;
 
--- The operator and the viewer: reads (hc.mappings and hc.write_errors call the two helpers).
+-- The operator and the viewer: reads (hc.mappings and hc.write_errors call _mapping_counts and
+-- _failed_writes; the CLI resolves names with _connection and _mapping, invoker's rights).
 grant execute on function
+  hc._connection(text),
+  hc._mapping(text, text),
   hc.diagnose(),
   hc.metrics(),
   hc.export_config(text),
