@@ -54,11 +54,24 @@ export class Auth {
     return false;
   }
 
-  private issue(userId: string, baseUrl: string, withRefresh: boolean): TokenResult {
-    const token = this.newToken();
+  /** The user these credentials sign in (password grant and SOAP login alike), or undefined. */
+  verifyPassword(username: string, password: string): string | undefined {
+    const u = this.org.userByUsername(username);
+    const pw = (this.org.def.users ?? []).find((x) => x.username.toLowerCase() === username.toLowerCase())?.password ?? 'emulator-password';
+    return u && password === pw ? (u.Id as string) : undefined;
+  }
+
+  /** A new session for the user (what every grant and SOAP login hand out). */
+  openSession(userId: string): Session {
     const now = Date.now();
-    this.sessions.set(token, { token, userId, issuedAt: now, expiresAt: now + this.tokenTtlMs, revoked: false, clientId: this.clientId });
+    const s: Session = { token: this.newToken(), userId, issuedAt: now, expiresAt: now + this.tokenTtlMs, revoked: false, clientId: this.clientId };
+    this.sessions.set(s.token, s);
     this.tokensIssued++;
+    return s;
+  }
+
+  private issue(userId: string, baseUrl: string, withRefresh: boolean): TokenResult {
+    const { token, issuedAt: now } = this.openSession(userId);
     const id = `${baseUrl}/id/${this.org.orgId}/${userId}`;
     const issuedAt = String(now);
     const signature = createHmac('sha256', this.clientSecret).update(id + issuedAt).digest('base64');
@@ -79,10 +92,9 @@ export class Auth {
       case 'password': {
         if (!clientOk()) return this.fail('invalid_client_id', 'client identifier invalid');
         if (secret !== this.clientSecret) return this.fail('invalid_client', 'invalid client credentials');
-        const u = this.org.userByUsername(form.get('username') ?? '');
-        const pw = (this.org.def.users ?? []).find((x) => x.username.toLowerCase() === (form.get('username') ?? '').toLowerCase())?.password ?? 'emulator-password';
-        if (!u || form.get('password') !== pw) return this.fail('invalid_grant', 'authentication failure');
-        return this.issue(u.Id as string, baseUrl, false);
+        const userId = this.verifyPassword(form.get('username') ?? '', form.get('password') ?? '');
+        if (!userId) return this.fail('invalid_grant', 'authentication failure');
+        return this.issue(userId, baseUrl, false);
       }
       case 'client_credentials': {
         if (!clientOk()) return this.fail('invalid_client_id', 'client identifier invalid');

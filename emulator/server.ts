@@ -12,8 +12,9 @@ import { BulkApi } from './bulk.js';
 import { Auth } from './auth.js';
 import { CdcBus } from './cdc.js';
 import { seedOrg } from './seed.js';
-import { normalizeId } from './ids.js';
+import { makeId, normalizeId } from './ids.js';
 import { selfSignedCertificate } from './tls.js';
+import { handleSoap, SOAP_TYPE } from './soap.js';
 
 export interface EmulatorOptions {
   port?: number;
@@ -169,6 +170,25 @@ export class EmulatorServer {
       const { user } = req.params as { user: string };
       return reply.header('content-type', JSON_TYPE).send(JSON.stringify(this.identity(this.base(req), normalizeId(user) ?? s.userId, false)));
     });
+    const soap = async (req: FastifyRequest, reply: FastifyReply) => {
+      this.notCounted.oauth++;
+      if (this.latencyMs) await sleep(this.latencyMs);
+      const { version } = req.params as { version: string };
+      const r = handleSoap({
+        login: (username, password) => {
+          const userId = this.auth.verifyPassword(username, password);
+          if (!userId) return undefined;
+          const u = this.org.find(userId)?.rec ?? {};
+          const s = this.auth.openSession(userId);
+          return { token: s.token, secondsValid: Math.round(this.auth.tokenTtlMs / 1000), user: { userId, orgId: this.org.orgId, orgName: this.org.def.name ?? 'Emulated org',
+            username: String(u.Username ?? username), email: String(u.Email ?? ''), fullName: `${(u.FirstName as string) ?? ''} ${(u.LastName as string) ?? ''}`.trim(), profileId: makeId('00e', 1) } };
+        },
+        logout: (token) => !!this.auth.check(token) && this.auth.revoke(token),
+      }, version, String(req.body ?? ''), this.base(req));
+      return reply.code(r.status).header('content-type', SOAP_TYPE).send(r.body);
+    };
+    app.post('/services/Soap/u/:version', soap);
+    app.post('/services/Soap/u/:version/:org', soap);
     app.all('/cometd/*', async (_req, reply) => reply.code(400).header('content-type', JSON_TYPE).send(JSON.stringify([{ error: '400::Invalid connection type {websocket}', successful: false }])));
     this.adminRoutes(app);
     // Unknown routes and framework-level failures answer in Salesforce's shape, not the web framework's.

@@ -209,3 +209,58 @@ describe('HTTPS', () => {
     expect(q.status).toBe(200);
   });
 });
+
+describe('SOAP login', () => {
+  const envelope = (inner: string, header = '') => `<?xml version="1.0" encoding="utf-8"?><env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Header>${header}</env:Header><env:Body>${inner}</env:Body></env:Envelope>`;
+  const post = (path: string, body: string) => fetch(emu.url + path, { method: 'POST', headers: { 'Content-Type': 'text/xml', SOAPAction: '""' }, body });
+
+  it('jsforce signs in through SOAP without an OAuth client id, and the session works over REST', async () => {
+    const c = emu.credentials;
+    const conn = new jsforce.Connection({ loginUrl: c.loginUrl, version: '58.0' });
+    const info = await conn.login(c.username, c.password);
+    expect(info.id).toMatch(/^005\w{15}$/);
+    expect(info.organizationId).toMatch(/^00D\w{15}$/);
+    expect(conn.instanceUrl).toBe(emu.url);
+    expect(conn.accessToken).toMatch(/^00D\w{12}!/);
+    expect((await conn.query('SELECT Id FROM Account')).totalSize).toBeGreaterThan(0);
+    await conn.logout();
+    const after = await raw(emu, conn.accessToken ?? '', 'GET', `/services/data/v58.0/limits`);
+    expect(after.status).toBe(401);
+  });
+
+  it('login() answers sessionId, serverUrl and userInfo as the partner API does', async () => {
+    const c = emu.credentials;
+    const r = await post(`/services/Soap/u/${VERSION}`, envelope(`<n1:login xmlns:n1="urn:partner.soap.sforce.com"><n1:username>${c.username}</n1:username><n1:password>${c.password}</n1:password></n1:login>`));
+    expect(r.status).toBe(200);
+    expect(r.headers.get('content-type')).toBe('text/xml;charset=UTF-8');
+    const xml = await r.text();
+    const get = (name: string) => new RegExp(`<${name}>([^<]*)</${name}>`).exec(xml)?.[1];
+    expect(xml).toContain('<loginResponse><result>');
+    expect(get('serverUrl')).toMatch(new RegExp(`^${emu.url}/services/Soap/u/${VERSION}/00D\\w{15}$`));
+    expect(get('metadataServerUrl')).toMatch(new RegExp(`^${emu.url}/services/Soap/m/${VERSION}/00D\\w{15}$`));
+    expect(get('passwordExpired')).toBe('false');
+    expect(get('userName')).toBe(c.username);
+    expect(get('userFullName')).toBe('Ada Admin');
+    expect(get('sessionSecondsValid')).toBe('7200');
+    const rest = await raw(emu, get('sessionId')!, 'GET', `/services/data/v${VERSION}/sobjects`);
+    expect(rest.status).toBe(200);
+  });
+
+  it('bad credentials, a version without login() and other operations are SOAP faults', async () => {
+    const c = emu.credentials;
+    const bad = await post(`/services/Soap/u/${VERSION}`, envelope(`<login xmlns="urn:partner.soap.sforce.com"><username>${c.username}</username><password>wrong</password></login>`));
+    expect(bad.status).toBe(500);
+    const badXml = await bad.text();
+    expect(badXml).toContain('<faultcode>sf:INVALID_LOGIN</faultcode>');
+    expect(badXml).toContain('<faultstring>INVALID_LOGIN: Invalid username, password, security token; or user locked out.</faultstring>');
+    expect(badXml).toContain('<sf:LoginFault xsi:type="sf:LoginFault"><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>');
+    const conn = new jsforce.Connection({ loginUrl: c.loginUrl, version: '58.0' });
+    await expect(conn.login(c.username, 'wrong')).rejects.toThrow('INVALID_LOGIN: Invalid username, password, security token; or user locked out.');
+    const v65 = await post('/services/Soap/u/65.0', envelope(`<login xmlns="urn:partner.soap.sforce.com"><username>${c.username}</username><password>${c.password}</password></login>`));
+    expect(v65.status).toBe(500);
+    expect(await v65.text()).toContain('<faultcode>sf:INVALID_OPERATION</faultcode>');
+    const other = await post(`/services/Soap/u/${VERSION}`, envelope('<query xmlns="urn:partner.soap.sforce.com"><queryString>SELECT Id FROM Account</queryString></query>'));
+    expect(other.status).toBe(500);
+    expect(await other.text()).toContain('No operation available for request {urn:partner.soap.sforce.com}query');
+  });
+});
