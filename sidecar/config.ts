@@ -4,14 +4,65 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 
-const schemaName = /^[a-z_][a-z0-9_]{0,62}$/;
+// At most 48 characters: the writer's wake-up channel is '<schema>.hc_trigger_log', and Postgres refuses
+// a channel name longer than 63 bytes (hc.create_connection has the same rule).
+const schemaName = /^[a-z_][a-z0-9_]{0,47}$/;
 const apiVersion = /^\d{2,3}\.0$/;
+
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 } as const;
+
+/** "90s", "15m", "1h30m", "500ms", "2d"; a bare number is in `bareUnit`. Undefined when not a duration. */
+export function parseDuration(text: string, bareUnit: 'ms' | 's'): number | undefined {
+  const t = text.trim().toLowerCase();
+  if (/^\d+(\.\d+)?$/.test(t)) return Number(t) * UNIT_MS[bareUnit];
+  if (!/^(\d+(\.\d+)?(ms|s|m|h|d))+$/.test(t)) return undefined;
+  let ms = 0;
+  for (const [, n, unit] of t.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h|d)/g)) ms += Number(n) * UNIT_MS[unit as keyof typeof UNIT_MS];
+  return ms;
+}
+
+function formatMs(ms: number): string {
+  for (const [unit, size] of [['d', 86_400_000], ['h', 3_600_000], ['m', 60_000], ['s', 1000]] as const) {
+    if (ms >= size && ms % size === 0) return `${ms / size}${unit}`;
+  }
+  return `${ms}ms`;
+}
+
+/** A duration setting: parsed to milliseconds, or refused naming the accepted forms and range. */
+function duration(bareUnit: 'ms' | 's', fallback: string, minMs: number, maxMs: number) {
+  return z
+    .string()
+    .default(fallback)
+    .transform((v, ctx) => {
+      const ms = parseDuration(v, bareUnit);
+      if (ms === undefined) {
+        ctx.addIssue({ code: 'custom', message: `"${v}" is not a duration: give one such as 90s, 15m or 1h (a bare number counts as ${bareUnit === 's' ? 'seconds' : 'milliseconds'})` });
+        return z.NEVER;
+      }
+      if (ms < minMs || ms > maxMs) {
+        ctx.addIssue({ code: 'custom', message: `${v} is out of range: give a duration from ${formatMs(minMs)} to ${formatMs(maxMs)}` });
+        return z.NEVER;
+      }
+      return Math.round(ms);
+    });
+}
+
+/** A whole-number setting with its range; the message names both. */
+function whole(what: string, min: number, max: number, fallback: number) {
+  const range = `a whole number from ${min.toLocaleString('en-US')} to ${max.toLocaleString('en-US')}`;
+  return z.coerce
+    .number({ error: `must be ${range} (${what})` })
+    .int({ error: `must be ${range} (${what})` })
+    .min(min, { error: `must be ${range} (${what})` })
+    .max(max, { error: `must be ${range} (${what})` })
+    .default(fallback);
+}
 
 const Env = z.object({
   DATABASE_URL: z
     .string({ error: 'DATABASE_URL is not set: give the Postgres URL, e.g. postgres://user:pass@host:5432/db' })
     .refine((v) => /^postgres(ql)?:\/\//.test(v), 'DATABASE_URL must start with postgres:// or postgresql://'),
-  HC_SCHEMA: z.string().regex(schemaName, 'HC_SCHEMA must be a lower-case Postgres identifier such as salesforce').default('salesforce'),
+  HC_SCHEMA: z.string().regex(schemaName, 'HC_SCHEMA must be a lower-case Postgres identifier of at most 48 characters, such as salesforce').default('salesforce'),
   HC_CONNECTION_NAME: z.string().min(1).optional(),
   SF_LOGIN_URL: z.url({ error: 'SF_LOGIN_URL must be a URL such as https://login.salesforce.com (or https://test.salesforce.com for sandboxes)' }).default('https://login.salesforce.com'),
   SF_API_VERSION: z.string().regex(apiVersion, 'SF_API_VERSION must look like 62.0').default('62.0'),
@@ -28,8 +79,20 @@ const Env = z.object({
   HC_HTTP_PORT: z.coerce.number({ error: 'HC_HTTP_PORT must be a port number (0 picks a free one, logged at start)' }).int().min(0).max(65535).default(9464),
   HC_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   HC_LOG_PRETTY: z.enum(['0', '1']).optional(),
-  HC_ARCHIVE_RETENTION_DAYS: z.coerce.number().int().min(1, 'HC_ARCHIVE_RETENTION_DAYS must be at least 1').default(31),
-  HC_BULK_WRITE_THRESHOLD: z.coerce.number().int().min(1, 'HC_BULK_WRITE_THRESHOLD must be at least 1 (records of one object and operation in one ordered batch)').default(2000),
+  HC_ARCHIVE_RETENTION_DAYS: whole('days processed _trigger_log entries are kept; Heroku Connect keeps 31', 1, 3650, 31),
+  HC_BULK_WRITE_THRESHOLD: whole('records of one object and operation in one ordered batch that go as one Bulk 2.0 job', 1, 150_000_000, 2000),
+  /** Rows per Bulk 2.0 query result page of a load or id listing. */
+  HC_BULK_PAGE_SIZE: whole('rows per Bulk 2.0 result page', 1, 1_000_000, 25_000),
+  /** The drift sweep: every mapping compares its row count with Salesforce's this often. */
+  HC_DRIFT_SECONDS: duration('s', '3600', 1000, 30 * 86_400_000),
+  /** How often the sweep compares the table id by id even when the counts agree (0: every sweep). */
+  HC_RECONCILE_SECONDS: duration('s', '86400', 0, 365 * 86_400_000),
+  /** The inbound leader re-reads hc._mappings this often even without a notification. */
+  HC_INBOUND_RECONCILE_MS: duration('ms', '30000', 10, 86_400_000),
+  /** A sidecar standing by for inbound leadership tries to take it this often. */
+  HC_INBOUND_STANDBY_MS: duration('ms', '2000', 10, 3_600_000),
+  /** The connection supervisor checks the org (and the connection's state) this often. */
+  HC_CONNECTION_CHECK_MS: duration('ms', '30000', 10, 86_400_000),
 });
 
 export type SalesforceAuth = 'password' | 'refresh_token' | 'client_credentials' | 'jwt';
@@ -56,6 +119,9 @@ export interface Config {
   archiveRetentionDays: number;
   /** Ordered writer: this many updates/upserts/deletes of one object in one batch go as one Bulk 2.0 ingest job. */
   bulkWriteThreshold: number;
+  /** Inbound timings (milliseconds) and the Bulk 2.0 result page size. */
+  inbound: { driftMs: number; reconcileIntervalMs: number; reconcileMs: number; standbyMs: number; bulkPageSize: number };
+  connectionCheckMs: number;
 }
 
 export class ConfigError extends Error {
@@ -146,6 +212,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { salesfo
     log: { level: e.HC_LOG_LEVEL, pretty: e.HC_LOG_PRETTY ? e.HC_LOG_PRETTY === '1' : Boolean(process.stdout.isTTY) },
     archiveRetentionDays: e.HC_ARCHIVE_RETENTION_DAYS,
     bulkWriteThreshold: e.HC_BULK_WRITE_THRESHOLD,
+    inbound: {
+      driftMs: e.HC_DRIFT_SECONDS,
+      reconcileIntervalMs: e.HC_RECONCILE_SECONDS,
+      reconcileMs: e.HC_INBOUND_RECONCILE_MS,
+      standbyMs: e.HC_INBOUND_STANDBY_MS,
+      bulkPageSize: e.HC_BULK_PAGE_SIZE,
+    },
+    connectionCheckMs: e.HC_CONNECTION_CHECK_MS,
   };
 }
 

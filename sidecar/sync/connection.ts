@@ -10,8 +10,6 @@
 import { listen } from '../db/notifier.js';
 import type { Service, SyncContext } from '../context.js';
 
-const CHECK_MS = Number(process.env.HC_CONNECTION_CHECK_MS ?? 30_000);
-
 export async function startConnectionSupervisor(ctx: SyncContext): Promise<Service> {
   const log = ctx.log.child({ part: 'connection' });
   const { id, name } = ctx.connection;
@@ -67,7 +65,7 @@ export async function startConnectionSupervisor(ctx: SyncContext): Promise<Servi
   const listener = await listen(ctx.config.databaseUrl, ['hc_control'], (_ch, payload) => {
     if (!payload || payload === ctx.connection.schema) nudge();
   }, { log, onConnect: nudge, application_name: 'hcsync connection' });
-  const timer = setInterval(nudge, CHECK_MS);
+  const timer = setInterval(nudge, ctx.config.connectionCheckMs);
   nudge();
 
   return {

@@ -12,11 +12,8 @@ import copyStreams from 'pg-copy-streams';
 import type { SyncContext } from '../../context.js';
 import { bulkQuery } from '../../salesforce/bulk.js';
 import { CsvStage, countRecords, mergeRows, restQuery, type MappingRow } from './rows.js';
-import { BULK_PAGE_SIZE, BULK_THRESHOLD, soqlFields } from './load.js';
+import { BULK_THRESHOLD, soqlFields } from './load.js';
 
-export const DRIFT_INTERVAL_MS = Number(process.env.HC_DRIFT_SECONDS ?? 3600) * 1000;
-/** How often the table is compared id by id with Salesforce even when the counts agree. */
-export const RECONCILE_INTERVAL_MS = Number(process.env.HC_RECONCILE_SECONDS ?? 86_400) * 1000;
 /** Rows per Bulk 2.0 result page of the id listing (two short columns: ~5 MB a page). */
 const LISTING_PAGE_SIZE = 100_000;
 
@@ -34,7 +31,7 @@ export async function driftSweep(ctx: SyncContext, m: MappingRow, opts: { reconc
   const sfCount = await countRecords(ctx.sf, m.object_name);
   const pgCount = Number((await ctx.db.query(`select count(*) n from ${tbl} where sfid is not null`)).rows[0].n);
   const last: Date | null = (await ctx.db.query('select reconciled_at from hc.sync_positions where mapping_id = $1', [m.id])).rows[0]?.reconciled_at ?? null;
-  const due = opts.reconcile || !last || Date.now() - last.getTime() >= RECONCILE_INTERVAL_MS;
+  const due = opts.reconcile || !last || Date.now() - last.getTime() >= ctx.config.inbound.reconcileIntervalMs;
   if (sfCount === pgCount && !due) {
     await ctx.db.query('select hc.inbound_drift_checked($1)', [m.id]);
     log.debug({ sf: sfCount, pg: pgCount }, 'drift sweep: counts match');
@@ -70,7 +67,7 @@ export async function driftSweep(ctx: SyncContext, m: MappingRow, opts: { reconc
     log.warn({ missing: result.missing, stale: result.stale }, 'drift sweep: many rows differ, re-reading the whole object through Bulk 2.0');
     const stage = await CsvStage.open(ctx.db, m.id, fields);
     try {
-      for await (const page of bulkQuery(ctx.sf, `SELECT ${fields.join(', ')} FROM ${m.object_name}`, { pageSize: BULK_PAGE_SIZE })) {
+      for await (const page of bulkQuery(ctx.sf, `SELECT ${fields.join(', ')} FROM ${m.object_name}`, { pageSize: ctx.config.inbound.bulkPageSize })) {
         const r = await stage.apply(page.csv, 'drift');
         repaired += r.applied;
       }

@@ -13,11 +13,6 @@ import type { Service, SyncContext } from '../../context.js';
 import { MappingWorker } from './mapping.js';
 import type { MappingRow } from './rows.js';
 
-/** Catch-up re-read of the mappings, in case a nudge was missed. */
-export const RECONCILE_MS = Number(process.env.HC_INBOUND_RECONCILE_MS ?? 30_000);
-/** How often a standby tries to take the lead (and the leader checks its lock session is alive). */
-export const STANDBY_MS = Number(process.env.HC_INBOUND_STANDBY_MS ?? 2_000);
-
 export async function startInbound(ctx: SyncContext): Promise<Service> {
   const log = ctx.log.child({ part: 'inbound' });
   // HC's rule: a connection belongs to one org. Refused (and the sidecar stops) when it is another.
@@ -142,9 +137,9 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
     },
     { log, onConnect: nudge, application_name: 'hcsync inbound listen' },
   );
-  const timer = setInterval(nudge, RECONCILE_MS);
+  const timer = setInterval(nudge, ctx.config.inbound.reconcileMs);
   timer.unref();
-  const standby = setInterval(tick, STANDBY_MS);
+  const standby = setInterval(tick, ctx.config.inbound.standbyMs);
   standby.unref();
   await tryLead();
   log.info({ schema: ctx.connection.schema, org: orgId, leading }, leading ? 'inbound sync started' : 'inbound sync standing by: another sidecar leads this connection');

@@ -7,8 +7,6 @@ import { CsvStage, countRecords, mergeRows, restQuery, type MappingRow, type Mer
 
 /** HC's large_query_threshold: above it a load goes through Bulk 2.0. */
 export const BULK_THRESHOLD = 10_000;
-/** Rows per Bulk 2.0 result page (maxRecords): bounds the sidecar's memory. */
-export const BULK_PAGE_SIZE = Number(process.env.HC_BULK_PAGE_SIZE ?? 25_000);
 /** Re-read this far before the load's start on the first poll/CDC catch-up: changes made during the load. */
 export const OVERLAP_MS = 60_000;
 
@@ -56,7 +54,7 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
   if (bulk) {
     const stage = await CsvStage.open(ctx.db, m.id, fields);
     try {
-      for await (const page of bulkQuery(ctx.sf, soql, { pageSize: BULK_PAGE_SIZE, signal: opts.signal })) {
+      for await (const page of bulkQuery(ctx.sf, soql, { pageSize: ctx.config.inbound.bulkPageSize, signal: opts.signal })) {
         if (opts.signal.aborted) throw new Aborted();
         add(await stage.apply(page.csv, 'load'));
         rows += page.records;

@@ -7,7 +7,8 @@ import type { SyncContext } from '../../context.js';
 import { CdcSubscriber, changeEventChannel, type ChangeEvent } from '../../salesforce/streaming.js';
 import { Aborted, loadMapping, soqlFields } from './load.js';
 import { pollChanges } from './poll.js';
-import { driftSweep, DRIFT_INTERVAL_MS } from './drift.js';
+import { driftSweep } from './drift.js';
+import { setLongTimeout, type LongTimer } from '../../timers.js';
 import { applyCdcBatch } from './cdc.js';
 import type { MappingRow } from './rows.js';
 
@@ -25,7 +26,7 @@ export class MappingWorker {
   private events: ChangeEvent[] = [];
   private drainQueued = false;
   private pollTimer?: NodeJS.Timeout;
-  private driftTimer?: NodeJS.Timeout;
+  private driftTimer?: LongTimer;
   private pollSeconds?: number;
   private stopped = false;
   m: MappingRow;
@@ -199,8 +200,8 @@ export class MappingWorker {
     const notify = this.m.config.sf_notify_enabled !== false;
     if (!this.driftTimer) {
       // The sweep's clock is in the database: a restart does not postpone it.
-      const due = (await this.ctx.db.query('select hc.inbound_drift_due($1, $2::interval) as t', [this.m.id, `${DRIFT_INTERVAL_MS / 1000} seconds`])).rows[0]?.t as Date | null;
-      if (!this.driftTimer && !this.stopped) this.armDrift(due ? Math.max(0, due.getTime() - Date.now()) : DRIFT_INTERVAL_MS);
+      const due = (await this.ctx.db.query('select hc.inbound_drift_due($1, $2::interval) as t', [this.m.id, `${this.ctx.config.inbound.driftMs / 1000} seconds`])).rows[0]?.t as Date | null;
+      if (!this.driftTimer && !this.stopped) this.armDrift(due ? Math.max(0, due.getTime() - Date.now()) : this.ctx.config.inbound.driftMs);
     }
     if (notify) {
       this.stopPolling();
@@ -213,7 +214,9 @@ export class MappingWorker {
       if (!this.cdc) await this.subscribe();
     } else {
       if (this.cdc) await this.stopCdc();
-      const secs = Math.max(1, Number(this.m.config.sf_polling_seconds ?? 600));
+      // hc._check_config refuses values outside 1–86,400; clamped here too, so that no stored value can
+      // pass Node's timer limit, past which the interval fires every millisecond.
+      const secs = Math.min(86_400, Math.max(1, Number(this.m.config.sf_polling_seconds ?? 600) || 600));
       if (!this.pollTimer || this.pollSeconds !== secs) {
         this.stopPolling();
         this.pollSeconds = secs;
@@ -226,11 +229,11 @@ export class MappingWorker {
   }
 
   private armDrift(ms: number): void {
-    this.driftTimer = setTimeout(() => {
+    // HC_DRIFT_SECONDS may pass Node's 24.8-day timer limit: a long timeout waits its whole time.
+    this.driftTimer = setLongTimeout(() => {
       this.run('drift', async () => void (await driftSweep(this.ctx, this.m)));
-      this.armDrift(DRIFT_INTERVAL_MS);
+      this.armDrift(this.ctx.config.inbound.driftMs);
     }, ms);
-    this.driftTimer.unref();
   }
 
   private async subscribe(): Promise<void> {
@@ -305,7 +308,7 @@ export class MappingWorker {
 
   private async stopLive(): Promise<void> {
     this.stopPolling();
-    if (this.driftTimer) clearTimeout(this.driftTimer);
+    this.driftTimer?.clear();
     this.driftTimer = undefined;
     await this.stopCdc();
   }

@@ -1,0 +1,100 @@
+// Every setting is parsed by zod (sidecar/config.ts): durations accept 90s, 15m, 1h (a bare number is in
+// the variable's own unit), numbers have a range, and a bad value stops the start with the variable
+// named and the fix stated. Timers longer than Node's limit (2^31-1 ms) wait their full time.
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { ConfigError, loadConfig, parseDuration } from '../sidecar/config.js';
+import { MAX_TIMER_MS, setLongTimeout } from '../sidecar/timers.js';
+
+const base = { DATABASE_URL: 'postgres://u@127.0.0.1:5432/db' };
+const load = (env: Record<string, string>) => loadConfig({ ...base, ...env } as NodeJS.ProcessEnv, { salesforce: false });
+function problems(env: Record<string, string>): string[] {
+  try {
+    load(env);
+  } catch (e) {
+    if (e instanceof ConfigError) return e.problems;
+    throw e;
+  }
+  throw new Error(`expected ${JSON.stringify(env)} to be refused`);
+}
+
+describe('durations', () => {
+  it('parse 90s, 15m, 1h, 1h30m, 500ms, 2d, and a bare number in the given unit', () => {
+    expect(parseDuration('90s', 's')).toBe(90_000);
+    expect(parseDuration('15m', 's')).toBe(900_000);
+    expect(parseDuration('1h', 's')).toBe(3_600_000);
+    expect(parseDuration('1h30m', 's')).toBe(5_400_000);
+    expect(parseDuration('500ms', 's')).toBe(500);
+    expect(parseDuration('2d', 'ms')).toBe(172_800_000);
+    expect(parseDuration('90', 's')).toBe(90_000);
+    expect(parseDuration('90', 'ms')).toBe(90);
+    for (const bad of ['', 'soon', '1 hour', '-5', '1h-', 'h1', '1e3', '0x10']) expect([bad, parseDuration(bad, 's')]).toEqual([bad, undefined]);
+  });
+
+  it('HC_DRIFT_SECONDS=1h and friends become numbers of milliseconds, not NaN', () => {
+    const c = load({ HC_DRIFT_SECONDS: '1h', HC_RECONCILE_SECONDS: '2d', HC_INBOUND_RECONCILE_MS: '30s', HC_INBOUND_STANDBY_MS: '500', HC_CONNECTION_CHECK_MS: '1m' });
+    expect(c.inbound).toMatchObject({ driftMs: 3_600_000, reconcileIntervalMs: 172_800_000, reconcileMs: 30_000, standbyMs: 500 });
+    expect(c.connectionCheckMs).toBe(60_000);
+    const d = load({});
+    expect(d.inbound).toEqual({ driftMs: 3_600_000, reconcileIntervalMs: 86_400_000, reconcileMs: 30_000, standbyMs: 2_000, bulkPageSize: 25_000 });
+    expect(d.connectionCheckMs).toBe(30_000);
+    // Reconciling on every sweep is a setting the tests use.
+    expect(load({ HC_RECONCILE_SECONDS: '0' }).inbound.reconcileIntervalMs).toBe(0);
+  });
+
+  it('a value that is not a duration, or out of range, is refused with the variable and the fix', () => {
+    const p = problems({ HC_DRIFT_SECONDS: 'hourly' });
+    expect(p).toHaveLength(1);
+    expect(p[0]).toMatch(/^HC_DRIFT_SECONDS: /);
+    expect(p[0]).toContain('"hourly"');
+    expect(p[0]).toMatch(/such as 90s, 15m or 1h/);
+    expect(problems({ HC_DRIFT_SECONDS: '0' })[0]).toMatch(/HC_DRIFT_SECONDS: .*from 1s to 30d/);
+    expect(problems({ HC_DRIFT_SECONDS: '31d' })[0]).toMatch(/from 1s to 30d/);
+    expect(problems({ HC_INBOUND_STANDBY_MS: '2h' })[0]).toMatch(/^HC_INBOUND_STANDBY_MS: .*to 1h/);
+    expect(problems({ HC_CONNECTION_CHECK_MS: '-1' })[0]).toMatch(/^HC_CONNECTION_CHECK_MS: /);
+  });
+});
+
+describe('numbers have ranges', () => {
+  it('refuses negative, zero, fractional, huge and non-numeric values, naming the range', () => {
+    for (const [k, v] of [['HC_ARCHIVE_RETENTION_DAYS', '-1'], ['HC_ARCHIVE_RETENTION_DAYS', '30d'], ['HC_ARCHIVE_RETENTION_DAYS', '100000'],
+                          ['HC_BULK_WRITE_THRESHOLD', '0'], ['HC_BULK_WRITE_THRESHOLD', '1.5'], ['HC_BULK_PAGE_SIZE', '0'],
+                          ['HC_BULK_PAGE_SIZE', 'lots'], ['HC_BULK_PAGE_SIZE', '100000000'], ['HC_HTTP_PORT', '70000']]) {
+      const p = problems({ [k]: v });
+      expect([k, v, p.length]).toEqual([k, v, 1]);
+      expect(p[0].startsWith(`${k}: `)).toBe(true);
+      expect([k, v, p[0]]).toEqual([k, v, expect.stringMatching(/\d/)]);
+    }
+    expect(load({ HC_BULK_PAGE_SIZE: '10000', HC_ARCHIVE_RETENTION_DAYS: '7' })).toMatchObject({ inbound: { bulkPageSize: 10_000 }, archiveRetentionDays: 7 });
+  });
+
+  it('a schema name must leave room for its wake-up channel (48 characters)', () => {
+    expect(load({ HC_SCHEMA: 's'.repeat(48) }).schema).toBe('s'.repeat(48));
+    expect(problems({ HC_SCHEMA: 's'.repeat(49) })[0]).toMatch(/^HC_SCHEMA: .*48/);
+  });
+});
+
+describe('timers longer than Node allows', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('setLongTimeout waits the whole time (Node would fire a longer setTimeout after 1 ms)', () => {
+    vi.useFakeTimers();
+    const fired = vi.fn();
+    setLongTimeout(fired, 30 * 86_400_000);
+    vi.advanceTimersByTime(MAX_TIMER_MS);
+    expect(fired).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(30 * 86_400_000 - MAX_TIMER_MS - 1);
+    expect(fired).not.toHaveBeenCalled();
+    vi.advanceTimersByTime(1);
+    expect(fired).toHaveBeenCalledTimes(1);
+  });
+
+  it('can be cleared before it fires, in any of its legs', () => {
+    vi.useFakeTimers();
+    const fired = vi.fn();
+    const t = setLongTimeout(fired, 3 * MAX_TIMER_MS);
+    vi.advanceTimersByTime(MAX_TIMER_MS + 5);
+    t.clear();
+    vi.advanceTimersByTime(3 * MAX_TIMER_MS);
+    expect(fired).not.toHaveBeenCalled();
+  });
+});
