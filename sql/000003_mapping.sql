@@ -588,8 +588,9 @@ begin
 end;
 $$;
 
--- Removes a mapping. Like Heroku Connect it drops the table (drop_table => false keeps it, detached:
--- triggers removed, data left alone). Unsent changes of the table are marked IGNORED.
+-- Removes a mapping. Like Heroku Connect it drops the table, when the mapping built it or took it over
+-- (drop_table => false keeps it, detached: triggers removed, data left alone); a table it never built is
+-- not touched. Unsent changes of the table are marked IGNORED.
 create or replace function hc.delete_mapping(object_name text, connection_name text default null, drop_table boolean default true)
 returns void
 language plpgsql
@@ -603,7 +604,12 @@ declare
 begin
   select * into c from hc.connections where connections.id = m.connection_id;
   fq := format('%I.%I', c.schema_name, m.table_name);
-  if to_regclass(fq) is not null then
+  -- The mapping owns its table once hc.apply_mapping_ddl has built it or taken over a Heroku Connect
+  -- table (applied_at is set; it refuses any other). Before that, a table of the same name is somebody
+  -- else's, and it is left exactly as it is.
+  if to_regclass(fq) is not null and m.applied_at is null then
+    raise notice 'hcsync: table % was not built by this mapping and is left as it is', fq;
+  elsif to_regclass(fq) is not null then
     if drop_table then
       execute format('drop table %s', fq);
     else
@@ -613,8 +619,10 @@ begin
       execute format('drop trigger if exists hcsync_sfid_guard on %s', fq);
     end if;
   end if;
-  execute format('drop function if exists %I.%I()', c.schema_name, hc._name('hc_', m.table_name, '_logger'));
-  execute format('drop function if exists %I.%I()', c.schema_name, hc._name('hc_', m.table_name, '_status'));
+  if m.applied_at is not null then
+    execute format('drop function if exists %I.%I()', c.schema_name, hc._name('hc_', m.table_name, '_logger'));
+    execute format('drop function if exists %I.%I()', c.schema_name, hc._name('hc_', m.table_name, '_status'));
+  end if;
   execute format($q$update %I._trigger_log set state = 'IGNORED', updated_at = now(), sf_message = 'mapping deleted'
                     where table_name = %L and state in ('NEW', 'PENDING')$q$, c.schema_name, m.table_name);
   delete from hc._mappings where id = m.id;
