@@ -128,6 +128,9 @@ create table hc.connections (
   -- 2019 show and what the reference recommends as the default.
   write_algorithm  text not null default 'ordered' check (write_algorithm in ('merged', 'ordered')),
   features         jsonb not null default '{}' check (jsonb_typeof(features) = 'object'),
+  -- hcsync made the schema (it did not exist before the connection): hc.delete_connection may drop it
+  -- once nothing else is left in it.
+  created_schema   boolean not null default false,
   created_at       timestamptz not null default now(),
   updated_at       timestamptz not null default now()
 );

@@ -236,6 +236,8 @@ set client_min_messages = warning
 as $$
 declare
   c hc.connections;
+  created boolean := false;
+  foreign_objects text;
 begin
   if name is null or btrim(name) = '' then
     raise exception 'hcsync: a connection needs a name' using errcode = 'invalid_parameter_value',
@@ -257,7 +259,30 @@ begin
       using errcode = 'duplicate_object',
             hint = 'Choose another name/schema, or remove the old one with DROP SCHEMA ... CASCADE and DELETE FROM hc.connections.';
   end if;
-  insert into hc.connections (name, schema_name) values (name, schema_name) returning * into c;
+  -- An existing schema is adopted only when it is empty or a Heroku Connect schema (moving from HC keeps
+  -- its tables): an application's own schema is refused, so that nothing of it is ever under a connection.
+  if exists (select 1 from pg_namespace n where n.nspname = create_connection.schema_name) then
+    if to_regclass(format('%I._hcmeta', schema_name)) is null and to_regclass(format('%I._trigger_log', schema_name)) is null then
+      select string_agg(x.name, ', ' order by x.name) into foreign_objects
+        from (select c2.relname::text as name from pg_class c2 join pg_namespace n on n.oid = c2.relnamespace
+               where n.nspname = create_connection.schema_name and c2.relkind in ('r', 'p', 'v', 'm', 'f', 'S')
+              union all
+              select p.proname::text || '()' from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+               where n.nspname = create_connection.schema_name
+              union all
+              select t.typname::text from pg_type t join pg_namespace n on n.oid = t.typnamespace
+               where n.nspname = create_connection.schema_name and t.typtype in ('b', 'd', 'e', 'r', 'm')
+                 and t.typelem = 0) x;
+      if foreign_objects is not null then
+        raise exception 'hcsync: schema "%" already exists and is not a Heroku Connect schema (it holds %)', schema_name, foreign_objects
+          using errcode = 'duplicate_schema',
+                hint = 'Give the connection a new schema name (hcsync creates it), an empty schema, or the schema of a Heroku Connect database, e.g. select hc.create_connection(''my-app'', ''salesforce'');';
+      end if;
+    end if;
+  else
+    created := true;
+  end if;
+  insert into hc.connections (name, schema_name, created_schema) values (name, schema_name, created) returning * into c;
   perform hc._install_connection_objects(schema_name);
   -- The operator and viewer roles read HC's queue. HC's re-queue functions stay the owner's: the writer sends what an
   -- entry says (hc.retry re-queues failed writes for operators).

@@ -596,8 +596,11 @@ select c.name as connection_name,
   left join hc._mappings m on m.connection_id = c.id and m.table_name = f.table_name
  order by f.created_at desc, f.id desc;
 
--- Removes a connection: its schema (every mapped table and HC object in it) and its hc.* rows.
--- confirm must repeat the connection's name (as HC's CLI asks for the app name).
+-- Removes a connection: what hcsync made of it and its hc.* rows. That is each mapping's table (as
+-- hc.delete_mapping decides), the connection's Heroku Connect objects (_hcmeta, the trigger logs,
+-- _sf_event_log and their functions), and the schema when hcsync created it and nothing else is left in
+-- it. Whatever else the schema holds (an application's tables) stays. confirm must repeat the
+-- connection's name (as HC's CLI asks for the app name).
 create or replace function hc.delete_connection(confirm text, connection_name text default null)
 returns void
 language plpgsql
@@ -606,12 +609,26 @@ set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections := hc._connection(coalesce(connection_name, confirm));
+  m record;
 begin
   if confirm is distinct from c.name then
     raise exception 'hcsync: deleting connection "%" drops schema % and every synced table in it', c.name, c.schema_name
       using errcode = 'invalid_parameter_value', hint = format('Confirm with select hc.delete_connection(%L);', c.name);
   end if;
-  execute format('drop schema %I cascade', c.schema_name);
+  for m in select x.object_name from hc._mappings x where x.connection_id = c.id order by x.id loop
+    perform hc.delete_mapping(m.object_name, c.name);
+  end loop;
+  execute format('drop function if exists %1$I.hc_capture_insert_from_row(%2$s, character varying, text[]), %1$I.hc_capture_update_from_row(%2$s, character varying, text[])',
+                 c.schema_name, hc._hstore_type());
+  execute format('drop table if exists %1$I._trigger_log, %1$I._trigger_log_archive, %1$I._sf_event_log, %1$I._hcmeta', c.schema_name);
+  execute format('drop function if exists %I.tlog_notify_trigger()', c.schema_name);
+  if c.created_schema then
+    begin
+      execute format('drop schema %I', c.schema_name);
+    exception when dependent_objects_still_exist then
+      raise notice 'hcsync: schema % is kept: it holds objects hcsync did not make', c.schema_name;
+    end;
+  end if;
   delete from hc.connections where id = c.id;
   insert into hc.audit_log (action, detail) values ('delete_connection', jsonb_build_object('name', c.name, 'schema_name', c.schema_name));
   perform pg_notify('hc_control', c.schema_name);
