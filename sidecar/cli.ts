@@ -233,12 +233,16 @@ for (const [verb, fn, what] of [
     .command(verb)
     .argument('<object>')
     .description(`${what} (${fn}())`)
-    .option('--wait', 'follow it until the mapping is DATA_SYNCED again (needs hcsync run)')
+    .option('--wait', verb === 'mapping:abort'
+      ? 'follow it until the load or poll has stopped (ABORTED) (needs hcsync run)'
+      : 'follow it until the mapping is DATA_SYNCED again; fails if it is aborted meanwhile (needs hcsync run)')
     .action(async (object: string, opts: { wait?: boolean }) => {
       await withAdmin(dbUrl(), async (c) => {
         const { rows } = await c.query(`select ${fn}($1, $2) as r`, [object, connection()]);
         console.log(`${object}: ${rows[0].r === 'cancelled' ? 'pending request cancelled' : `${rows[0].r} requested`}`);
-        if (opts.wait) await followMappings(c, { objects: [object], connection: connection(), say: console.log });
+        if (opts.wait) {
+          await followMappings(c, { objects: [object], connection: connection(), say: console.log, aborted: verb === 'mapping:abort' ? 'done' : 'fail' });
+        }
       });
     });
 }

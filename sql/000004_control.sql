@@ -139,7 +139,7 @@ begin
       raise exception 'hcsync: mapping % is %: %', m.object_name, m.state, coalesce(m.state_message, '')
         using errcode = 'object_not_in_prerequisite_state', hint = 'Fix its config with hc.update_mapping(...) (or delete it) first.';
     end if;
-    -- A reload clears the table: local changes not yet sent would be lost with it. Refuse at once, where
+    -- A reload rewrites every row from Salesforce: local changes not yet sent are refused. Refuse at once, where
     -- the operator is, rather than have the sidecar refuse later in a log line (it checks again when
     -- it starts the reload, for changes made in between).
     if action = 'reload' and to_regclass(format('%I._trigger_log', c.schema_name)) is not null then
@@ -180,7 +180,8 @@ begin
 end;
 $$;
 
--- Reload: clear the table and load it again from Salesforce (ids change). Returns the request.
+-- Reload: read every record again into the table (rows and ids stay; rows Salesforce no longer has go
+-- once the reload completes). Returns the request.
 create or replace function hc.reload(object_name text, connection_name text default null)
 returns text language sql security definer set search_path = pg_catalog, pg_temp
 as $$ select hc._request('reload', object_name, connection_name) $$;
@@ -190,7 +191,8 @@ create or replace function hc.poll_now(object_name text, connection_name text de
 returns text language sql security definer set search_path = pg_catalog, pg_temp
 as $$ select hc._request('poll', object_name, connection_name) $$;
 
--- Abort: stop the mapping's running load/poll (mapping → ABORTED); a request not yet started is replaced.
+-- Abort: stop the mapping's running load/poll (mapping → ABORTED; the table keeps its rows); a request
+-- not yet started is cancelled.
 create or replace function hc.abort(object_name text, connection_name text default null)
 returns text language sql security definer set search_path = pg_catalog, pg_temp
 as $$ select hc._request('abort', object_name, connection_name) $$;
@@ -215,6 +217,11 @@ begin
   -- right after taking it resumes the reload on start instead of losing the request.
   if r = 'reload' then
     perform hc.set_mapping_state(take_request.mapping_id, 'RELOAD_TABLE', 'reload taken by the sidecar');
+  end if;
+  -- Likewise a poll of an aborted mapping: it is live again from the moment the poll is taken (a
+  -- `--wait` never sees it ABORTED with nothing requested, which means stopped for good).
+  if r = 'poll' and exists (select 1 from hc._mappings x where x.id = take_request.mapping_id and x.state = 'ABORTED') then
+    perform hc.set_mapping_state(take_request.mapping_id, 'DATA_SYNCED', null);
   end if;
   return r;
 end;

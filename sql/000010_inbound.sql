@@ -336,9 +336,18 @@ as $$
   update hc._mappings set last_poll_at = now() where id = p_mapping_id;
 $$;
 
--- Before a reload clears a table: refused while local writes wait to be sent, because the clear and
--- refill would lose them (or send them against rows that no longer exist). The operator waits for the
--- writer (or discards the entries) and asks again. Then the table is emptied (HC semantics: ids change).
+-- A reload reads every record again into the live table (hc.inbound_merge, matched by sfid): the rows
+-- and their ids stay, and the application keeps reading them while the load runs; an abort leaves the
+-- table as it was, plus whatever the load had refreshed. Rows Salesforce no longer has are found once
+-- the load has completed: the sfids the reload read are noted here, and the rest go then.
+create table hc._reload_seen (
+  mapping_id  integer not null references hc._mappings on delete cascade,
+  sfid        text not null,
+  primary key (mapping_id, sfid)
+);
+
+-- Before a reload starts: refused while local writes wait to be sent (the operator waits for the writer,
+-- or discards the entries, and asks again). Forgets what an earlier, interrupted reload had read.
 create or replace function hc.inbound_begin_reload(p_mapping_id integer)
 returns void
 language plpgsql
@@ -358,10 +367,49 @@ begin
             hint = format('Wait until select count(*) from %I._trigger_log where state in (''NEW'',''PENDING'') and table_name = %L is 0 (or discard them with hc.discard), then call hc.reload(%L) again.',
                           t.schema_name, (t.m).table_name, (t.m).object_name);
   end if;
-  perform set_config('hcsync.allow_truncate', 'on', true);
-  execute format('truncate %I.%I', t.schema_name, (t.m).table_name);
-  perform set_config('hcsync.allow_truncate', 'off', true);
+  delete from hc._reload_seen where mapping_id = p_mapping_id;
+end;
+$$;
+
+-- The sfids a reload has read (called with each page, in the page's transaction).
+create or replace function hc.inbound_reload_seen(p_mapping_id integer, p_sfids text[])
+returns void
+language sql
+as $$
+  insert into hc._reload_seen (mapping_id, sfid)
+  select p_mapping_id, x from unnest(p_sfids) x where x is not null
+  on conflict do nothing;
+$$;
+
+-- A reload has read every record: rows with an sfid it did not read are gone from Salesforce and are
+-- removed now (not before: an aborted reload removes nothing). A row the application changed since the
+-- reload began (an entry in the trigger log or its archive) is left to the drift sweep: its sfid may
+-- have been written back after the records were read. The positions start again from the reload, as
+-- after a first load. Returns the number of rows removed.
+create or replace function hc.inbound_finish_reload(p_mapping_id integer, p_started timestamptz)
+returns integer
+language plpgsql
+set search_path = pg_catalog, public
+as $$
+declare
+  t record;
+  n integer;
+begin
+  t := hc._inbound_target(p_mapping_id);
+  execute format($q$
+    delete from %1$I.%2$I x
+     where x.sfid is not null
+       and not exists (select 1 from hc._reload_seen s where s.mapping_id = $1 and s.sfid = x.sfid)
+       and not exists (select 1 from %1$I._trigger_log l
+                        where l.table_name = $3 and l.record_id = x.id
+                          and (l.state in ('NEW', 'PENDING') or l.created_at >= $2 or l.processed_at >= $2))
+       and not exists (select 1 from %1$I._trigger_log_archive l
+                        where l.record_id = x.id and l.table_name = $3 and (l.created_at >= $2 or l.processed_at >= $2))$q$,
+    t.schema_name, (t.m).table_name) using p_mapping_id, p_started, (t.m).table_name;
+  get diagnostics n = row_count;
+  delete from hc._reload_seen where mapping_id = p_mapping_id;
   delete from hc.sync_positions where mapping_id = p_mapping_id;
+  return n;
 end;
 $$;
 

@@ -24,9 +24,14 @@ function describe(r: Row): string {
 
 /**
  * Resolves when every mapping named (all when none) is DATA_SYNCED with no request pending; throws
- * naming the mapping when one reaches an error state. `say` gets one line per change.
+ * naming the mapping when one reaches an error state, or ends ABORTED (an abort stopped the load or
+ * reload being followed). Following an abort (`aborted: 'done'`), ABORTED is the end it waits for.
+ * `say` gets one line per change.
  */
-export async function followMappings(c: pg.ClientBase, opts: { objects?: string[]; connection?: string | null; say: (line: string) => void }): Promise<void> {
+export async function followMappings(
+  c: pg.ClientBase,
+  opts: { objects?: string[]; connection?: string | null; say: (line: string) => void; aborted?: 'fail' | 'done' },
+): Promise<void> {
   let last = '';
   let waitingSince = Date.now();
   let hinted = false;
@@ -47,7 +52,16 @@ export async function followMappings(c: pg.ClientBase, opts: { objects?: string[
     }
     const bad = rows.find((r) => r.state_category === 'error');
     if (bad) throw new Error(`mapping ${bad.object_name} is in state ${bad.state}${bad.state_message ? `: ${bad.state_message}` : ''}`);
-    if (rows.length && rows.every((r) => r.state === 'DATA_SYNCED' && !r.requested)) return;
+    // ABORTED with nothing requested: the work being followed was stopped and will not resume by itself.
+    const stopped = rows.find((r) => r.state === 'ABORTED' && !r.requested);
+    if (stopped && opts.aborted !== 'done') {
+      throw new Error(
+        `mapping ${stopped.object_name} is ABORTED${stopped.state_message ? ` (${stopped.state_message})` : ''}: the load did not complete ` +
+          `and the table keeps the rows it had. Start it again with hcsync mapping:reload ${stopped.object_name} (select hc.reload('${stopped.object_name}')).`,
+      );
+    }
+    const done = (r: Row) => !r.requested && (r.state === 'DATA_SYNCED' || (opts.aborted === 'done' && r.state === 'ABORTED'));
+    if (rows.length && rows.every(done)) return;
     if (!hinted && Date.now() - waitingSince > 15_000 && rows.some((r) => r.requested)) {
       opts.say('  (no change for 15 s: is `hcsync run` running for this database?)');
       hinted = true;

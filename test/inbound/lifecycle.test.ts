@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../../sidecar/context.js';
 import { driftSweep } from '../../sidecar/sync/inbound/drift.js';
 import { mappingState, setup, until, withoutChangeEvents, type Harness } from './harness.js';
+import { assertFreshBuild, hcsync } from '../support/cli.js';
 
 let h: Harness;
 let inbound: Service;
@@ -232,5 +233,50 @@ describe('inbound lifecycle', () => {
     }, 'reload done');
     expect((await h.db.query('select count(*)::int n from salesforce.account')).rows[0].n).toBe(before);
     expect((await h.db.query(`select count(*)::int n from salesforce.account where accountnumber = 'LOCAL'`)).rows[0].n).toBe(0);
+  });
+
+  it('an abort during a reload keeps every row and its id, and mapping:reload --wait ends on ABORTED', async () => {
+    assertFreshBuild();
+    const env = { DATABASE_URL: h.db.url };
+    const rows = async () => (await h.db.query('select id, sfid, name from salesforce.account order by id')).rows;
+    const before = await rows();
+    expect(before.length).toBeGreaterThan(10);
+    // Record queries (not COUNTs) are answered 10 s late: the abort arrives while the reload reads.
+    const fault = (await admin('faults', { method: 'GET', path: 'q=SELECT%20Id%2C', action: 'delay', delayMs: 10_000, remaining: 100 })) as { id: number };
+    const left = async () => ((await (await fetch(`${h.emu.url}/__emulator/faults`)).json()) as { id: number; remaining: number }[]).find((f) => f.id === fault.id)!.remaining;
+    const waiting = hcsync(['mapping:reload', 'Account', '--wait'], env);
+    // The mapping's work runs one piece at a time: once the reload has taken the request, the next
+    // record query is the reload's.
+    await until(async () => (await mappingState(h.db, 'Account')).state === 'RELOAD_TABLE' && (await left()) < 100, 'the reload reading the records');
+    expect(await rows()).toEqual(before); // nothing is removed before new data replaces it
+    const abort = await hcsync(['mapping:abort', 'Account'], env);
+    await fetch(`${h.emu.url}/__emulator/faults`, { method: 'DELETE' });
+    expect(abort.stderr).toBe('');
+    expect(abort.code).toBe(0);
+    const r = await waiting;
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/Account.*ABORTED/);
+    expect(r.stderr).toMatch(/mapping:reload Account|hc\.reload/);
+    expect((await mappingState(h.db, 'Account')).state).toBe('ABORTED');
+    expect(await rows()).toEqual(before);
+  });
+
+  it('a reload keeps ids, refreshes values, and removes rows Salesforce no longer has only once it completes', async () => {
+    const before = (await h.db.query('select id, sfid from salesforce.account order by id')).rows as { id: number; sfid: string }[];
+    const [gone, changed] = [before[0].sfid, before[1].sfid];
+    await withoutChangeEvents(h.emu, async () => {
+      await h.sf.conn.sobject('Account').destroy(gone);
+      await h.sf.conn.sobject('Account').update({ Id: changed, AccountNumber: 'RELOADED' });
+    });
+    const reloads = async () => Number((await h.db.query(`select count(*) n from hc.sync_log where event = 'reload'`)).rows[0].n);
+    const n = await reloads();
+    const r = await hcsync(['mapping:reload', 'Account', '--wait'], { DATABASE_URL: h.db.url });
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(await reloads()).toBe(n + 1);
+    expect((await mappingState(h.db, 'Account')).state).toBe('DATA_SYNCED');
+    const after = (await h.db.query('select id, sfid, accountnumber from salesforce.account order by id')).rows;
+    expect(after.map(({ id, sfid }) => ({ id, sfid }))).toEqual(before.filter((x) => x.sfid !== gone));
+    expect(after.find((x) => x.sfid === changed)?.accountnumber).toBe('RELOADED');
   });
 });

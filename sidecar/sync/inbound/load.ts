@@ -28,9 +28,11 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
   const total = await countRecords(ctx.sf, m.object_name);
   const bulk = total > BULK_THRESHOLD;
   if (opts.reload) {
+    // The rows stay (and keep their ids) while the reload reads: each page refreshes them in place, and
+    // rows Salesforce no longer has are removed only when every record has been read.
     await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, 'RELOAD_TABLE', `reloading ${total} rows`]);
     await ctx.db.query('select hc.inbound_begin_reload($1)', [m.id]);
-    log.info({ table: m.table_name }, `RELOAD TABLE ${m.table_name}: cleared table for load`);
+    log.info({ table: m.table_name }, `RELOAD TABLE ${m.table_name}: reading every record again into the table`);
   } else {
     await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, bulk ? 'POLLING_SF_BULK' : 'POLLING_SF_CHANGES', `loading ${total} rows`]);
   }
@@ -56,7 +58,7 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
     try {
       for await (const page of bulkQuery(ctx.sf, soql, { pageSize: ctx.config.inbound.bulkPageSize, signal: opts.signal })) {
         if (opts.signal.aborted) throw new Aborted();
-        add(await stage.apply(page.csv, 'load'));
+        add(await stage.apply(page.csv, 'load', opts.reload ? (c, staged) => c.query(`select hc.inbound_reload_seen($1, array(select "Id" from ${staged}))`, [m.id]) : undefined));
         rows += page.records;
         await report();
       }
@@ -67,18 +69,25 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
     for await (const page of restQuery(ctx.sf, soql)) {
       if (opts.signal.aborted) throw new Aborted();
       add(await mergeRows(ctx.db, m.id, fields, page.records, 'load'));
+      // Noted after the page is merged: a crash in between reads the page again on the next attempt.
+      if (opts.reload) await ctx.db.query('select hc.inbound_reload_seen($1, $2)', [m.id, page.records.map((r) => String(r.Id))]);
       rows += page.records.length;
       await report();
     }
   }
   if (opts.signal.aborted) throw new Aborted();
+  let removed = 0;
+  if (opts.reload) {
+    removed = (await ctx.db.query('select hc.inbound_finish_reload($1, $2) as n', [m.id, new Date(started.getTime() - OVERLAP_MS)])).rows[0].n;
+    if (removed) log.info({ removed }, `RELOAD ${m.table_name}: removed ${removed} rows Salesforce no longer has`);
+  }
   // The first catch-up (CDC subscription without a replay id, or the first poll) re-reads from here.
   await ctx.db.query('select hc.inbound_position($1, p_poll_watermark => $2, p_delete_watermark => $2)', [m.id, new Date(started.getTime() - OVERLAP_MS)]);
   // Every record was just read: the daily id reconciliation of the drift sweep counts from here.
   await ctx.db.query('select hc.inbound_reconciled($1, $2)', [m.id, started]);
   await ctx.db.query(
     `insert into hc.sync_log (connection_id, mapping_id, direction, event, message, detail) values ($1, $2, 'inbound', $3, $4, $5)`,
-    [ctx.connection.id, m.id, opts.reload ? 'reload' : 'load', `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}: ${sum.applied} rows, ${sum.failed} failed`, { ...sum, rows, total, api: bulk ? 'bulk2' : 'rest', seconds: (Date.now() - started.getTime()) / 1000 }],
+    [ctx.connection.id, m.id, opts.reload ? 'reload' : 'load', `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}: ${sum.applied} rows, ${sum.failed} failed${removed ? `, ${removed} removed` : ''}`, { ...sum, removed, rows, total, api: bulk ? 'bulk2' : 'rest', seconds: (Date.now() - started.getTime()) / 1000 }],
   );
   await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, 'DATA_SYNCED', null]);
   log.info({ ...sum, rows, seconds: (Date.now() - started.getTime()) / 1000 }, `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}`);

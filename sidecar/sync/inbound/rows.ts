@@ -86,8 +86,8 @@ export class CsvStage {
     return new CsvStage(client, name, mappingId);
   }
 
-  /** COPY one page and merge it, in one transaction. */
-  async apply(csv: string, origin: string): Promise<MergeResult> {
+  /** COPY one page and merge it, in one transaction; `alsoInTx` runs in it too (it may read the staged page). */
+  async apply(csv: string, origin: string, alsoInTx?: (client: pg.PoolClient, staged: string) => Promise<unknown>): Promise<MergeResult> {
     const nl = csv.indexOf('\n');
     if (nl < 0 || !csv.slice(nl + 1).trim()) return { applied: 0, deleted: 0, failed: 0, conflicts: 0, skipped_deleted: 0 };
     const header = (parse(csv.slice(0, nl)) as string[][])[0];
@@ -96,6 +96,7 @@ export class CsvStage {
     try {
       await pipeline(Readable.from([csv]), this.client.query(copyStreams.from(`copy pg_temp.${this.name} (${cols}) from stdin with (format csv, header true)`)));
       const r = await this.client.query(`select hc.inbound_merge($1, $2, $3, null, $4) as r`, [this.mappingId, `pg_temp.${this.name}`, header, origin]);
+      if (alsoInTx) await alsoInTx(this.client, `pg_temp.${this.name}`);
       await this.client.query(`truncate pg_temp.${this.name}`);
       await this.client.query('commit');
       return r.rows[0].r as MergeResult;
