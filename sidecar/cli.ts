@@ -262,6 +262,113 @@ program
   });
 
 program
+  .command('state')
+  .description("the connection's state, e.g. IDLE (heroku connect:state)")
+  .action(async () => {
+    await withAdmin(dbUrl(), async (c) => {
+      const { rows } = await c.query('select (hc._connection($1)).state', [connection()]);
+      console.log(rows[0].state);
+    });
+  });
+
+program
+  .command('mapping:update')
+  .argument('<object>')
+  .description("change a mapping's config (hc.update_mapping()); the sidecar alters the table, keeping its rows")
+  .requiredOption('--config <json|file>', "the whole mapping config in Heroku Connect's format")
+  .option('--wait', 'follow it until the mapping is DATA_SYNCED again (needs hcsync run)')
+  .action(async (object: string, opts: { config: string; wait?: boolean }) => {
+    const config = readJson(opts.config, '--config');
+    await withAdmin(dbUrl(), async (c) => {
+      await c.query('select hc.update_mapping($1, $2::jsonb, null, $3)', [object, JSON.stringify(config), connection()]);
+      console.log(`mapping ${object} updated`);
+      if (opts.wait) await followMappings(c, { objects: [object], connection: connection(), say: console.log });
+    });
+  });
+
+/** The failed writes a retry or discard applies to: ids, a table, or --all; never nothing by accident. */
+function failedSelection(ids: string[], opts: { table?: string; all?: boolean }): { ids: number[] | null; table: string | null } {
+  const nums = ids.map((i) => Number(i));
+  if (nums.some((n) => !Number.isInteger(n) || n <= 0)) throw new UsageError(`trigger log ids are whole numbers (see hcsync write-errors): got ${ids.join(' ')}`);
+  if (!nums.length && !opts.table && !opts.all) throw new UsageError('name the failed writes: trigger log ids (from hcsync write-errors), --table TABLE, or --all');
+  return { ids: nums.length ? nums : null, table: opts.table ?? null };
+}
+
+for (const [verb, fn, what, done] of [
+  ['retry', 'hc.retry', 'send failed writes again (FAILED back to NEW, archived ones re-queued)', 're-queued'],
+  ['discard', 'hc.discard', 'give up failed writes: mark them IGNORED, nothing is sent', 'discarded'],
+] as const) {
+  program
+    .command(verb)
+    .argument('[ids...]', 'trigger log ids, as hcsync write-errors lists them')
+    .description(`${what} (${fn}())`)
+    .option('--table <table>', 'every failed write of this table')
+    .option('--all', 'every failed write of the connection')
+    .action(async (ids: string[], opts: { table?: string; all?: boolean }) => {
+      const sel = failedSelection(ids, opts);
+      await withAdmin(dbUrl(), async (c) => {
+        const { rows } = await c.query(`select ${fn}($1::integer[], $2, $3) as n`, [sel.ids, sel.table, connection()]);
+        console.log(`${rows[0].n} ${rows[0].n === 1 ? 'write' : 'writes'} ${done}`);
+      });
+    });
+}
+
+program
+  .command('logs')
+  .description("the sync log (hc.sync_log): loads, polls, write failures, state changes")
+  .option('--mapping <object>', 'only this object')
+  .option('--level <level>', 'debug, info, warn or error: this level and above', 'info')
+  .option('-n, --lines <n>', 'how many of the latest entries', '50')
+  .option('-f, --follow', 'keep printing new entries as they come (Ctrl-C to stop)')
+  .option('--json', 'one JSON object per line')
+  .action(async (opts: { mapping?: string; level: string; lines: string; follow?: boolean; json?: boolean }) => {
+    const levels = ['debug', 'info', 'warn', 'error'];
+    if (!levels.includes(opts.level)) throw new UsageError(`--level must be one of ${levels.join(', ')}: got ${opts.level}`);
+    const lines = Number(opts.lines);
+    if (!Number.isInteger(lines) || lines < 0) throw new UsageError(`--lines is a whole number: got ${opts.lines}`);
+    await withAdmin(dbUrl(), async (c) => {
+      const mappingId = opts.mapping ? (await c.query('select (hc._mapping($1, $2)).id', [opts.mapping, connection()])).rows[0].id : null;
+      const conn = (await c.query('select (hc._connection($1)).id', [connection()])).rows[0].id as number;
+      const wanted = levels.slice(levels.indexOf(opts.level));
+      const read = async (after: number | null, limit: number | null) =>
+        (
+          await c.query(
+            `select l.id, l.at, l.level, l.direction, m.object_name, l.event, l.message, l.detail
+               from hc.sync_log l left join hc._mappings m on m.id = l.mapping_id
+              where l.connection_id = $1 and l.level = any ($2) and ($3::int is null or l.mapping_id = $3)
+                and ($4::bigint is null or l.id > $4)
+              order by l.id desc limit $5`,
+            [conn, wanted, mappingId, after, limit],
+          )
+        ).rows.reverse();
+      const show = (r: Record<string, unknown>) =>
+        console.log(
+          opts.json
+            ? JSON.stringify(r)
+            : `${(r.at as Date).toISOString()} ${String(r.level).toUpperCase().padEnd(5)} ${r.object_name ?? '-'} ${r.event}${r.message ? `: ${r.message}` : ''}`,
+        );
+      let last = 0;
+      for (const r of await read(null, lines)) {
+        show(r);
+        last = Number(r.id);
+      }
+      if (!opts.follow) return;
+      if (!last) last = Number((await c.query('select coalesce(max(id), 0) as id from hc.sync_log')).rows[0].id);
+      let stop = false;
+      const quit = () => (stop = true);
+      process.once('SIGINT', quit);
+      process.once('SIGTERM', quit);
+      while (!stop) {
+        for (const r of await read(last, null)) {
+          show(r);
+          last = Number(r.id);
+        }
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    });
+  });
+
+program
   .command('write-errors')
   .description('writes Salesforce rejected in the last 24 hours (hc.write_errors)')
   .option('--mapping <object>', 'only this object')
