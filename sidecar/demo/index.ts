@@ -10,7 +10,7 @@ import { loadConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { migrate } from '../db/contractor.js';
 import { startSidecar } from '../run.js';
-import { freePort, startEmbeddedPostgres } from './postgres.js';
+import { freePort, removeDataDir, startEmbeddedPostgres } from './postgres.js';
 import { startTraffic } from './traffic.js';
 import { followMappings } from '../cli/follow.js';
 
@@ -109,7 +109,7 @@ async function discardUncleanData(dataDir: string, say: (s: string) => void): Pr
     process.kill(pid, 'SIGQUIT'); // the orphaned postmaster of our own data directory
     for (let i = 0; i < 100 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100));
   }
-  rmSync(pgDir, { recursive: true, force: true });
+  removeDataDir(pgDir);
   rmSync(`${dataDir}/demo-sf.json`, { force: true });
 }
 

@@ -28,6 +28,8 @@ export async function startTraffic(o: TrafficOptions): Promise<{ stop(): Promise
   await conn.login(o.sf.username, o.sf.password);
   const contactIds = ((await conn.query<{ Id: string }>('SELECT Id FROM Contact LIMIT 500')).records ?? []).map((r) => r.Id);
   const db = new pg.Pool({ connectionString: o.databaseUrl, max: 1, application_name: 'hcsync demo traffic' });
+  // An idle session that Postgres ends (a restart, a terminated backend) must not take the demo down.
+  db.on('error', (err) => o.log.debug({ err }, 'demo traffic: session ended'));
   const counts = { salesforce: 0, postgres: 0 };
   let turn = 0;
   let running: Promise<void> = Promise.resolve();

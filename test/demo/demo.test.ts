@@ -58,6 +58,8 @@ async function startDemo(): Promise<void> {
   demo = spawn(process.execPath, [CLI, 'demo', '--data', dataDir], {
     env: { ...process.env, HC_DEMO_PG_PORT: '0', HC_DEMO_SF_PORT: '0', HC_HTTP_PORT: '0', HC_LOG_PRETTY: '0', DATABASE_URL: '' },
     stdio: ['ignore', 'pipe', 'pipe'],
+    // Its own process group, like a command in a terminal: Ctrl-C there signals the whole group.
+    detached: true,
   });
   exited = new Promise((r) => demo.once('exit', (code) => r(code)));
   demo.stdout!.on('data', (d) => (out += d));
@@ -154,7 +156,8 @@ describe('make demo', () => {
   });
 
   it('Ctrl-C stops everything cleanly (exit 0)', async () => {
-    demo.kill('SIGINT');
+    // What a terminal does: SIGINT to every process of the foreground group, not just the demo's.
+    process.kill(-demo.pid!, 'SIGINT');
     expect(await exited).toBe(0);
     expect(out).toMatch(/stopping …\nstopped\n?$/);
     // Postgres of the demo is gone too: nothing answers on its port.
