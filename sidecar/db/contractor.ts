@@ -92,6 +92,9 @@ export function checkCompatible(rows: AppliedRow[], known = migrations()): void 
  */
 export async function migrate(connectionString: string): Promise<{ applied: string[] }> {
   const client = new pg.Client({ connectionString, application_name: 'hcsync migrate' });
+  // A session ended under us (a restart, pg_terminate_backend) fails the statement in flight; unheard,
+  // the client's own 'error' event would kill the process instead of failing the start with a message.
+  client.on('error', () => {});
   await client.connect();
   const done: string[] = [];
   try {
@@ -127,6 +130,7 @@ export async function migrate(connectionString: string): Promise<{ applied: stri
 /** Refuses to start against a database that is behind (run migrate) or ahead in a breaking way. */
 export async function assertMigrated(connectionString: string): Promise<void> {
   const client = new pg.Client({ connectionString, application_name: 'hcsync check' });
+  client.on('error', () => {}); // as in migrate: the statement in flight fails instead
   await client.connect();
   try {
     const rows = await applied(client);

@@ -26,6 +26,14 @@ function pool(connectionString: string, opts: PoolOptions, defaults: { max: numb
   // pg-pool re-emits an idle client's error on the pool; unheard, it would kill the process. The dead
   // client is already discarded, and work in flight sees its own error, so noting it is enough.
   p.on('error', (err) => opts.onIdleError?.(err));
+  // A checked-out client has no pool listener: one held across a Salesforce call (a load's staging
+  // table, the drift sweep's id listing) whose session ends (pg_terminate_backend, a restart, a failover,
+  // idle_session_timeout) emits 'error' on the client itself, and an unheard 'error' kills the process.
+  // Every client hears it for its whole life: the holder's next query fails ("Client has encountered a
+  // connection error"), its work fails and is retried, and the pool drops the dead client on release.
+  p.on('connect', (client) => {
+    client.on('error', () => {});
+  });
   return p;
 }
 

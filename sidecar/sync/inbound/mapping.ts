@@ -41,7 +41,7 @@ export class MappingWorker {
   }
 
   /** Queues a piece of work under a key; the same key is queued at most once at a time. */
-  private run(key: string, fn: () => Promise<void>): void {
+  private run(key: string, fn: () => Promise<void>, retry?: (delayMs: number) => void): void {
     if (this.busy.has(key) || this.stopped) return;
     // After a failure the same work waits (capped exponential backoff): a broken org or network must
     // not turn into a tight loop of API calls.
@@ -59,6 +59,8 @@ export class MappingWorker {
         const delay = Math.min(300_000, 2000 * 2 ** (failures - 1));
         this.held.set(key, { failures, until: Date.now() + delay });
         setTimeout(() => this.nudge(), delay + 10).unref();
+        // Work the mapping's state does not bring back on a re-read (the timed drift sweep) asks again.
+        if (!this.stopped) retry?.(delay + 10);
         this.log.error({ err: e, work: key, retryInMs: delay }, `inbound ${key} of ${this.m.object_name} failed`);
       })
       .finally(() => {
@@ -231,7 +233,12 @@ export class MappingWorker {
   private armDrift(ms: number): void {
     // HC_DRIFT_SECONDS may pass Node's 24.8-day timer limit: a long timeout waits its whole time.
     this.driftTimer = setLongTimeout(() => {
-      this.run('drift', async () => void (await driftSweep(this.ctx, this.m)));
+      // A sweep that failed (Salesforce unreachable, its listing session terminated) runs again after
+      // the backoff, not an interval later.
+      this.run('drift', async () => void (await driftSweep(this.ctx, this.m)), (delay) => {
+        this.driftTimer?.clear();
+        this.armDrift(delay);
+      });
       this.armDrift(this.ctx.config.inbound.driftMs);
     }, ms);
   }
