@@ -124,19 +124,21 @@ begin
   -- A role that may create objects in public (PostgreSQL 14's default for every role; databases upgraded
   -- from 14 keep it) can plant an exact-type overload of a function or operator that a session of
   -- another role then calls: the sync's own sessions use the hstore extension there. hcsync's definer
-  -- functions resolve nothing in public; the sync's sessions and the operators' still may.
+  -- functions resolve nothing in public; the sync's sessions and the operators' still may. hc and the
+  -- connection schemas hold the functions that run as the owner: nobody else may create objects there.
   rule := 'WRITABLE_SCHEMAS';
   select string_agg(format('%s (%s)', x.nspname, x.grantees), '; ' order by x.nspname) into names
     from (select n.nspname, string_agg(distinct case when a.grantee = 0 then 'PUBLIC' else pg_get_userbyid(a.grantee) end, ', ') as grantees
             from pg_namespace n
             cross join lateral aclexplode(coalesce(n.nspacl, acldefault('n', n.nspowner))) a
-           where (n.nspname = 'public'
+           where (n.nspname in ('public', 'hc')
+                  or n.nspname in (select schema_name from hc.connections)
                   or n.oid = (select extnamespace from pg_extension where extname = 'hstore'))
              and a.privilege_type = 'CREATE' and a.grantee <> n.nspowner
              and not coalesce((select rolsuper from pg_roles where oid = a.grantee), false)
            group by n.nspname) x;
   if names is null then
-    status := 'GREEN'; message := 'only the owner of public (and of the hstore extension''s schema) may create objects in it';
+    status := 'GREEN'; message := 'only their owners may create objects in public, hc, the connection schemas and the hstore extension''s schema';
   else
     status := 'RED';
     message := format('roles other than the owner may create objects in schema %s: any of them can take over the sessions that call functions there (the sync''s, an operator''s): REVOKE CREATE ON SCHEMA public FROM PUBLIC (and from each role named), as PostgreSQL 15 does by default', names);

@@ -348,6 +348,15 @@ describe('hc.diagnose', () => {
 
       await d.query(`revoke create on schema public from ${evil}`);
       expect((await writableCheck(d)).status).toBe('GREEN');
+
+      // hc and the connection schemas hold what runs as the owner.
+      await d.query(`select hc.create_connection('c', 'sf_c')`);
+      await d.query(`grant create on schema sf_c to ${evil}`);
+      const conn = await writableCheck(d);
+      expect(conn.status).toBe('RED');
+      expect(conn.message).toContain(`sf_c (${evil})`);
+      await d.query(`revoke create on schema sf_c from ${evil}`);
+      expect((await writableCheck(d)).status).toBe('GREEN');
     } finally {
       await d.drop();
     }
