@@ -413,6 +413,8 @@ declare
   updated text[] := '{}';
   unchanged text[] := '{}';
   flags jsonb;
+  flag text;
+  flag_value jsonb;
 begin
   if config is null or jsonb_typeof(config) <> 'object' then
     raise exception 'hcsync: an import must be a JSON object (a Heroku Connect export file), not %', coalesce(jsonb_typeof(config), 'null')
@@ -435,8 +437,24 @@ begin
     perform hc._check_config(mp->>'object_name', mp->'config');
   end loop;
 
+  -- The connection block's settings: Heroku Connect's feature flags are all true/false, and its API
+  -- version reads like 62.0. Checked before anything is written, like the mappings.
   flags := coalesce(config->'connection'->'features', '{}');
-  if jsonb_typeof(flags) = 'object' and flags <> '{}' then
+  if jsonb_typeof(flags) <> 'object' then
+    raise exception 'hcsync: the import''s connection "features" must be an object of flags, not %', flags
+      using errcode = 'invalid_parameter_value', hint = 'e.g. "features": {"poll_db_no_merge": true, "disable_bulk_writes": false}';
+  end if;
+  for flag, flag_value in select * from jsonb_each(flags) loop
+    if jsonb_typeof(flag_value) <> 'boolean' then
+      raise exception 'hcsync: the import''s connection feature % must be true or false, not %', flag, flag_value
+        using errcode = 'invalid_parameter_value', hint = format('Give true or false, e.g. "%s": true, or leave the flag out.', flag);
+    end if;
+  end loop;
+  if config->'connection'->>'api_version' !~ '^\d{2,3}\.0$' then
+    raise exception 'hcsync: the import''s connection api_version % is not a Salesforce API version', config->'connection'->'api_version'
+      using errcode = 'invalid_parameter_value', hint = 'Give it as a string such as "62.0", or leave it out.';
+  end if;
+  if flags <> '{}' then
     update hc.connections x
        set features = x.features || flags,
            write_algorithm = case when flags ? 'poll_db_no_merge'

@@ -177,6 +177,20 @@ describe('bad configs raise errors that say what to do', () => {
     await db.query(`select hc.delete_mapping('Opportunity')`);
   });
 
+  it('connection settings in an import: feature flags are true or false, the API version looks like 62.0', async () => {
+    const file = (connection: object) => JSON.stringify({ version: 1, connection, mappings: [] });
+    let e = await errorOf(() => db.query(`select hc.import_config($1::jsonb, 'my-app')`, [file({ features: { poll_db_no_merge: 'sometimes' } })]));
+    expect([e.code, e.message]).toEqual(['22023', expect.stringContaining('poll_db_no_merge')]);
+    expect(e.hint).toMatch(/true or false/);
+    e = await errorOf(() => db.query(`select hc.import_config($1::jsonb, 'my-app')`, [file({ features: { disable_bulk_writes: 1 } })]));
+    expect(e.message).toContain('disable_bulk_writes');
+    e = await errorOf(() => db.query(`select hc.import_config($1::jsonb, 'my-app')`, [file({ api_version: 'latest' })]));
+    expect([e.code, e.message]).toEqual(['22023', expect.stringContaining('api_version')]);
+    e = await errorOf(() => db.query(`select hc.import_config($1::jsonb, 'my-app')`, [file({ features: ['poll_db_no_merge'] })]));
+    expect(e.message).toContain('features');
+    await db.query(`select hc.import_config($1::jsonb, 'my-app')`, [file({ api_version: '50.0', features: { poll_db_no_merge: true, rest_count_only: false } })]);
+  });
+
   it('a mapping that does not exist', async () => {
     for (const call of [`select hc.reload('Opportunity')`, `select hc.delete_mapping('Opportunity')`, `select hc.poll_now('Opportunity')`]) {
       const e = await errorOf(() => db.query(call));
