@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { assertMigrated, installScript, migrate, migrations, SchemaError } from '../sidecar/db/contractor.js';
 import { withDatabase } from './support/global-setup.js';
+import { tempDir } from './support/tmp.js';
 
 const created: string[] = [];
 
@@ -92,9 +93,10 @@ describe('migrate', () => {
 });
 
 describe('hcsync sql (installScript)', () => {
+  const sqlDir = tempDir('sql');
   it('applies cleanly with psql -v ON_ERROR_STOP=1 -f on a fresh database, and again (idempotent)', async () => {
     const url = await emptyDb();
-    const file = join(mkdtempSync(join(tmpdir(), 'hcsync-sql-')), 'hcsync.sql');
+    const file = join(sqlDir, 'hcsync.sql');
     writeFileSync(file, installScript());
     const run = () => execFileSync('psql', ['-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', file, url], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     run();

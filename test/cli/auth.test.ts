@@ -9,10 +9,11 @@ import { join } from 'node:path';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { assertFreshBuild, hcsync } from '../support/cli.js';
 import { startEmulator, type Emulator } from '../../emulator/index.js';
+import { tempDir } from '../support/tmp.js';
 
 let db: TestDb;
 let emu: Emulator;
-const dir = mkdtempSync(join(tmpdir(), 'hcsync-auth-'));
+const dir = tempDir('auth');
 const keys = generateKeyPairSync('rsa', { modulusLength: 2048 });
 const pem = keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 const keyFile = join(dir, 'server.key');

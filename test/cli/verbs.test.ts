@@ -7,10 +7,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { assertFreshBuild, hcsync } from '../support/cli.js';
+import { tempDir } from '../support/tmp.js';
 
 let db: TestDb;
 let env: Record<string, string>;
-const dir = mkdtempSync(join(tmpdir(), 'hcsync-cli-'));
+const dir = tempDir('cli');
 
 const contactConfig = {
   access: 'read_write',

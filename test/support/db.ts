@@ -1,6 +1,6 @@
 // Per-file isolation in the manner of graphile-worker: each test file gets its own database cloned
-// from the migrated template. A database whose file failed is left in place until the next run.
-import { inject } from 'vitest';
+// from the migrated template. A database whose file failed is kept (its psql string is printed) until a run three hours later clears it.
+import { beforeEach, inject } from 'vitest';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { withDatabase } from './global-setup.js';
@@ -13,6 +13,15 @@ export interface TestDb {
   query: pg.Pool['query'];
   drop(): Promise<void>;
 }
+
+// Whether a test of this file failed: its databases are then kept (and named) instead of dropped.
+// Registered when a test file imports this module, so it applies to every test of that file.
+let fileFailed = false;
+beforeEach((ctx) => {
+  ctx.onTestFailed(() => {
+    fileFailed = true;
+  });
+});
 
 export async function createTestDb(): Promise<TestDb> {
   const adminUrl = inject('adminUrl');
@@ -34,6 +43,10 @@ export async function createTestDb(): Promise<TestDb> {
     query: pool.query.bind(pool) as pg.Pool['query'],
     drop: async () => {
       await pool.end();
+      if (fileFailed) {
+        console.error(`a test failed: its database is kept for inspection: psql "${url}"`);
+        return;
+      }
       const a = new pg.Client({ connectionString: adminUrl });
       await a.connect();
       await a.query(`drop database if exists "${name}" with (force)`);
