@@ -1,7 +1,9 @@
 // End to end with the longest names Salesforce allows: a namespaced custom object of 60 characters
 // (15-character namespace, 40-character name) with a 60-character field. The sync describes it, builds
 // the table, loads it; application writes are captured and reach Salesforce; Salesforce's changes come
-// back. Derived names (hc_<t>_logger, hc_<t>_status, …) pass 63 bytes here and must not collide.
+// back. Derived names (hc_<t>_logger, hc_<t>_status, …) pass 63 bytes here and must not collide. Case
+// (table "case") and fields named Check and Default are reserved words in Postgres (not in SOQL,
+// where Salesforce forbids its own keywords as names): quoted everywhere.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { defaultOrg, startEmulator, type OrgDefinition } from '../../emulator/index.js';
@@ -35,7 +37,8 @@ beforeAll(async () => {
     ...base,
     objects: [...base.objects, {
       name: OBJECT, keyPrefix: 'a0L', custom: true,
-      fields: [{ name: 'Name', type: 'string', length: 80, nillable: false, nameField: true }, { name: FIELD, type: 'string', length: 40 }],
+      fields: [{ name: 'Name', type: 'string', length: 80, nillable: false, nameField: true }, { name: FIELD, type: 'string', length: 40 },
+               { name: 'Check', type: 'int' }, { name: 'Default', type: 'string', length: 20 }],
     }],
   };
   emu = await startEmulator({ org });
@@ -52,7 +55,8 @@ beforeAll(async () => {
   const ctx: SyncContext = { config, db: pool, log: createLogger({ level: config.log.level, pretty: false }), sf: own,
                              connection: { id: connectionId, name: 'test', schema: 'salesforce' } };
   // No describe given: the sync describes the object itself.
-  await db.query('select hc.create_mapping($1, $2)', [OBJECT, { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, Name: {}, [FIELD]: {} }, indexes: { [FIELD]: { unique: false } } }]);
+  await db.query('select hc.create_mapping($1, $2)', [OBJECT, { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, Name: {}, [FIELD]: {}, Check: {}, Default: {} }, indexes: { [FIELD]: { unique: false }, Check: { unique: false } } }]);
+  await db.query('select hc.create_mapping($1, $2)', ['Case', { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, Subject: {}, Status: {} } }]);
   services.push(await startInbound(ctx), await startOutbound(ctx, { maxBackoffMs: 500 }));
 }, 120_000);
 
@@ -66,14 +70,14 @@ afterAll(async () => {
 
 describe('a 60-character namespaced custom object', () => {
   it('is loaded, its application writes reach Salesforce, and Salesforce changes come back', async () => {
-    await until(async () => (await db.query(`select state from hc._mappings`)).rows[0]?.state === 'DATA_SYNCED', 'the mapping to load');
+    await until(async () => (await db.query(`select count(*)::int as n from hc._mappings where state = 'DATA_SYNCED'`)).rows[0].n === 2, 'the mappings to load');
     const rel = `salesforce.${TABLE}`;
     expect((await db.query(`select name, ${COLUMN} as v from ${rel}`)).rows).toEqual([{ name: 'Before the load', v: 'email' }]);
 
     // Application INSERT → created in Salesforce, sfid written back.
-    const id = (await db.query(`insert into ${rel} (name, ${COLUMN}) values ('From Postgres', 'phone') returning id`)).rows[0].id;
+    const id = (await db.query(`insert into ${rel} (name, ${COLUMN}, "check", "default") values ('From Postgres', 'phone', 3, 'none') returning id`)).rows[0].id;
     const sfid = await until(async () => (await db.query(`select sfid from ${rel} where id = $1`, [id])).rows[0]?.sfid as string | null, 'the create to reach Salesforce');
-    expect(emu.record(sfid)).toMatchObject({ Name: 'From Postgres', [FIELD]: 'phone' });
+    expect(emu.record(sfid)).toMatchObject({ Name: 'From Postgres', [FIELD]: 'phone', Check: 3, Default: 'none' });
 
     // Application UPDATE → updated in Salesforce.
     await db.query(`update ${rel} set ${COLUMN} = 'post' where id = $1`, [id]);
@@ -84,7 +88,14 @@ describe('a 60-character namespaced custom object', () => {
     expect(log.rows).toEqual([{ action: 'INSERT', state: 'SUCCESS' }, { action: 'UPDATE', state: 'SUCCESS' }]);
 
     // A change made in Salesforce arrives in the row.
-    await other.conn.sobject(OBJECT).update({ Id: sfid, Name: 'Renamed in Salesforce' });
-    await until(async () => (await db.query(`select name from ${rel} where id = $1`, [id])).rows[0]?.name === 'Renamed in Salesforce', 'the Salesforce change to arrive');
+    await other.conn.sobject(OBJECT).update({ Id: sfid, Name: 'Renamed in Salesforce', Default: 'some' });
+    await until(async () => (await db.query(`select name, "default" from ${rel} where id = $1`, [id])).rows[0]?.default === 'some', 'the Salesforce change to arrive');
+
+    // Case: its table is "case", a reserved word.
+    const caseId = (await db.query(`insert into salesforce."case" (subject) values ('Printer on fire') returning id`)).rows[0].id;
+    const caseSfid = await until(async () => (await db.query(`select sfid from salesforce."case" where id = $1`, [caseId])).rows[0]?.sfid as string | null, 'the case to reach Salesforce');
+    expect(emu.record(caseSfid)).toMatchObject({ Subject: 'Printer on fire' });
+    await other.conn.sobject('Case').update({ Id: caseSfid, Status: 'Closed' });
+    await until(async () => (await db.query(`select status from salesforce."case" where id = $1`, [caseId])).rows[0]?.status === 'Closed', 'the case change to arrive');
   }, 180_000);
 });
