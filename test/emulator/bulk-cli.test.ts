@@ -94,26 +94,48 @@ describe('Bulk API 2.0', () => {
 });
 
 describe('CLI', () => {
-  it('prints the export lines and serves until killed', async () => {
-    // Compile the emulator alone and run its CLI module directly, as `node dist/emulator/cli.js` would.
-    const out_dir = resolve('.data/emulator-cli-test');
+  // Compile the emulator alone and run its CLI module directly, as `node dist/emulator/cli.js` would.
+  const out_dir = resolve('.data/emulator-cli-test');
+  beforeAll(() => {
     execFileSync(process.execPath, [resolve('node_modules/typescript/bin/tsc'), '--outDir', out_dir, '--rootDir', '.', '--module', 'NodeNext', '--moduleResolution', 'NodeNext',
       '--target', 'ES2023', '--skipLibCheck', '--esModuleInterop', '--strict', '--types', 'node', 'emulator/cli.ts'], { stdio: 'inherit' });
-    const child = spawn(process.execPath, [resolve(out_dir, 'emulator/cli.js'), '--port', '0', '--seed', 'Account=3'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  });
+
+  /** Starts the compiled CLI, waits for its export lines, and hands them over; stops it afterwards. */
+  async function withCli(args: string[], fn: (vars: Record<string, string>) => Promise<void>) {
+    const child = spawn(process.execPath, [resolve(out_dir, 'emulator/cli.js'), '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => { out += String(d); });
     try {
-      await waitFor(() => out.includes('SF_PASSWORD='), 'export lines', 30_000);
-      const vars = Object.fromEntries([...out.matchAll(/^export (SF_[A-Z_]+)=(.*)$/gm)].map((m) => [m[1], m[2]]));
+      await waitFor(() => out.includes('SF_PASSWORD=') && (!args.includes('--https-port') || out.includes('NODE_EXTRA_CA_CERTS=')), 'export lines', 30_000);
+      await fn(Object.fromEntries([...out.matchAll(/^export ([A-Z_]+)=(.*)$/gm)].map((m) => [m[1], m[2]])));
+    } finally {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+    }
+  }
+
+  it('prints the export lines and serves until killed', async () => {
+    await withCli(['--seed', 'Account=3'], async (vars) => {
       expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_USERNAME', 'SF_PASSWORD']);
       const tok = await fetch(`${vars.SF_LOGIN_URL}/services/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: new URLSearchParams({ grant_type: 'password', client_id: vars.SF_CLIENT_ID, client_secret: vars.SF_CLIENT_SECRET, username: vars.SF_USERNAME, password: vars.SF_PASSWORD }) });
       expect(tok.status).toBe(200);
       const stats = (await (await fetch(`${vars.SF_LOGIN_URL}/__emulator/stats`)).json()) as any;
       expect(stats.counts.Account).toBe(3);
-    } finally {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    }
+    });
+  });
+
+  it('--https-port prints the HTTPS URL and the certificate file that makes Node clients trust it', async () => {
+    await withCli(['--https-port', '0'], async (vars) => {
+      expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_USERNAME', 'SF_PASSWORD', 'SF_HTTPS_URL', 'NODE_EXTRA_CA_CERTS']);
+      expect(vars.SF_HTTPS_URL).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
+      // A fresh Node process with only NODE_EXTRA_CA_CERTS set trusts the emulator.
+      const script = `fetch(process.argv[1] + '/services/data').then(async (r) => { console.log(r.status, (await r.json()).length); }, (e) => { console.log('refused', e.cause?.code); })`;
+      const trusted = execFileSync(process.execPath, ['-e', script, vars.SF_HTTPS_URL], { env: { ...process.env, NODE_EXTRA_CA_CERTS: vars.NODE_EXTRA_CA_CERTS } }).toString().trim();
+      expect(trusted).toMatch(/^200 \d+$/);
+      const untrusted = execFileSync(process.execPath, ['-e', script, vars.SF_HTTPS_URL], { env: { ...process.env, NODE_EXTRA_CA_CERTS: '' } }).toString().trim();
+      expect(untrusted).toMatch(/^refused /);
+    });
   });
 });
