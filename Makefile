@@ -19,12 +19,13 @@ endif
 # A PostgreSQL server to test against besides the embedded one (CI runs both legs when it answers).
 SYSTEM_PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help setup build test test-system demo bench bench-quick clean typecheck
+.PHONY: help setup build test test-system demo bench bench-quick soak clean typecheck
 
 help:
 	@echo "make demo    - run hcsync end to end: embedded Postgres, Salesforce emulator, sidecar, traffic"
 	@echo "make test    - install, build and run the test suite (embedded Postgres; plus the system server in CI)"
 	@echo "make bench   - run the benchmarks (bench/), tables in the terminal, JSON in bench/results/"
+	@echo "make soak    - the convergence test for SOAK_MINUTES (30) under faults, >= 100 kills (HCSYNC_SEED=n replays a seed)"
 	@echo "make clean   - remove build output and the demo's data (.data/)"
 
 .tools/node/bin/node:
@@ -68,6 +69,13 @@ bench: setup
 
 bench-quick: setup
 	node dist/bench/run.js --quick
+
+# The convergence test (test/convergence/) for 30 minutes: the same workload, nemesis and checker as CI's
+# bounded run, with at least 100 kill -9s. Figures in the terminal and bench/results/soak-*.json.
+SOAK_MINUTES ?= 30
+soak: setup
+	HCSYNC_CONVERGENCE_SECONDS=$$(( $(SOAK_MINUTES) * 60 )) HCSYNC_SOAK_MIN_KILLS=$$(( $(SOAK_MINUTES) * 10 / 3 )) \
+	  npx vitest run test/convergence/convergence.test.ts
 
 clean:
 	rm -rf dist .data bench/results

@@ -9,7 +9,7 @@ import { loadConfig } from '../../sidecar/config.js';
 import { syncPool } from '../../sidecar/db/pool.js';
 import { createLogger } from '../../sidecar/log.js';
 import { SalesforceClient } from '../../sidecar/salesforce/client.js';
-import { driftSweep } from '../../sidecar/sync/inbound/drift.js';
+import { driftSweep, type DriftResult } from '../../sidecar/sync/inbound/drift.js';
 import type { MappingRow } from '../../sidecar/sync/inbound/rows.js';
 import { startRig, lastError, OBJECTS, type Rig } from './rig.js';
 import { startWorkload, type WorkloadStats } from './workload.js';
@@ -47,6 +47,8 @@ export interface ConvergenceReport {
   waiting: string;
   connectionState: string;
   before: CheckResult;
+  /** What the forced drift sweep found and repaired, per object. */
+  drift: Record<string, DriftResult>;
   after: CheckResult;
   line: string;
   /** For the first findings: the workload's writes, the trigger log, the sync log and Salesforce's change events of the record. */
@@ -82,10 +84,16 @@ export async function runConvergence(o: ConvergenceOptions): Promise<Convergence
     const settledMs = Date.now() - settleStart;
     const before = await check(rig.url, workload.conn, workload.records);
 
-    await forceDriftSweep(rig);
-    await settle(rig, Math.min(o.settleTimeoutMs, 60_000));
+    const drift = await forceDriftSweep(rig);
+    await settle(rig, Math.min(o.settleTimeoutMs / 2, 60_000));
     const after = await check(rig.url, workload.conn, workload.records);
-    const evidence = await gather(rig, workload.records, (after.findings.length ? after : before).findings.slice(0, Number(process.env.HCSYNC_EVIDENCE ?? 3)));
+    // A few findings of each kind (those left after the sweep first) are explained in full.
+    const perKind = Number(process.env.HCSYNC_EVIDENCE ?? 2);
+    const explain = (['lost', 'duplicated', 'stuck', 'diverged'] as const).flatMap((k) => {
+      const of = (r: CheckResult) => r.findings.filter((f) => f.kind === k);
+      return (of(after).length ? of(after) : of(before)).slice(0, perKind);
+    });
+    const evidence = await gather(rig, workload.records, explain);
 
     const state = await (async () => {
       const c = new pg.Client({ connectionString: rig.url });
@@ -112,6 +120,7 @@ export async function runConvergence(o: ConvergenceOptions): Promise<Convergence
       waiting,
       connectionState: state,
       before,
+      drift,
       after,
       line,
       evidence,
@@ -171,7 +180,8 @@ async function settle(rig: Rig, timeoutMs: number): Promise<{ ok: boolean; waiti
 }
 
 /** A drift sweep with id reconciliation for every mapping, run here as the sidecar would run it. */
-async function forceDriftSweep(rig: Rig): Promise<void> {
+async function forceDriftSweep(rig: Rig): Promise<Record<string, DriftResult>> {
+  const out: Record<string, DriftResult> = {};
   const config = loadConfig(rig.env);
   const pool = syncPool(rig.url);
   pool.on('error', () => {});
@@ -179,15 +189,16 @@ async function forceDriftSweep(rig: Rig): Promise<void> {
     const conn = (await pool.query(`select id, name, schema_name from hc.connections`)).rows[0];
     const sf = await SalesforceClient.connect(config.salesforce, { pool, connectionId: conn.id });
     try {
-      const ctx = { config, db: pool, log: createLogger({ level: 'warn', pretty: false }), sf, connection: { id: conn.id, name: conn.name, schema: conn.schema_name } };
+      const ctx = { config, db: pool, log: createLogger({ level: 'error', pretty: false }), sf, connection: { id: conn.id, name: conn.name, schema: conn.schema_name } };
       const maps = (await pool.query(`select id, object_name, table_name, config, state, requested, revision from hc._mappings order by id`)).rows as MappingRow[];
-      for (const m of maps) await driftSweep(ctx, m, { reconcile: true });
+      for (const m of maps) out[m.object_name] = await driftSweep(ctx, m, { reconcile: true });
     } finally {
       await sf.close();
     }
   } finally {
     await pool.end();
   }
+  return out;
 }
 
 export function printReport(r: ConvergenceReport, say: (s: string) => void = (s) => console.log(s)): void {
@@ -197,6 +208,7 @@ export function printReport(r: ConvergenceReport, say: (s: string) => void = (s)
   say(`  sidecar: ${r.sidecarStarts} starts, ${r.crashes.length} crashes, ${r.exitsWhilePostgresDown} exits while Postgres was down; connection ${r.connectionState}`);
   say(`  workload: ${JSON.stringify(r.ops)}; records pg ${r.before.records.pg}, sf ${r.before.records.sf}; FAILED entries ${r.before.failedEntries}`);
   say(`  settled: ${r.settled ? 'yes' : `NO (timed out: ${r.waiting})`} after ${(r.settledMs / 1000).toFixed(1)} s of ${(r.chaosMs / 1000).toFixed(0)} s of chaos`);
+  say(`  drift sweep: ${Object.entries(r.drift).map(([o, d]) => `${o} ${d.repaired} repaired (sf ${d.sf}, pg ${d.pg})`).join(', ')}`);
   for (const c of r.crashes.slice(0, 5)) say(`  crash (code ${c.code}, signal ${c.signal}): ${c.error}`);
   for (const [label, res] of [['before', r.before], ['after drift sweep', r.after]] as const) {
     for (const f of res.findings.slice(0, 15)) say(`  ${label}: ${f.kind} ${f.key}: ${f.detail}`);
