@@ -166,6 +166,36 @@ describe('object names of every length 1..60', () => {
     }
   });
 
+  it('a role registered after the mappings exist gets every table and its sequence, and loses them again', async () => {
+    const late = `${app}_late`;
+    await db.query(`create role ${late} nologin`);
+    try {
+      await db.query(`select hc.grant_app_access($1)`, [late]);
+      for (const object of names.filter((n) => n.length >= 57)) {
+        const rel = `salesforce.${q(object.toLowerCase())}`;
+        await as.query(`set role ${late}`);
+        try {
+          await as.query(`insert into ${rel} (name) values ('late')`);
+        } finally {
+          await as.query('reset role');
+        }
+      }
+      await db.query(`select hc.revoke_app_access($1)`, [late]);
+      const e = await errorOf(async () => {
+        await as.query(`set role ${late}`);
+        try {
+          await as.query(`insert into salesforce.${q(names.find((n) => n.length === 58)!.toLowerCase())} (name) values ('gone')`);
+        } finally {
+          await as.query('reset role');
+        }
+      });
+      expect(e.code).toBe('42501');
+    } finally {
+      await db.query(`drop owned by ${late}`);
+      await db.query(`drop role ${late}`);
+    }
+  });
+
   it('a long-named mapping is detached and deleted cleanly', async () => {
     const [keep, drop] = names.filter((n) => n.length === 60);
     await db.query(`select hc.delete_mapping($1, null, false)`, [keep]);
