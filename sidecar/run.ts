@@ -6,7 +6,8 @@ import { redacted } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { migrate } from './db/contractor.js';
 import { syncPool } from './db/pool.js';
-import { SalesforceClient } from './salesforce/client.js';
+import { backoff } from './db/notifier.js';
+import { isRefusal, SalesforceClient } from './salesforce/client.js';
 import type { ConnectionRef, Service, SyncContext } from './context.js';
 import { startInbound } from './sync/inbound/index.js';
 import { startOutbound } from './sync/outbound/index.js';
@@ -27,6 +28,32 @@ async function ensureConnection(ctx: Pick<SyncContext, 'db' | 'config'>): Promis
   return { id: made.rows[0].id, name: made.rows[0].name, schema };
 }
 
+/**
+ * Signs in, retrying (capped backoff) whatever is not a definite refusal of the credentials: a token
+ * endpoint that answers 503 once must not stop hcsync. A refusal (invalid_grant, invalid_client) throws.
+ */
+async function signIn(config: Config, opts: { log: Logger; db: SyncContext['db']; connection: ConnectionRef }): Promise<SalesforceClient> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await SalesforceClient.connect(config.salesforce, { log: opts.log, pool: opts.db, connectionId: opts.connection.id });
+    } catch (err) {
+      if (isRefusal(err)) throw err;
+      const wait = backoff(attempt, 30_000, 500);
+      opts.log.warn({ err, attempt, retryInMs: wait }, 'signing in to Salesforce failed for a reason that may pass: trying again');
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+}
+
+/**
+ * Whether this process may speak for the connection: no other sidecar holds it (hc.inbound_leaders,
+ * the inbound leader's lock, see hc.inbound_try_lead).
+ */
+async function holdsConnection(db: SyncContext['db'], connectionId: number): Promise<boolean> {
+  const r = await db.query('select pid from hc.inbound_leaders where connection_id = $1', [connectionId]).catch(() => undefined);
+  return !r?.rows[0]?.pid; // cannot tell: say what we know
+}
+
 export async function startSidecar(config: Config, opts: { log?: Logger } = {}): Promise<Sidecar> {
   const log = opts.log ?? createLogger({ level: config.log.level, pretty: config.log.pretty });
   log.info({ config: redacted(config) }, 'hcsync starting');
@@ -36,24 +63,30 @@ export async function startSidecar(config: Config, opts: { log?: Logger } = {}):
   const connection = await ensureConnection({ db, config });
   let sf: SalesforceClient;
   try {
-    sf = await SalesforceClient.connect(config.salesforce, { log, pool: db, connectionId: connection.id });
+    sf = await signIn(config, { log, db, connection });
   } catch (err) {
-    // Shown where operators look (hc.status) as well as in the exit message.
-    await db
-      .query('select hc.set_connection_state($1, $2, $3)', [
-        'UNAUTHORIZED',
-        `signing in to Salesforce failed: ${(err as Error).message}. Fix the SF_* settings and start hcsync again.`,
-        connection.name,
-      ])
-      .catch(() => {});
+    // Refused credentials: shown where operators look (hc.status) as well as in the exit message, unless
+    // another sidecar holds this connection (the state is its to report, and it is syncing).
+    if (await holdsConnection(db, connection.id)) {
+      await db
+        .query('select hc.set_connection_state($1, $2, $3)', [
+          'UNAUTHORIZED',
+          `${(err as Error).message}. Fix the SF_* settings and start hcsync again.`,
+          connection.name,
+        ])
+        .catch(() => {});
+    } else {
+      log.error({ err }, 'another sidecar holds this connection: its state is left as that sidecar reports it');
+    }
     await db.end();
     throw err;
   }
   const ctx: SyncContext = { config, db, log, sf, connection };
   const services: Service[] = [];
   try {
-    services.push(await startInbound(ctx));
-    services.push(await startConnectionSupervisor(ctx));
+    const inbound = await startInbound(ctx);
+    services.push(inbound);
+    services.push(await startConnectionSupervisor(ctx, { holds: () => inbound.leading() }));
     services.push(await startOutbound(ctx));
     services.push(await startHttp(ctx));
   } catch (err) {

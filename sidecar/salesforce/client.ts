@@ -115,12 +115,106 @@ function instrument(transport: TransportLike, ledger: Ledger): void {
   };
 }
 
+/** OAuth errors that refuse the credentials themselves: no retry can succeed until they are fixed. */
+const REFUSED = new Set(['invalid_grant', 'invalid_client', 'invalid_client_id', 'unauthorized_client']);
+
+/**
+ * A sign-in or session refresh that did not succeed. `refused` only for a definite refusal of the
+ * credentials (invalid_grant, invalid_client); anything else (a 503 or an HTML page from the token
+ * endpoint, a reset connection, a timeout) is transient and retried. Its errorCode is the call's own
+ * answer, INVALID_SESSION_ID: the session could not be renewed (yet), so callers retry the work rather
+ * than fail its rows.
+ */
+export class SignInError extends Error {
+  readonly errorCode = 'INVALID_SESSION_ID';
+  constructor(
+    /** The token endpoint's error (invalid_grant, ERROR_HTTP_503, ...) or the network error's code. */
+    readonly oauthError: string,
+    message: string,
+    readonly refused: boolean,
+  ) {
+    super(message);
+    this.name = 'SignInError';
+  }
+}
+
+/** Classifies what a token request threw (jsforce names an OAuth error after its `error` field). */
+export function signInError(err: unknown, what = 'signing in to Salesforce'): SignInError {
+  if (err instanceof SignInError) return err;
+  const e = err as { name?: string; code?: string; message?: string };
+  const code = e?.name && e.name !== 'Error' ? e.name : (e?.code ?? 'Error');
+  const refused = REFUSED.has(code);
+  return new SignInError(code, `${what} failed: ${code}: ${e?.message ?? String(err)}`, refused);
+}
+
+/** True when Salesforce refused the credentials (not when it could not answer). */
+export function isRefusal(err: unknown): boolean {
+  return signInError(err).refused;
+}
+
+interface RefreshDelegateLike {
+  refresh(since: number): Promise<void>;
+  waitRefresh(): Promise<void> | undefined;
+  _refreshFn: (conn: unknown, cb: (err?: unknown, ...rest: unknown[]) => void) => unknown;
+  __hcsync?: true;
+}
+
+/**
+ * jsforce turns a failed refresh into a plain Error("Unable to refresh session due to: ...") and loses
+ * what the token endpoint said. Every refresh delegate the connection gets (a password session's own
+ * refresh replaces it on each sign-in) is wrapped so that the failure is a SignInError: refused or
+ * transient, with the endpoint's error; refusals are also told to `onRefused`.
+ */
+function guardRefresh(conn: Connection, onRefused: (err: SignInError) => void): void {
+  const guard = (d: RefreshDelegateLike | undefined) => {
+    if (!d || d.__hcsync) return d;
+    d.__hcsync = true;
+    let last: unknown;
+    const fn = d._refreshFn;
+    d._refreshFn = (c, cb) => fn(c, (err, ...rest) => {
+      last = err;
+      cb(err, ...rest);
+    });
+    const fail = (err: unknown): never => {
+      const e = signInError(last ?? err, 'refreshing the Salesforce session');
+      if (e.refused) onRefused(e);
+      throw e;
+    };
+    const refresh = d.refresh.bind(d);
+    const waitRefresh = d.waitRefresh.bind(d);
+    d.refresh = async (since) => {
+      last = undefined;
+      await refresh(since).catch(fail);
+    };
+    d.waitRefresh = async () => {
+      await Promise.resolve(waitRefresh()).catch(fail);
+    };
+    return d;
+  };
+  const c = conn as unknown as { _refreshDelegate?: RefreshDelegateLike };
+  let current = guard(c._refreshDelegate);
+  Object.defineProperty(c, '_refreshDelegate', {
+    configurable: true,
+    get: () => current,
+    set: (d: RefreshDelegateLike | undefined) => {
+      current = guard(d);
+    },
+  });
+}
+
 export class SalesforceClient {
+  /** Told when Salesforce refuses the credentials on a session refresh (the connection supervisor). */
+  readonly onRefused: ((err: SignInError) => void)[] = [];
+
   private constructor(
     readonly conn: Connection,
     readonly ledger: Ledger,
     readonly apiVersion: string,
-  ) {}
+  ) {
+    guardRefresh(conn, (err) => {
+      for (const l of this.onRefused) l(err);
+    });
+  }
 
   static async connect(
     cfg: SalesforceConfig,
@@ -150,13 +244,17 @@ export class SalesforceClient {
     const anyConn = conn as unknown as { _transport: TransportLike; oauth2: { _transport: TransportLike } };
     instrument(anyConn._transport, ledger);
     instrument(anyConn.oauth2._transport, ledger);
-    if (cfg.auth === 'password') await conn.login(cfg.username!, cfg.password!);
-    else if (cfg.auth === 'client_credentials' || cfg.auth === 'jwt') await conn.authorize(grant(cfg));
-    else {
-      const res = await conn.oauth2.refreshToken(cfg.refreshToken!);
-      conn.accessToken = res.access_token;
-      conn.instanceUrl = res.instance_url;
-      (conn as unknown as { userInfo: unknown }).userInfo = parseIdUrl(res.id);
+    try {
+      if (cfg.auth === 'password') await conn.login(cfg.username!, cfg.password!);
+      else if (cfg.auth === 'client_credentials' || cfg.auth === 'jwt') await conn.authorize(grant(cfg));
+      else {
+        const res = await conn.oauth2.refreshToken(cfg.refreshToken!);
+        conn.accessToken = res.access_token;
+        conn.instanceUrl = res.instance_url;
+        (conn as unknown as { userInfo: unknown }).userInfo = parseIdUrl(res.id);
+      }
+    } catch (err) {
+      throw signInError(err);
     }
     opts.log?.info({ instanceUrl: conn.instanceUrl, auth: cfg.auth, apiVersion: cfg.apiVersion }, 'signed in to Salesforce');
     return new SalesforceClient(conn, ledger, cfg.apiVersion);

@@ -3,14 +3,22 @@
 // judge:
 //   RECOVERY (after `select hc.recover()`) → IDLE once one authenticated Salesforce call succeeds, or
 //     UNAUTHORIZED when Salesforce refuses the credentials;
-//   any state → UNAUTHORIZED when a sign-in or token refresh is refused at run time (the sync cannot
-//     go on until the credentials are fixed; HC's "Salesforce authentication expired");
-//   UNAUTHORIZED → IDLE when this process (started with fixed credentials) has signed in.
+//   any state → UNAUTHORIZED when a session refresh is refused at run time (invalid_grant,
+//     invalid_client: the sync cannot go on until the credentials are fixed; HC's "Salesforce
+//     authentication expired"). A token endpoint that fails otherwise (a 503, a timeout) is not a
+//     refusal: the work that needed the session is retried and the state does not change;
+//   UNAUTHORIZED → IDLE once an authenticated call succeeds again (a sidecar started with fixed
+//     credentials, or credentials accepted again).
+// The state is reported by the sidecar that holds the connection (the inbound leader) only: a second,
+// misconfigured sidecar does not get to call a connection UNAUTHORIZED that another one keeps syncing.
 // It listens on hc_control like the rest of the sidecar; the table is the truth, the nudge only a hint.
 import { listen } from '../db/notifier.js';
 import type { Service, SyncContext } from '../context.js';
+import { isRefusal } from '../salesforce/client.js';
 
-export async function startConnectionSupervisor(ctx: SyncContext): Promise<Service> {
+const CHECK_MS = Number(process.env.HC_CONNECTION_CHECK_MS ?? 30_000);
+
+export async function startConnectionSupervisor(ctx: SyncContext, opts: { holds: () => boolean }): Promise<Service> {
   const log = ctx.log.child({ part: 'connection' });
   const { id, name } = ctx.connection;
   let stopped = false;
@@ -21,30 +29,32 @@ export async function startConnectionSupervisor(ctx: SyncContext): Promise<Servi
     log.info({ state, message }, 'connection state');
   };
 
-  // A refused token request (invalid_grant, revoked refresh token, changed password) cannot heal by
+  // A refused refresh (revoked refresh token, changed password, blocked connected app) cannot heal by
   // retrying: say so where operators look.
-  ctx.sf.ledger.listeners.push((call) => {
-    if (stopped || call.kind !== 'oauth' || call.status < 400) return;
+  ctx.sf.onRefused.push((err) => {
+    if (stopped) return;
+    if (!opts.holds()) {
+      log.error({ err }, 'Salesforce refused this sidecar\'s credentials; another sidecar holds the connection, so its state is left alone');
+      return;
+    }
     void setState(
       'UNAUTHORIZED',
-      `Salesforce refused the sign-in (HTTP ${call.status}): fix the SF_* credentials, restart hcsync, then select hc.recover();`,
-    ).catch((err) => log.error({ err }, 'could not record UNAUTHORIZED'));
+      `Salesforce refused the credentials (${err.oauthError}): fix the SF_* credentials, restart hcsync, then select hc.recover();`,
+    ).catch((e) => log.error({ err: e }, 'could not record UNAUTHORIZED'));
   });
 
   const check = async () => {
+    if (!opts.holds()) return;
     const row = (await ctx.db.query('select state from hc.connections where id = $1', [id])).rows[0];
-    if (!row) return;
-    if (row.state === 'RECOVERY') {
-      try {
-        // One cheap authenticated call proves the session (and refreshes it if it had expired).
-        await ctx.sf.conn.request(`${ctx.sf.basePath}/limits`);
-        await setState('IDLE', null);
-      } catch (err) {
-        const code = (err as { errorCode?: string }).errorCode ?? (err as Error).name;
-        log.warn({ err }, 'recovery check failed');
-        if (/INVALID_SESSION_ID|invalid_grant|INVALID_AUTH/i.test(String(code))) {
-          await setState('UNAUTHORIZED', `recovery failed: ${(err as Error).message}`);
-        }
+    if (!row || (row.state !== 'RECOVERY' && row.state !== 'UNAUTHORIZED')) return;
+    try {
+      // One cheap authenticated call proves the session (and refreshes it if it had expired).
+      await ctx.sf.conn.request(`${ctx.sf.basePath}/limits`);
+      await setState('IDLE', null);
+    } catch (err) {
+      log.warn({ err, state: row.state }, 'connection check failed');
+      if (row.state === 'RECOVERY' && isRefusal(err)) {
+        await setState('UNAUTHORIZED', `recovery failed: ${(err as Error).message}`);
       }
     }
   };
@@ -57,15 +67,11 @@ export async function startConnectionSupervisor(ctx: SyncContext): Promise<Servi
       });
   };
 
-  // This process signed in before it started us: credentials that failed before work now.
-  await ctx.db.query(
-    `select hc.set_connection_state('IDLE', null, $1) from hc.connections where id = $2 and state = 'UNAUTHORIZED'`,
-    [name, id],
-  );
   const listener = await listen(ctx.config.databaseUrl, ['hc_control'], (_ch, payload) => {
     if (!payload || payload === ctx.connection.schema) nudge();
   }, { log, onConnect: nudge, application_name: 'hcsync connection' });
-  const timer = setInterval(nudge, ctx.config.connectionCheckMs);
+  const timer = setInterval(nudge, CHECK_MS);
+  // This process signed in before it started us: credentials that failed before work now.
   nudge();
 
   return {

@@ -1,5 +1,8 @@
 // Connection-level states only the running sidecar can judge: RECOVERY ends in IDLE once Salesforce
 // answers; refused credentials show as UNAUTHORIZED in hc.status, and a restart with good ones clears it.
+// Only a definite refusal (invalid_grant, invalid_client) is UNAUTHORIZED: a token endpoint that fails
+// for a moment (503) delays the work, and the state belongs to the sidecar that holds the connection.
+import { createServer } from 'node:net';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { startEmulator } from '../../emulator/index.js';
 import { loadConfig } from '../../sidecar/config.js';
@@ -27,6 +30,19 @@ function env(extra: Record<string, string> = {}) {
     HC_CONNECTION_CHECK_MS: '200',
     ...extra,
   };
+}
+
+/** The states the connection has passed through, from hc.sync_log. */
+const transitions = async () =>
+  (await db.query(`select detail->>'to' as "to" from hc.sync_log where event = 'connection_state' order by id`)).rows.map((r) => r.to as string);
+
+async function freePort(): Promise<number> {
+  return new Promise((res) => {
+    const srv = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => res(port));
+    });
+  });
 }
 
 async function start(extra: Record<string, string>): Promise<Sidecar> {
@@ -78,8 +94,9 @@ test('a revoked refresh token shows as UNAUTHORIZED with the fix; starting with 
   expect(bad.state_message).toMatch(/fix the SF_\* credentials/);
   await s.stop();
 
-  await start({ SF_USERNAME: emu.credentials.username, SF_PASSWORD: emu.credentials.password });
+  const good = await start({ SF_USERNAME: emu.credentials.username, SF_PASSWORD: emu.credentials.password });
   await until(async () => (await state()).state === 'IDLE', 'IDLE after a start with good credentials');
+  await good.stop();
 });
 
 test('a sign-in refused at start stops hcsync and leaves UNAUTHORIZED in hc.status', async () => {
@@ -87,4 +104,53 @@ test('a sign-in refused at start stops hcsync and leaves UNAUTHORIZED in hc.stat
   const r = await state();
   expect(r.state).toBe('UNAUTHORIZED');
   expect(r.state_message).toMatch(/Fix the SF_\* settings/);
+});
+
+test('a token endpoint that answers 503 once during a refresh: the write waits and lands, the connection never reads UNAUTHORIZED', async () => {
+  const s = await start({ SF_REFRESH_TOKEN: emu.mintRefreshToken() });
+  await until(async () => (await state()).state === 'IDLE', 'IDLE');
+  await db.query('select hc.create_mapping($1, $2)', ['Account', { access: 'read_write', fields: { Id: {}, Name: {}, SystemModstamp: {}, IsDeleted: {} } }]);
+  await until(async () => (await db.query(`select state from hc._mappings where object_name = 'Account'`)).rows[0]?.state === 'DATA_SYNCED', 'Account mapped');
+  const seen = (await transitions()).length;
+  // The session expires; the refresh that follows meets a 503 from the token endpoint, once.
+  emu.expireTokens();
+  emu.injectFault({ kind: 'oauth', status: 503 });
+  await db.query(`insert into salesforce.account (name) values ('After a 503')`);
+  const row = await until(async () => {
+    const r = (await db.query(`select sfid, _hc_lastop, _hc_err from salesforce.account where name = 'After a 503'`)).rows[0];
+    return r && r._hc_lastop !== 'PENDING' && r;
+  }, 'the write done');
+  expect(row._hc_err).toBeNull();
+  expect(['INSERTED', 'SYNCED']).toContain(row._hc_lastop);
+  expect(row.sfid).toBeTruthy();
+  expect(emu.server.faults).toEqual([]); // the 503 was served
+  expect((await transitions()).slice(seen)).not.toContain('UNAUTHORIZED');
+  expect((await state()).state).toBe('IDLE');
+  await db.query(`select hc.delete_mapping('Account')`);
+  await s.stop();
+});
+
+test('a token endpoint that answers 503 at start: hcsync keeps trying and starts', async () => {
+  const seen = (await transitions()).length;
+  emu.injectFault({ kind: 'oauth', status: 503, remaining: 2 });
+  const s = await start({ SF_USERNAME: emu.credentials.username, SF_PASSWORD: emu.credentials.password });
+  expect(emu.server.faults).toEqual([]);
+  await until(async () => (await state()).state === 'IDLE', 'IDLE');
+  expect((await transitions()).slice(seen)).not.toContain('UNAUTHORIZED');
+  await s.stop();
+});
+
+test('a misconfigured second sidecar on the same connection leaves the state the healthy one reports alone', async () => {
+  const port = await freePort();
+  const healthy = await start({ SF_USERNAME: emu.credentials.username, SF_PASSWORD: emu.credentials.password, HC_HTTP_PORT: String(port) });
+  await until(async () => (await state()).state === 'IDLE', 'IDLE');
+  const seen = (await transitions()).length;
+  await expect(start({ SF_USERNAME: emu.credentials.username, SF_PASSWORD: 'wrong' })).rejects.toThrow(/authentication failure/);
+  expect((await transitions()).slice(seen)).toEqual([]);
+  expect((await state()).state).toBe('IDLE');
+  const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+  expect(health.status).toBe(200);
+  // The healthy one still syncs.
+  await expect(healthy.ctx.sf.conn.request(`${healthy.ctx.sf.basePath}/limits`)).resolves.toBeTruthy();
+  await healthy.stop();
 });

@@ -13,7 +13,12 @@ import type { Service, SyncContext } from '../../context.js';
 import { MappingWorker } from './mapping.js';
 import type { MappingRow } from './rows.js';
 
-export async function startInbound(ctx: SyncContext): Promise<Service> {
+/** The inbound service; `leading()`: this sidecar holds the connection now (its state is ours to report). */
+export interface Inbound extends Service {
+  leading(): boolean;
+}
+
+export async function startInbound(ctx: SyncContext): Promise<Inbound> {
   const log = ctx.log.child({ part: 'inbound' });
   // HC's rule: a connection belongs to one org. Refused (and the sidecar stops) when it is another.
   const orgId = ctx.sf.organizationId ?? (await ctx.sf.conn.identity()).organization_id;
@@ -145,6 +150,7 @@ export async function startInbound(ctx: SyncContext): Promise<Service> {
   log.info({ schema: ctx.connection.schema, org: orgId, leading }, leading ? 'inbound sync started' : 'inbound sync standing by: another sidecar leads this connection');
 
   return {
+    leading: () => leading,
     async stop() {
       stopped = true;
       clearInterval(timer);
