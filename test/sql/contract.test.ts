@@ -219,6 +219,27 @@ describe('sfid belongs to the sync', () => {
     expect(await logCount(id)).toBe(0);
   });
 
+  it('an application role (no rights in hc) gets the same refusal, not a permission error', async () => {
+    const role = `hcsync_test_sfid_${Math.random().toString(16).slice(2, 10)}`;
+    await db.query(`create role ${role} nologin`);
+    const id = await synced('003000000000S06AAA');
+    const c = await db.pool.connect();
+    try {
+      await db.query(`select hc.grant_app_access($1)`, [role]);
+      await c.query(`set role ${role}`);
+      const e = await errorOf(() => c.query(`update salesforce.contact set sfid = null where id = $1`, [id]));
+      expect(e.message).toContain('changing sfid of salesforce.contact');
+      expect(e.hint).toContain('hcsync.allow_sfid_change');
+      await c.query(`update salesforce.contact set lastname = 'By role' where id = $1`, [id]);
+    } finally {
+      await c.query('reset role');
+      c.release();
+      await db.query(`select hc.revoke_app_access($1)`, [role]);
+      await db.query(`drop owned by ${role}`);
+      await db.query(`drop role ${role}`);
+    }
+  });
+
   it('other application writes to the row, sfid unchanged or assigned itself, go through and are captured', async () => {
     const id = await synced('003000000000S02AAA');
     await db.query(`update salesforce.contact set lastname = 'Changed', sfid = sfid where id = $1`, [id]);
