@@ -217,12 +217,32 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
     { log: wlog, onConnect: wake, application_name: 'hcsync writer listen' },
   );
   const sweep = setInterval(wake, opts.sweepMs ?? 30_000);
+  // Take-over: a writer that died (kill -9, a lost host) leaves its claims PENDING until some claim puts
+  // them back; with no new change to wake us that would be the sweep, 30 s later. Its lock is gone at
+  // once, so a cheap look on the standby beat (HC_INBOUND_STANDBY_MS) finds them and a round sends them.
+  const orphans = setInterval(() => {
+    if (stopped || running) return;
+    db.query(
+      `select exists (select 1 from hc._outbound_claims k
+                       where k.connection_id = $1 and not hc._outbound_claimer_alive(k.claimer)) as orphaned`,
+      [connection.id],
+    )
+      .then((r) => {
+        if (r.rows[0]?.orphaned) {
+          wlog.info('claims of a writer that is gone: taking them over');
+          wake();
+        }
+      })
+      .catch(() => {}); // the database is away: the next beat looks again
+  }, config.inbound.standbyMs);
+  orphans.unref();
   wake();
 
   return {
     async stop() {
       stopped = true;
       clearInterval(sweep);
+      clearInterval(orphans);
       await listener.close();
       await running?.catch(() => {});
       if (claimer !== undefined) {
