@@ -3,7 +3,7 @@
 // the table, loads it; application writes are captured and reach Salesforce; Salesforce's changes come
 // back. Derived names (hc_<t>_logger, hc_<t>_status, …) pass 63 bytes here and must not collide. Case
 // (table "case") and fields named Check and Default are reserved words in Postgres (not in SOQL,
-// where Salesforce forbids its own keywords as names): quoted everywhere.
+// where Salesforce forbids its own keywords as names): quoted everywhere, as is the schema "select".
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { defaultOrg, startEmulator, type OrgDefinition } from '../../emulator/index.js';
@@ -21,6 +21,9 @@ import { until } from '../support/until.js';
 const OBJECT = 'Acmecorporation__Customer_Loyalty_Programme_Enrolment_Rec__c';
 const FIELD = 'Acmecorporation__Preferred_Contact_Channel_For_Renewal_No__c';
 const TABLE = OBJECT.toLowerCase();
+// The connection's schema is a reserved word too, and its name needs quoting in any SQL text.
+const SCHEMA = 'select';
+const NAME = `it's "odd"`;
 const COLUMN = FIELD.toLowerCase();
 
 let emu: Awaited<ReturnType<typeof startEmulator>>;
@@ -45,7 +48,7 @@ beforeAll(async () => {
   db = await createTestDb();
   db.pool.on('error', () => {});
   const config = loadConfig(sidecarEnv(emu, db.url));
-  const connectionId = (await db.query(`select hc.create_connection('test', 'salesforce') as id`)).rows[0].id as number;
+  const connectionId = (await db.query(`select hc.create_connection($1, $2) as id`, [NAME, SCHEMA])).rows[0].id as number;
   other = await SalesforceClient.connect(config.salesforce);
   await other.conn.sobject(OBJECT).create({ Name: 'Before the load', [FIELD]: 'email' });
   pool = syncPool(db.url);
@@ -53,7 +56,7 @@ beforeAll(async () => {
   const own = await SalesforceClient.connect(config.salesforce, { pool, connectionId });
   clients.push(own, other);
   const ctx: SyncContext = { config, db: pool, log: createLogger({ level: config.log.level, pretty: false }), sf: own,
-                             connection: { id: connectionId, name: 'test', schema: 'salesforce' } };
+                             connection: { id: connectionId, name: NAME, schema: SCHEMA } };
   // No describe given: the sync describes the object itself.
   await db.query('select hc.create_mapping($1, $2)', [OBJECT, { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, Name: {}, [FIELD]: {}, Check: {}, Default: {} }, indexes: { [FIELD]: { unique: false }, Check: { unique: false } } }]);
   await db.query('select hc.create_mapping($1, $2)', ['Case', { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, Subject: {}, Status: {} } }]);
@@ -71,7 +74,7 @@ afterAll(async () => {
 describe('a 60-character namespaced custom object', () => {
   it('is loaded, its application writes reach Salesforce, and Salesforce changes come back', async () => {
     await until(async () => (await db.query(`select count(*)::int as n from hc._mappings where state = 'DATA_SYNCED'`)).rows[0].n === 2, 'the mappings to load');
-    const rel = `salesforce.${TABLE}`;
+    const rel = `"${SCHEMA}".${TABLE}`;
     expect((await db.query(`select name, ${COLUMN} as v from ${rel}`)).rows).toEqual([{ name: 'Before the load', v: 'email' }]);
 
     // Application INSERT → created in Salesforce, sfid written back.
@@ -82,8 +85,8 @@ describe('a 60-character namespaced custom object', () => {
     // Application UPDATE → updated in Salesforce.
     await db.query(`update ${rel} set ${COLUMN} = 'post' where id = $1`, [id]);
     await until(() => emu.record(sfid)?.[FIELD] === 'post', 'the update to reach Salesforce');
-    await until(async () => (await db.query(`select count(*)::int as n from salesforce._trigger_log where table_name = $1 and state in ('NEW', 'PENDING')`, [TABLE])).rows[0].n === 0, 'the queue to empty');
-    const log = await db.query(`select action, state from (select * from salesforce._trigger_log union all select * from salesforce._trigger_log_archive) l
+    await until(async () => (await db.query(`select count(*)::int as n from "${SCHEMA}"._trigger_log where table_name = $1 and state in ('NEW', 'PENDING')`, [TABLE])).rows[0].n === 0, 'the queue to empty');
+    const log = await db.query(`select action, state from (select * from "${SCHEMA}"._trigger_log union all select * from "${SCHEMA}"._trigger_log_archive) l
                                  where table_name = $1 and record_id = $2 order by id`, [TABLE, id]);
     expect(log.rows).toEqual([{ action: 'INSERT', state: 'SUCCESS' }, { action: 'UPDATE', state: 'SUCCESS' }]);
 
@@ -92,10 +95,10 @@ describe('a 60-character namespaced custom object', () => {
     await until(async () => (await db.query(`select name, "default" from ${rel} where id = $1`, [id])).rows[0]?.default === 'some', 'the Salesforce change to arrive');
 
     // Case: its table is "case", a reserved word.
-    const caseId = (await db.query(`insert into salesforce."case" (subject) values ('Printer on fire') returning id`)).rows[0].id;
-    const caseSfid = await until(async () => (await db.query(`select sfid from salesforce."case" where id = $1`, [caseId])).rows[0]?.sfid as string | null, 'the case to reach Salesforce');
+    const caseId = (await db.query(`insert into "${SCHEMA}"."case" (subject) values ('Printer on fire') returning id`)).rows[0].id;
+    const caseSfid = await until(async () => (await db.query(`select sfid from "${SCHEMA}"."case" where id = $1`, [caseId])).rows[0]?.sfid as string | null, 'the case to reach Salesforce');
     expect(emu.record(caseSfid)).toMatchObject({ Subject: 'Printer on fire' });
     await other.conn.sobject('Case').update({ Id: caseSfid, Status: 'Closed' });
-    await until(async () => (await db.query(`select status from salesforce."case" where id = $1`, [caseId])).rows[0]?.status === 'Closed', 'the case change to arrive');
+    await until(async () => (await db.query(`select status from "${SCHEMA}"."case" where id = $1`, [caseId])).rows[0]?.status === 'Closed', 'the case change to arrive');
   }, 180_000);
 });
