@@ -208,6 +208,47 @@ describe('object names of every length 1..60', () => {
   });
 });
 
+describe('field names of every length 1..60', () => {
+  it('each is a column with its own index, and a write to all of them is captured whole', async () => {
+    const object = `Acme__${cut(SNAKE, 51)}__c`.replace('Acme__S', 'Acme__W'); // 60 characters, a table of its own
+    const fields: string[] = [];
+    for (let n = 1; n <= 60; n++) fields.push(n < 4 ? cut(WORDS, n) : n % 2 ? `${cut(SNAKE, n - 3)}__c` : `Acme__${cut(WORDS, Math.max(1, n - 9))}__c`.slice(0, n));
+    expect(new Set(fields.map((f) => f.toLowerCase())).size).toBe(60);
+    const describe = {
+      name: object,
+      fields: [
+        describeField('Id', 'id', { length: 18, nillable: false, createable: false, updateable: false }),
+        describeField('IsDeleted', 'boolean', { nillable: false, createable: false, updateable: false }),
+        describeField('SystemModstamp', 'datetime', { nillable: false, createable: false, updateable: false }),
+        ...fields.map((f) => describeField(f, 'string', { length: 10 })),
+      ],
+    };
+    const config = {
+      access: 'read_write',
+      fields: Object.fromEntries(['Id', 'IsDeleted', 'SystemModstamp', ...fields].map((f) => [f, {}])),
+      indexes: Object.fromEntries(fields.map((f, i) => [f, { unique: i % 2 === 0 }])),
+    };
+    await createMapping(db, object, config, describe);
+    const t = object.toLowerCase();
+    const { indexes } = await derivedObjects('salesforce', t);
+    const byCols = Object.fromEntries(indexes.map((x) => [x.cols, x]));
+    for (const [i, f] of fields.entries()) {
+      const col = f.toLowerCase();
+      expect([f, byCols[col]?.unique]).toEqual([f, i % 2 === 0]);
+      const hc = `${i % 2 === 0 ? 'hcu_idx_' : 'hc_idx_'}${t}_${col}`;
+      if (fits(hc)) expect(byCols[col].name).toBe(hc);
+    }
+    expect(indexes).toHaveLength(fields.length + 3);
+    const cols = fields.map((f) => q(f.toLowerCase()));
+    const id = (await db.query(`insert into salesforce.${q(t)} (${cols.join(', ')}) values (${cols.map((_, i) => `$${i + 1}`).join(', ')}) returning id`,
+      fields.map((_, i) => `v${i + 1}`))).rows[0].id;
+    const log = await db.query(`select "values" from salesforce._trigger_log where table_name = $1 and record_id = $2`, [t, id]);
+    const values = (await db.query(`select (each($1::hstore)).*`, [log.rows[0].values])).rows as Array<{ key: string; value: string | null }>;
+    const got = Object.fromEntries(values.map((r) => [r.key, r.value]));
+    for (const [i, f] of fields.entries()) expect([f, got[f.toLowerCase()]]).toEqual([f, `v${i + 1}`]);
+  });
+});
+
 describe('names that cannot be identifiers are refused with the rule', () => {
   it('object and field names with quotes, spaces or past 63 bytes', async () => {
     for (const bad of ['My"Obj__c', 'My Obj__c', 'Obj;drop', `${'A'.repeat(61)}__c`]) {
