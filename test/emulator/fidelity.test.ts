@@ -3,6 +3,7 @@ import https from 'node:https';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import jsforce from 'jsforce';
 import type { Emulator } from '../../emulator/index.js';
+import { until } from '../support/until.js';
 import { login, raw, start, VERSION } from './helpers.js';
 
 let emu: Emulator;
@@ -81,6 +82,13 @@ describe('SOQL', () => {
     expect((await conn.query("select count() from account where name not in ('a') and isdeleted = false")).totalSize).toBe(6);
     expect((await conn.query("select id from account where createddate = today and name like '%keywords%'")).totalSize).toBe(1);
     expect((await conn.query("select id from account where name like 'lowercase%' or name like 'nothing%'")).totalSize).toBe(1);
+    expect((await conn.query<{ n: number }>("select count(id) n from account where name like 'lowercase%'")).records[0].n).toBe(1);
+    // Bulk 2.0 query jobs read SOQL the same way.
+    const job = await raw(emu, token, 'POST', `/services/data/v${VERSION}/jobs/query`, { operation: 'query', query: "select name from account where name like 'lowercase%'" });
+    expect(job.status).toBe(200);
+    const id = job.json().id as string;
+    await until(async () => (await raw(emu, token, 'GET', `/services/data/v${VERSION}/jobs/query/${id}`)).json().state === 'JobComplete', 'query job', 10_000, 25);
+    expect((await raw(emu, token, 'GET', `/services/data/v${VERSION}/jobs/query/${id}/results`)).text.trim()).toBe('"Name"\n"Lowercase Keywords Ltd"');
   });
 
   it('query?columns=true answers column metadata and no rows', async () => {
@@ -193,6 +201,11 @@ describe('HTTPS', () => {
       expect(JSON.parse(q.text).totalSize).toBe(2);
       const res = JSON.parse((await tlsRequest(`${e.httpsUrl}/services/data/v${VERSION}/`, e.certificate, { headers: { Authorization: `Bearer ${t.access_token}` } })).text);
       expect(res.identity).toMatch(new RegExp(`^${e.httpsUrl}/id/`));
+      // SOAP login over TLS hands out an https serverUrl.
+      const soap = await tlsRequest(`${e.httpsUrl}/services/Soap/u/58.0`, e.certificate, { method: 'POST', headers: { 'content-type': 'text/xml', SOAPAction: '""' },
+        body: `<se:Envelope xmlns:se="http://schemas.xmlsoap.org/soap/envelope/"><se:Body><login xmlns="urn:partner.soap.sforce.com"><username>${c.username}</username><password>${c.password}</password></login></se:Body></se:Envelope>` });
+      expect(soap.status).toBe(200);
+      expect(/<serverUrl>([^<]+)</.exec(soap.text)?.[1]).toMatch(new RegExp(`^${e.httpsUrl}/services/Soap/u/58.0/00D`));
       // The plain listener still answers with its own URLs.
       const plain = (await (await fetch(`${e.url}/services/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: new URLSearchParams({ grant_type: 'client_credentials', client_id: c.clientId, client_secret: c.clientSecret }) })).json()) as { instance_url: string };
