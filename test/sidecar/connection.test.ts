@@ -154,3 +154,26 @@ test('a misconfigured second sidecar on the same connection leaves the state the
   await expect(healthy.ctx.sf.conn.request(`${healthy.ctx.sf.basePath}/limits`)).resolves.toBeTruthy();
   await healthy.stop();
 });
+
+test('a standby sidecar whose session refresh is refused at run time leaves the state alone; the one holding the connection keeps it IDLE', async () => {
+  const healthy = await start({ SF_USERNAME: emu.credentials.username, SF_PASSWORD: emu.credentials.password });
+  await until(async () => (await state()).state === 'IDLE', 'IDLE');
+  const refreshToken = emu.mintRefreshToken();
+  const standby = await start({ SF_REFRESH_TOKEN: refreshToken });
+  const seen = (await transitions()).length;
+  // The standby's refresh token is revoked, then every session expires: the standby's refresh is
+  // refused (invalid_grant), the healthy sidecar signs in again.
+  await fetch(`${emu.url}/services/oauth2/revoke`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    body: new URLSearchParams({ token: refreshToken }),
+  });
+  emu.expireTokens();
+  await expect(standby.ctx.sf.conn.request(`${standby.ctx.sf.basePath}/limits`)).rejects.toThrow(/invalid_grant/);
+  await expect(healthy.ctx.sf.conn.request(`${healthy.ctx.sf.basePath}/limits`)).resolves.toBeTruthy();
+  await db.query('select hc.recover()'); // a check by the holder: still IDLE afterwards
+  await until(async () => (await state()).state === 'IDLE', 'IDLE after the check');
+  expect((await transitions()).slice(seen).filter((t) => t === 'UNAUTHORIZED')).toEqual([]);
+  await standby.stop();
+  await healthy.stop();
+});
