@@ -430,6 +430,15 @@ begin
         end if;
         execute format('alter table %s drop column %I', fq, cur.name);
         dropped := dropped || cur.name;
+      elsif m.applied_at is not null and cur.name <> 'sfid'
+            and not exists (select 1 from hc._mapping_fields f where f.mapping_id = m.id and f.column_name = cur.name) then
+        -- A newly mapped field whose column the application already added: retyping it (an explicit
+        -- cast cuts long text silently) and loading Salesforce's values into it would replace its data.
+        raise exception 'hcsync: %.% already has a column "%" that this mapping did not make; mapping % onto it would replace its values',
+            s, t, cur.name, d->>'field'
+          using errcode = 'invalid_parameter_value',
+                hint = format('Rename the application''s column (ALTER TABLE %s RENAME COLUMN %I TO %I) and apply the mapping again, or leave %s out of "fields".',
+                              fq, cur.name, 'app_' || cur.name, d->>'field');
       elsif d->>'pg_type' <> cur.type then
         execute format('alter table %s alter column %I type %s using %I::%s', fq, cur.name, d->>'pg_type', cur.name, d->>'pg_type');
         retyped := retyped || cur.name;

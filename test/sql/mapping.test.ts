@@ -123,6 +123,24 @@ describe('columns the application added to a mapped table are its own', () => {
     await db.query(`select hc.delete_connection('appcols')`);
   });
 
+  it('a field added to the config whose column the application already has is refused, not retyped over its data', async () => {
+    await createConnection(db, 'appcols2', 'sf_appcols2');
+    await createMapping(db, 'Contact', base, describe_('contact'), 'appcols2');
+    await db.query(`alter table sf_appcols2.contact add column phone text`);
+    const long = 'call after six, ask for the night desk, extension 4411, never before noon';
+    await db.query(`insert into sf_appcols2.contact (lastname, phone) values ('App', $1)`, [long]);
+    const withPhone = JSON.stringify(cfg(['Id', 'IsDeleted', 'SystemModstamp', 'LastName', 'Email', 'Title', 'Phone']));
+    const e = await errorOf(() => db.query(`select hc.update_mapping('Contact', $1::jsonb, $2::jsonb, 'appcols2')`, [withPhone, JSON.stringify(describe_('contact'))]));
+    expect(e.code).toBe('22023');
+    expect(e.message).toContain('phone');
+    expect(e.hint).toMatch(/rename/i);
+    // Without a describe the mapping waits for one (the sidecar then reports BAD_CONFIG with the same message).
+    await db.query(`select hc.update_mapping('Contact', $1::jsonb, null, 'appcols2')`, [withPhone]);
+    expect((await db.query(`select phone, format_type(atttypid, atttypmod) as t from sf_appcols2.contact,
+                              pg_attribute where attrelid = 'sf_appcols2.contact'::regclass and attname = 'phone'`)).rows).toEqual([{ phone: long, t: 'text' }]);
+    await db.query(`select hc.delete_connection('appcols2')`);
+  });
+
   it('a Heroku Connect table taken over keeps columns the config does not map', async () => {
     await createConnection(db, 'adopt', 'sf_adopt');
     await db.query(`create table sf_adopt.contact (id serial primary key, sfid varchar(18), _hc_lastop varchar(32), _hc_err text,
