@@ -6,11 +6,10 @@
 // instead; it cannot restart a server it does not own, so the nemesis terminates every session of the
 // database in place of a restart, and says so.
 import { resolve } from 'node:path';
-import { rmSync } from 'node:fs';
 import pg from 'pg';
 import { startEmulator } from '../../emulator/index.js';
 import { migrate } from '../../sidecar/db/contractor.js';
-import { startEmbeddedPostgres, freePort, type RunningPostgres } from '../support/postgres.js';
+import { startEmbeddedPostgres, freePort, removeDataDir, type RunningPostgres } from '../support/postgres.js';
 import { spawnSidecar, sidecarEnv, type SidecarProcess } from '../support/sidecar.js';
 import { assertFreshBuild } from '../support/cli.js';
 import { until } from '../support/until.js';
@@ -142,7 +141,7 @@ export async function startRig(opts: { label: string; log?: (s: string) => void 
       await emu.stop();
       if (server) {
         await server.stop().catch(() => {});
-        if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+        if (dataDir) removeDataDir(dataDir);
       } else {
         const a = new pg.Client({ connectionString: adminUrl });
         await a.connect();
