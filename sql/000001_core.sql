@@ -336,35 +336,74 @@ end;
 $$;
 
 -- ---------------------------------------------------------------------------------------------------
--- hstore text without the hstore extension.
+-- hstore text that no other role can redirect.
 --
 -- The capture triggers run as the owner (SECURITY DEFINER), called by application roles. Whatever they
 -- resolve through a schema another role may write (functions, operators, types) can be replaced by an
 -- exact-type overload that then runs as the owner: calling hstore(old.*) from public, qualified or not,
--- hands the owner's rights to any role with CREATE on public. So the triggers build Heroku Connect's
--- hstore literals from pg_catalog alone, byte for byte what hstore(record)::text and hstore_out write:
--- pairs "key"=>"value" (or NULL) joined by ', ', keys ordered by byte length then bytes, '"' and '\'
--- escaped with '\'.
+-- at run time hands the owner's rights to any role with CREATE on public.
+--
+-- So each mapped table gets hc._row_hstore(<its row type>, ...): SQL functions with a standard body
+-- (BEGIN ATOMIC), which PostgreSQL parses once, when they are created, binding the hstore extension's
+-- function and operators by identity. An overload created later is never seen; one that already
+-- exists when the functions are made is refused (checked against the extension's members). They write
+-- exactly what hstore(record) - excluded (and "new - old") write, because that is what they call.
 
--- (column, output text) of a row, from its composite text (record_out uses each column's output
--- function, as hstore(record) does): fields are comma-separated, NULL is empty, a quoted field doubles
--- '"' and '\'. relid gives the column names (dropped columns are in neither).
-create or replace function hc._record_pairs(rec text, relid oid)
-returns table (key text, value text)
-language sql stable
+-- Makes hc._row_hstore(r, excluded) and hc._row_hstore(r, excluded, minus) for a table's row type.
+create or replace function hc._install_row_hstore(rel regclass)
+returns void
+language plpgsql
 set search_path = pg_catalog, pg_temp
-as $$
-  select a.attname::text,
-         case when f.tok = '' then null
-              when left(f.tok, 1) = '"' then regexp_replace(substr(f.tok, 2, length(f.tok) - 2), E'(["\\\\])\\1', E'\\1', 'g')
-              else f.tok end
-    from (select attname, row_number() over (order by attnum) as n
-            from pg_attribute where attrelid = relid and attnum > 0 and not attisdropped) a
-    join (select m[1] as tok, n
-            from regexp_matches(substr(rec, 2, length(rec) - 2) || ',', E'("(?:[^"]+|"")*"|[^,]*),', 'g') with ordinality as x(m, n)) f
-      using (n)
-$$;
+as $fn$
+declare
+  rowtype text := (select c.reltype::regtype::text from pg_class c where c.oid = rel);
+  ext oid := (select e.oid from pg_extension e where e.extname = 'hstore');
+  hs text := (select quote_ident(n.nspname) from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = 'hstore');
+  fns oid[];
+  stray text;
+begin
+  if to_regprocedure(format('hc._row_hstore(%s, text[])', rowtype)) is null then
+    execute format($ddl$create function hc._row_hstore(r %1$s, excluded text[]) returns text language sql stable
+                        begin atomic select (%2$s.hstore(r) operator(%2$s.-) excluded)::text; end$ddl$, rowtype, hs);
+  end if;
+  if to_regprocedure(format('hc._row_hstore(%s, text[], text)', rowtype)) is null then
+    execute format($ddl$create function hc._row_hstore(r %1$s, excluded text[], minus text) returns text language sql stable
+                        begin atomic select ((%2$s.hstore(r) operator(%2$s.-) minus::%2$s.hstore) operator(%2$s.-) excluded)::text; end$ddl$,
+                   rowtype, hs);
+  end if;
+  fns := array[to_regprocedure(format('hc._row_hstore(%s, text[])', rowtype))::oid,
+               to_regprocedure(format('hc._row_hstore(%s, text[], text)', rowtype))::oid];
+  -- Every function and operator the bodies were bound to must be the extension's own.
+  select string_agg(distinct case when d.refclassid = 'pg_proc'::regclass then d.refobjid::regprocedure::text
+                                  else d.refobjid::regoperator::text end, ', ') into stray
+    from pg_depend d
+   where d.classid = 'pg_proc'::regclass and d.objid = any (fns)
+     and d.refclassid in ('pg_proc'::regclass, 'pg_operator'::regclass)
+     and not exists (select 1 from pg_depend e where e.classid = d.refclassid and e.objid = d.refobjid
+                      and e.refclassid = 'pg_extension'::regclass and e.refobjid = ext and e.deptype = 'e');
+  if stray is not null then
+    raise exception 'hcsync: capturing % would call %, which is not the hstore extension''s: another role has overloaded it', rel, stray
+      using errcode = 'insufficient_privilege',
+            hint = 'Drop that function or operator and revoke CREATE on its schema (REVOKE CREATE ON SCHEMA public FROM PUBLIC), then apply the mapping again.';
+  end if;
+  execute format('revoke all on function hc._row_hstore(%1$s, text[]), hc._row_hstore(%1$s, text[], text) from public', rowtype);
+end;
+$fn$;
 
+-- Drops them (before the table goes: they depend on its row type).
+create or replace function hc._drop_row_hstore(rel regclass)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  rowtype text := (select c.reltype::regtype::text from pg_class c where c.oid = rel);
+begin
+  execute format('drop function if exists hc._row_hstore(%1$s, text[]), hc._row_hstore(%1$s, text[], text)', rowtype);
+end;
+$fn$;
+
+-- HC's re-queue functions take an hstore argument: they read it as text, with pg_catalog alone.
 -- (key, value) of an hstore literal as hstore_out writes it.
 create or replace function hc._hstore_pairs(h text)
 returns table (key text, value text)
@@ -376,26 +415,8 @@ as $$
     from regexp_matches(coalesce(h, ''), E'"((?:[^"\\\\]|\\\\.)*)"=>(NULL|"((?:[^"\\\\]|\\\\.)*)")', 'g') as m
 $$;
 
--- The hstore literal of a row (record text and relation, as hc._record_pairs takes them) without the
--- excluded keys; with minus (an hstore literal), only the pairs minus does not hold with the same value
--- (hstore's "new - old").
-create or replace function hc._hstore_text(rec text, relid oid, excluded text[], minus text default null)
-returns text
-language sql stable
-set search_path = pg_catalog, pg_temp
-as $$
-  select coalesce(string_agg(
-           '"' || replace(replace(p.key, E'\\', E'\\\\'), '"', E'\\"') || '"=>'
-             || coalesce('"' || replace(replace(p.value, E'\\', E'\\\\'), '"', E'\\"') || '"', 'NULL'),
-           ', ' order by octet_length(p.key), p.key collate pg_catalog."C"), '')
-    from hc._record_pairs(rec, relid) p
-   where not (p.key = any (excluded))
-     and (minus is null or not exists (select 1 from hc._hstore_pairs(minus) o
-                                        where o.key = p.key and o.value is not distinct from p.value))
-$$;
-
--- The same from an hstore literal (the re-queue functions take an hstore): its pairs without the excluded
--- keys, or only the included ones when included is not empty.
+-- An hstore literal's pairs, as hstore_out writes them, without the excluded keys, or only the included
+-- ones when included is not empty.
 create or replace function hc._hstore_subset(h text, excluded text[], included text[] default null)
 returns text
 language sql immutable

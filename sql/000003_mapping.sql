@@ -173,8 +173,9 @@ $$;
 -- The body of the AFTER row trigger function hc_<t>_logger (reference §2.7, "VERSION 4"): writes one
 -- _trigger_log row per application change. SECURITY DEFINER, so roles that may write the table but not
 -- the queue are still captured; therefore it resolves nothing outside pg_catalog and hc (search_path
--- pg_catalog, pg_temp) and builds HC's hstore text with hc._hstore_text rather than hstore(old.*), which
--- an overload in the extension's schema could replace (see hc._record_pairs).
+-- pg_catalog, pg_temp) and builds HC's hstore text with hc._row_hstore, bound to the hstore extension
+-- when the mapping is applied, rather than hstore(old.*) resolved at run time, which an overload in the
+-- extension's schema could replace (see hc._install_row_hstore).
 create or replace function hc._logger_ddl(s text, t text, read_only boolean) returns text
 language sql immutable
 as $fn$
@@ -198,16 +199,16 @@ as $fn$
       trigger_row.state := %4$L;
       if (tg_op = 'DELETE') then
         trigger_row.record_id := old.id;
-        trigger_row.old := hc._hstore_text(old::text, tg_relid, excluded_cols);
+        trigger_row.old := hc._row_hstore(old, excluded_cols);
         trigger_row.sfid := old.sfid;
         %5$s
       elsif (tg_op = 'INSERT') then
         trigger_row.record_id := new.id;
-        trigger_row."values" := hc._hstore_text(new::text, tg_relid, excluded_cols);
+        trigger_row."values" := hc._row_hstore(new, excluded_cols);
       elsif (tg_op = 'UPDATE') then
         trigger_row.record_id := new.id;
-        trigger_row.old := hc._hstore_text(old::text, tg_relid, excluded_cols);
-        trigger_row."values" := hc._hstore_text(new::text, tg_relid, excluded_cols, trigger_row.old);
+        trigger_row.old := hc._row_hstore(old, excluded_cols);
+        trigger_row."values" := hc._row_hstore(new, excluded_cols, trigger_row.old);
         %6$s
         trigger_row.sfid := old.sfid;
       end if;
@@ -481,6 +482,7 @@ begin
   end loop;
 
   -- HC's two triggers, plus hcsync's TRUNCATE and sfid guards (see hc.truncate_guard, hc.sfid_guard).
+  perform hc._install_row_hstore(fq::regclass);
   execute hc._logger_ddl(s, t, read_only);
   execute hc._status_ddl(s, t);
   execute format('revoke all on function %I.%I(), %I.%I() from public', s, hc._name('hc_', t, '_logger'), s, hc._name('hc_', t, '_status'));
@@ -619,6 +621,7 @@ begin
   if to_regclass(fq) is not null and m.applied_at is null then
     raise notice 'hcsync: table % was not built by this mapping and is left as it is', fq;
   elsif to_regclass(fq) is not null then
+    perform hc._drop_row_hstore(fq::regclass);
     if drop_table then
       execute format('drop table %s', fq);
     else

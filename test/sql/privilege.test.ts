@@ -68,6 +68,44 @@ describe('the capture trigger', () => {
     expect(log.rows[1].values).toBe('"description"=>"x"');
   });
 
+  it('binds the hstore extension when the mapping is applied, and refuses an overload that is already there', async () => {
+    // Detached (drop_table => false) and taken over again: the capture functions are made anew, while
+    // the attacker's exact-type overload for the table's row type already exists.
+    const cfg = { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, Name: {} } };
+    await createMapping(db, 'My_Obj__c', cfg, describe_('my_obj__c'));
+    await db.query(`select hc.delete_mapping('My_Obj__c', null, false)`);
+    await asRole(evil, async () => {
+      await as.query(`create function public.hstore(salesforce.my_obj__c) returns public.hstore language plpgsql as $$
+        begin execute 'alter role ${evil} superuser'; return public.hstore(array['id'], array[$1.id::text]); end $$`);
+    });
+    try {
+      const e = await errorOf(() => createMapping(db, 'My_Obj__c', cfg, describe_('my_obj__c')));
+      expect(e.code).toBe('42501');
+      expect(e.message).toMatch(/would call public\.hstore\(salesforce\.my_obj__c\), which is not the hstore extension's/);
+      expect(e.hint).toMatch(/REVOKE CREATE ON SCHEMA public FROM PUBLIC/);
+    } finally {
+      await db.query(`drop function public.hstore(salesforce.my_obj__c)`);
+    }
+    await createMapping(db, 'My_Obj__c', cfg, describe_('my_obj__c'));
+    await asRole(evil, async () => {
+      await as.query(`create function public.hstore(salesforce.my_obj__c) returns public.hstore language plpgsql as $$
+        begin execute 'alter role ${evil} superuser'; return public.hstore(array['id'], array[$1.id::text]); end $$`);
+    });
+    try {
+      await db.query(`select hc.grant_app_access($1)`, [evil]);
+      await asRole(evil, async () => {
+        await as.query(`insert into salesforce.my_obj__c (name) values ('x')`);
+        await as.query(`update salesforce.my_obj__c set name = 'y'`);
+      });
+      expect(await isSuperuser(evil)).toBe(false);
+      const log = await db.query(`select action, "values" from salesforce._trigger_log where table_name = 'my_obj__c' order by id desc limit 1`);
+      expect(log.rows).toEqual([{ action: 'UPDATE', values: '"name"=>"y"' }]);
+    } finally {
+      await db.query(`drop function public.hstore(salesforce.my_obj__c)`);
+      await db.query(`select hc.delete_mapping('My_Obj__c')`);
+    }
+  });
+
   it('writes the hstore text hstore(record) writes, byte for byte', async () => {
     // Keys of every length order by length then bytes; quotes, backslashes, commas, parentheses,
     // blanks, empty strings, NULLs and multi-byte text are quoted and escaped as hstore_out does.
