@@ -8,6 +8,14 @@
 --     is about to stamp with its sfid is adopted, not duplicated);
 --   * a column with a local change still pending (a NEW/PENDING _trigger_log entry of that row naming
 --     that column) keeps its local value: it is newer and will be sent; the skip is logged as a conflict;
+--   * a change event (or a re-read) says when Salesforce had the values it carries (hcsync_at); a column
+--     that a write of ours may have changed since then (sent, answered later than hcsync_at − 5 s) and
+--     whose incoming value differs from the row's keeps its local value, and the record is queued to be
+--     read again (hc.inbound_rereads): the event may be the echo of an earlier write of ours, older than
+--     what the application last wrote, or Salesforce may have rewritten our value (a flow) — only the
+--     record as it is now can tell, and it is read outside any transaction;
+--   * a row whose last local change Salesforce refused (_hc_lastop FAILED) keeps FAILED and its error
+--     when a change event touches it: the refused value is still there and differs from Salesforce's;
 --   * a row whose local DELETE is pending is not brought back;
 --   * a row that does not fit (too long, bad type) fails alone into hc.sync_log with its record id and
 --     the fix; the rest of its batch is applied.
@@ -75,6 +83,17 @@ begin
 end;
 $$;
 
+-- Records to be read again from Salesforce as they are now, and from when on. A change event that cannot
+-- be applied safely (its values may be older than a write of ours, or the application holds the row
+-- locked) is replaced by a re-read of its record: queued here in the transaction that moves the replay id
+-- past it, so a crash between the two loses nothing, and read outside any transaction.
+create table hc.inbound_rereads (
+  mapping_id  integer not null references hc._mappings on delete cascade,
+  sfid        text not null,
+  not_before  timestamptz not null default now(),
+  primary key (mapping_id, sfid)
+);
+
 -- Applies rows to a mapping's table. p_source is either 'json' (p_rows is a JSON array of objects keyed
 -- by soql name, values as Salesforce sends them) or the name of a staging table with one text column per
 -- soql name (Bulk CSV pages are COPYed there). p_fields lists the soql names present (a CDC UPDATE
@@ -102,8 +121,12 @@ declare
   has_isdeleted boolean := false;
   isdeleted_expr text;
   smod_expr text;
+  at_expr text;
   full_row boolean;
   pend jsonb;
+  failed jsonb := '{}';
+  n_reread integer := 0;
+  waiting boolean := false;
   stmt text;
   n_applied bigint := 0;
   n_deleted bigint := 0;
@@ -151,6 +174,9 @@ begin
   end loop;
   id_expr := 's."Id"';
   full_row := p_origin in ('load', 'poll', 'reread', 'drift');
+  -- When Salesforce had these values (a change event's commit time, a re-read's start): rows without it
+  -- are compared with pending local changes only.
+  at_expr := case when 'hcsync_at' = any (p_fields) then '(s.hcsync_at)::timestamptz' else 'null::timestamptz' end;
 
   -- The upsert field (external id) as the second key, when mapped and present in this batch.
   select quote_ident(i.column_name), hc._inbound_cast(format('s.%I', i.soql_name), i.sf_type, i.pg_type)
@@ -169,18 +195,75 @@ begin
                  tbl, id_expr, src)
     using p_rows into n;
 
-  -- Local changes not yet sent: {record_id: {column: true}} for this table. Usually empty and small.
+  -- Local changes of the rows this batch touches (only those: the queue may hold 100,000 entries of other
+  -- rows), as {record_id: {column: "pending" | "sent"}}. "pending": a NEW/PENDING entry names the column.
+  -- "sent": a write of ours named it and was answered after hcsync_at − 5 s (the clocks of Salesforce and
+  -- Postgres may differ by that much), so the incoming value may be older than it. Usually empty.
+  if at_expr = 'null::timestamptz' then   -- (nothing to look up when no local change waits at all)
+    execute format($q$select exists (select 1 from %s where state in ('NEW', 'PENDING') and table_name = %L)$q$, tlog, (t.m).table_name)
+      into waiting;
+  end if;
+  pend := '{}';
+  if at_expr <> 'null::timestamptz' or waiting then
   execute format($q$
-    select coalesce(jsonb_object_agg(record_id::text, cols), '{}') from (
-      select l.record_id, jsonb_object_agg(k, true) as cols
-      from %s l, lateral skeys(coalesce(l."values", '')::hstore) k
-      where l.state in ('NEW', 'PENDING') and l.table_name = %L and l.action in ('INSERT', 'UPDATE') and l.record_id is not null
-      group by l.record_id) x$q$, tlog, (t.m).table_name)
-    into pend;
+    with b as (select distinct t.id, %1$s - interval '5 seconds' as since
+                 from %2$s join %3$s t on t.sfid = %4$s),
+    e as (
+      select b.id, l.state, l.action, l."values" from b join %5$s l on l.record_id = b.id
+       where l.table_name = %6$L and l.action in ('INSERT', 'UPDATE')
+         and (l.state in ('NEW', 'PENDING') or (l.state in ('SUCCESS', 'MERGED') and l.processed_at >= b.since))
+      union all
+      select b.id, l.state, l.action, l."values" from b join %7$s l on l.record_id = b.id
+       where b.since is not null and l.table_name = %6$L and l.action in ('INSERT', 'UPDATE')
+         and l.state in ('SUCCESS', 'MERGED') and l.processed_at >= b.since)
+    select coalesce(jsonb_object_agg(id::text, cols), '{}') from (
+      select id, jsonb_object_agg(k, st) as cols from (
+        select e.id, kv.key as k, case when bool_or(e.state in ('NEW', 'PENDING')) then 'pending' else 'sent' end as st
+        from e, lateral each(coalesce(e."values", '')::hstore) kv
+        -- an INSERT entry lists every column: the NULL ones were not set, so not sent either
+        where e.state in ('NEW', 'PENDING') or e.action = 'UPDATE' or kv.value is not null
+        group by e.id, kv.key) y
+      group by id) x$q$, at_expr, src, tbl, id_expr, tlog, (t.m).table_name, format('%I._trigger_log_archive', t.schema_name))
+    using p_rows into pend;
+  end if;
 
-  -- The SET list: a pending local column keeps its value.
-  select coalesce(array_agg(format('%1$s = case when coalesce($2 -> t.id::text ? %2$L, false) then t.%1$s else excluded.%1$s end', c, trim(both '"' from c))), '{}')
+  -- The SET list: a pending local column keeps its value; a column a write of ours may have changed
+  -- since the incoming values were read keeps it too when they differ (the record is read again).
+  select coalesce(array_agg(format('%1$s = case when ($2 -> t.id::text ->> %2$L) = ''pending'' then t.%1$s
+                                                when ($2 -> t.id::text ->> %2$L) = ''sent'' and t.%1$s is distinct from excluded.%1$s then t.%1$s
+                                                else excluded.%1$s end', c, trim(both '"' from c))), '{}')
     into sets from unnest(cols) c;
+
+  -- Records with such a "sent" column that differs: queued to be read again as they are now (after the
+  -- 5 s, so that the re-read sees every write of ours answered so far). Rows that do not cast are left to
+  -- the apply below, which fails them alone.
+  if pend::text like '%"sent"%' then
+    begin
+      execute format($q$
+        insert into hc.inbound_rereads as q (mapping_id, sfid, not_before)
+        select %1$s, t.sfid, now() + interval '5 seconds'
+          from (select %2$s as sfid %3$s from %4$s) s join %5$s t on t.sfid = s.sfid
+         where %6$s
+        on conflict (mapping_id, sfid) do update set not_before = greatest(q.not_before, excluded.not_before)$q$,
+        p_mapping_id, id_expr,
+        (select coalesce(string_agg(format(', %s as %s', e, c), ''), '') from unnest(sel, cols) as u(e, c)),
+        src, tbl,
+        (select coalesce(string_agg(format('(($2 -> t.id::text ->> %2$L) = ''sent'' and t.%1$s is distinct from s.%1$s)', c, trim(both '"' from c)), ' or '), 'false')
+           from unnest(cols) c))
+        using p_rows, pend;
+      get diagnostics n_reread = row_count;
+    exception when others then
+      null;
+    end;
+  end if;
+
+  -- Rows whose last local change Salesforce refused: after a partial (change event) row they read FAILED
+  -- again, with their error (below). A full row replaces every column with Salesforce's value.
+  if not full_row then
+    execute format($q$select coalesce(jsonb_object_agg(t.id::text, t._hc_err), '{}') from %s t
+                       where t._hc_lastop = 'FAILED' and t.sfid in (select %s from %s)$q$, tbl, id_expr, src)
+      using p_rows into failed;
+  end if;
 
   -- One statement text, applied set-based, or per row (filter on one Id) when the set fails.
   stmt := format($q$
@@ -219,7 +302,9 @@ begin
                           and not exists (select 1 from %1$s x where x.sfid = src.sfid)
                         returning t.sfid$a$,
                      tbl,
-                     (select coalesce(string_agg(format(', %1$s = case when coalesce($2 -> t.id::text ? %2$L, false) then t.%1$s else src.%1$s end', c, trim(both '"' from c)), ''), '')
+                     (select coalesce(string_agg(format(', %1$s = case when ($2 -> t.id::text ->> %2$L) = ''pending'' then t.%1$s
+                                                               when ($2 -> t.id::text ->> %2$L) = ''sent'' and t.%1$s is distinct from src.%1$s then t.%1$s
+                                                               else src.%1$s end', c, trim(both '"' from c)), ''), '')
                         from unnest(cols) c where c <> upsert_col),
                      upsert_col) end,
     (select coalesce(string_agg(', ' || c, ''), '') from unnest(cols) c),
@@ -233,17 +318,17 @@ begin
          else '' end);
 
   -- Conflicts: incoming rows touching a column with a newer local change pending.
-  if pend <> '{}' then
+  if pend::text like '%"pending"%' then
     execute format($q$
       with src as (select %1$s as sfid from %2$s)
       insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
       select %3$s, %4$s, 'inbound', 'info', 'conflict',
              format('%%s %%s: local change to %%s is pending and newer; it is kept and will be sent', %5$L, t.sfid,
-                    (select string_agg(k, ', ') from jsonb_object_keys($2 -> t.id::text) k where k = any ($3))),
+                    (select string_agg(k, ', ') from jsonb_each_text($2 -> t.id::text) p(k, v) where v = 'pending' and k = any ($3))),
              jsonb_build_object('sfid', t.sfid, 'record_id', t.id, 'origin', %6$L,
-                                'columns', (select jsonb_agg(k) from jsonb_object_keys($2 -> t.id::text) k where k = any ($3)))
+                                'columns', (select jsonb_agg(k) from jsonb_each_text($2 -> t.id::text) p(k, v) where v = 'pending' and k = any ($3)))
       from src join %7$s t on t.sfid = src.sfid
-      where exists (select 1 from jsonb_object_keys($2 -> t.id::text) k where k = any ($3))$q$,
+      where exists (select 1 from jsonb_each_text($2 -> t.id::text) p(k, v) where v = 'pending' and k = any ($3))$q$,
       id_expr, src, (t.m).connection_id, p_mapping_id, (t.m).object_name, p_origin, tbl)
       using p_rows, pend, (select array_agg(trim(both '"' from c)) from unnest(cols) c);
     get diagnostics n_conflicts = row_count;
@@ -278,8 +363,16 @@ begin
     end loop;
   end;
 
+  -- A refused value is still in the row: it reads FAILED with its error, not SYNCED (a sync session's
+  -- explicit status is kept by the status trigger).
+  if failed <> '{}' then
+    execute format($q$update %s t set _hc_lastop = 'FAILED', _hc_err = f.value
+                        from jsonb_each_text($1) f where t.id = f.key::integer and t._hc_lastop is distinct from 'FAILED'$q$, tbl)
+      using failed;
+  end if;
+
   return jsonb_build_object('applied', n_applied, 'deleted', n_deleted, 'failed', n_failed,
-                            'conflicts', n_conflicts, 'skipped_deleted', n_skipped);
+                            'conflicts', n_conflicts, 'skipped_deleted', n_skipped, 'reread', n_reread);
 end;
 $fn$;
 
@@ -299,6 +392,125 @@ begin
   get diagnostics n = row_count;
   return n;
 end;
+$$;
+
+-- Applies one batch of change events in one statement, and so in one transaction with the replay id of
+-- its last event: after kill -9 the subscription resumes exactly after what was committed. The sidecar
+-- folds the events per record (in order) and fetches what a payload cannot carry before calling; p_batch:
+--   {"epoch": n,                       the inbound leadership the batch was read under (hc.inbound_fence)
+--    "touched": [sfid],                every record the batch names
+--    "groups": [{"origin": "cdc" | "cdc-echo" | "reread", "fields": [soql name], "rows": [{...}]}],
+--    "deletes": [sfid],
+--    "echo": [sfid],                   records named by an echo of our own create or update
+--    "reread": [sfid], "read_at": ts,  queued re-reads this batch read (at read_at) and so replaces
+--    "channel", "replay_id", "watermark"}
+-- Steps:
+--   1. the fence: only the current leader commits;
+--   2. the rows are locked in id order (as hc.outbound_complete locks them: no deadlock), waiting at most
+--      200 ms; rows the application still holds then are skipped, and their records queued for a re-read
+--      instead: the application never waits on a change-event batch for longer than that;
+--   3. the re-reads done are taken off the queue; echoes of creates of ours not written back yet are left
+--      out (hc.outbound_echo_pending);
+--   4. each group goes through hc.inbound_merge, which compares it with the pending (and recently sent)
+--      local changes of these rows only, then the deletes, then the position.
+-- Returns the summed counts of hc.inbound_merge plus {"deferred": n} (records queued for a re-read).
+create or replace function hc.inbound_apply(p_mapping_id integer, p_batch jsonb)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, public
+as $fn$
+declare
+  t record;
+  tbl text;
+  touched text[] := array(select jsonb_array_elements_text(coalesce(p_batch->'touched', '[]')));
+  held text[];
+  skipped text[] := '{}';
+  ours text[] := '{}';
+  g jsonb;
+  rows jsonb;
+  r jsonb;
+  total jsonb := '{"applied": 0, "deleted": 0, "failed": 0, "conflicts": 0, "skipped_deleted": 0, "reread": 0}';
+  dels text[];
+  k text;
+  lock_wait text := current_setting('lock_timeout');
+begin
+  t := hc._inbound_target(p_mapping_id);
+  tbl := format('%I.%I', t.schema_name, (t.m).table_name);
+
+  -- 1. Only the current leader's batch commits.
+  if p_batch->>'epoch' is not null then
+    perform hc.inbound_fence((t.m).connection_id, (p_batch->>'epoch')::bigint);
+  end if;
+
+  -- 2. Lock the rows in id order. An application transaction holding one of them makes us wait 200 ms at
+  --    most; then we take the rows that are free and leave the others to a re-read.
+  if cardinality(touched) > 0 then
+    begin
+      perform set_config('lock_timeout', '200ms', true);
+      execute format('select array_agg(sfid) from (select t.sfid from %s t where t.sfid = any ($1) order by t.id for update of t) x', tbl)
+        using touched into held;
+    exception when lock_not_available then
+      execute format('select array_agg(sfid) from (select t.sfid from %s t where t.sfid = any ($1) order by t.id for update of t skip locked) x', tbl)
+        using touched into held;
+      execute format('select coalesce(array_agg(t.sfid), ''{}'') from %s t where t.sfid = any ($1) and not t.sfid = any ($2)', tbl)
+        using touched, coalesce(held, '{}') into skipped;
+    end;
+    perform set_config('lock_timeout', lock_wait, true);
+    if cardinality(skipped) > 0 then
+      insert into hc.inbound_rereads as q (mapping_id, sfid, not_before)
+      select p_mapping_id, x, now() + interval '1 second' from unnest(skipped) x
+      on conflict (mapping_id, sfid) do update set not_before = greatest(q.not_before, excluded.not_before);
+    end if;
+  end if;
+
+  -- 3. Re-reads this batch carries are done (unless queued again since they were read).
+  if jsonb_array_length(coalesce(p_batch->'reread', '[]')) > 0 then
+    delete from hc.inbound_rereads q
+     where q.mapping_id = p_mapping_id and q.sfid in (select jsonb_array_elements_text(p_batch->'reread'))
+       and q.not_before <= (p_batch->>'read_at')::timestamptz
+       and not q.sfid = any (skipped);
+  end if;
+  if jsonb_array_length(coalesce(p_batch->'echo', '[]')) > 0 then
+    ours := hc.outbound_echo_pending(p_mapping_id, array(select jsonb_array_elements_text(p_batch->'echo')));
+  end if;
+
+  -- 4. The rows, group by group (each group shares one field list), then deletes, then the position.
+  for g in select x from jsonb_array_elements(coalesce(p_batch->'groups', '[]')) x loop
+    select coalesce(jsonb_agg(x), '[]') into rows from jsonb_array_elements(g->'rows') x
+     where not (x->>'Id') = any (ours || skipped);
+    continue when jsonb_array_length(rows) = 0;
+    r := hc.inbound_merge(p_mapping_id, 'json', array(select jsonb_array_elements_text(g->'fields')), rows, g->>'origin');
+    for k in select jsonb_object_keys(total) loop
+      total := jsonb_set(total, array[k], to_jsonb(coalesce((total->>k)::bigint, 0) + coalesce((r->>k)::bigint, 0)));
+    end loop;
+  end loop;
+  dels := array(select x from jsonb_array_elements_text(coalesce(p_batch->'deletes', '[]')) x where not x = any (skipped));
+  if cardinality(dels) > 0 then
+    total := jsonb_set(total, '{deleted}', to_jsonb((total->>'deleted')::bigint + hc.inbound_delete(p_mapping_id, dels, 'cdc')));
+  end if;
+  if p_batch->>'replay_id' is not null then
+    perform hc.inbound_position(p_mapping_id, p_batch->>'channel', p_batch->>'replay_id', (p_batch->>'watermark')::timestamptz);
+  end if;
+  return total || jsonb_build_object('deferred', cardinality(skipped));
+end;
+$fn$;
+
+-- The records due to be read again (at most p_limit), for the next batch to read and apply.
+create or replace function hc.inbound_rereads_due(p_mapping_id integer, p_limit integer default 2000)
+returns text[]
+language sql stable
+as $$
+  select coalesce(array_agg(sfid), '{}') from (
+    select sfid from hc.inbound_rereads where mapping_id = p_mapping_id and not_before <= now()
+     order by not_before limit p_limit) x;
+$$;
+
+-- When the next queued re-read of a mapping is due (null: none queued).
+create or replace function hc.inbound_rereads_next(p_mapping_id integer)
+returns timestamptz
+language sql stable
+as $$
+  select min(not_before) from hc.inbound_rereads where mapping_id = p_mapping_id;
 $$;
 
 -- Records how far the inbound reader has applied, in the caller's transaction (the same one that applied

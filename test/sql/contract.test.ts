@@ -112,8 +112,11 @@ describe("the connection schema's HC objects", () => {
     expect(archive.filter((c) => c.default)).toEqual([]);
   });
 
-  it('_trigger_log indexes and trigger are HC ones', async () => {
-    expect(await indexes('salesforce', '_trigger_log')).toEqual({
+  it('_trigger_log indexes and trigger are HC ones (plus indexes of our own, named hcsync_*)', async () => {
+    const all = await indexes('salesforce', '_trigger_log');
+    const ours = Object.keys(all).filter((k) => k.startsWith('hcsync_'));
+    expect(ours.sort()).toEqual(['hcsync_trigger_log_pending_sfid', 'hcsync_trigger_log_record_id']);
+    expect(Object.fromEntries(Object.entries(all).filter(([k]) => !ours.includes(k)))).toEqual({
       _trigger_log_pkey: 'CREATE UNIQUE INDEX _trigger_log_pkey USING btree (id)',
       _trigger_log_idx_created_at: 'CREATE INDEX _trigger_log_idx_created_at USING btree (created_at)',
       _trigger_log_idx_state_id: 'CREATE INDEX _trigger_log_idx_state_id USING btree (state, id)',

@@ -1,15 +1,18 @@
 // Applies Change Data Capture events of one mapping. Events are queued as they arrive and drained in
-// batches; a batch is applied in ONE transaction together with the replay id of its last event
-// (hc.inbound_position), so after kill -9 the subscription resumes exactly after what was committed:
-// nothing lost, nothing applied twice.
+// batches; a batch is applied by ONE SQL call (hc.inbound_apply), one transaction together with the
+// replay id of its last event, so after kill -9 the subscription resumes exactly after what was
+// committed: nothing lost, nothing applied twice.
 //
-// What a payload cannot carry is fetched before the transaction (one query per batch): formula fields
-// of created/updated records, whole records for GAP_* events and for UPDATEs of records the table does
-// not have yet (an UPDATE carries only the changed fields).
+// Here the events are folded per record, in order (an UPDATE carries only the changed fields: the later
+// value of a field wins; a DELETE drops what came before it), and what a payload cannot carry is fetched
+// before the call, outside any transaction (one query per 200 records): formula fields of created and
+// updated records, whole records for GAP_* events, for UPDATEs of records the table does not have yet and
+// for records deleted and restored within the batch, and the records queued for a re-read
+// (hc.inbound_rereads: events the SQL could not apply safely). No row is locked while Salesforce is asked.
 import type { SyncContext } from '../../context.js';
 import type { ChangeEvent } from '../../salesforce/streaming.js';
 import { CLIENT_NAME } from '../../salesforce/client.js';
-import { mergeRows, restQuery, type MappingRow, type SfRecord } from './rows.js';
+import { restQuery, type MappingRow, type SfRecord } from './rows.js';
 
 export interface CdcBatchResult {
   events: number;
@@ -31,34 +34,96 @@ function flattenPayload(fields: Record<string, unknown>, mapped: Set<string>): S
   return out;
 }
 
+export interface CdcBatchResult {
+  events: number;
+  lastReplayId: number;
+  /** Records queued for a re-read by this batch (their events could not be applied as they were). */
+  deferred: number;
+}
+
+/** One record's events of a batch, folded. */
+interface Folded {
+  /** The fields the events carried, later ones winning. */
+  row: SfRecord;
+  /** The earliest commit time among them: the incoming values are at least this old. */
+  at: number;
+  /** Every event was an echo of our own writes. */
+  echo: boolean;
+}
+
 /**
  * `epoch` is the inbound leadership this sidecar holds (hc.inbound_try_lead): the batch commits only while
  * it is current (hc.inbound_fence), so a leader that was replaced cannot move the replay id.
+ * `events` may be empty: the call then applies the re-reads that are due.
  */
 export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: string[], calculated: string[], events: ChangeEvent[], epoch?: number): Promise<CdcBatchResult> {
   const mapped = new Set(fields);
   const tbl = `"${ctx.connection.schema}"."${m.table_name}"`;
-  // Records whose full row (or formula values) must be read from Salesforce.
-  const fetchFull = new Set<string>();
-  const fetchFormula = new Set<string>();
-  const updateIds = events.filter((e) => e.header.changeType === 'UPDATE').flatMap((e) => e.header.recordIds);
-  const known = new Set<string>(
-    updateIds.length ? (await ctx.db.query(`select sfid from ${tbl} where sfid = any($1)`, [updateIds])).rows.map((r) => r.sfid) : [],
+  const updateIds = [...new Set(events.filter((e) => e.header.changeType === 'UPDATE').flatMap((e) => e.header.recordIds))];
+  const pre = await ctx.db.query(
+    `select (select coalesce(array_agg(sfid), '{}') from ${tbl} where sfid = any($1)) as known, hc.inbound_rereads_due($2) as due`,
+    [updateIds, m.id],
   );
-  const createdHere = new Set<string>();
+  const known = new Set<string>(pre.rows[0].known);
+  const due: string[] = pre.rows[0].due;
+
+  // First pass: which records must be read whole (the events cannot describe them).
+  const fetchFull = new Set<string>(due);
+  const state = new Map<string, 'created' | 'deleted' | 'seen'>();
   for (const e of events) {
     const t = e.header.changeType;
-    if (t.startsWith('GAP_')) e.header.recordIds.forEach((id) => fetchFull.add(id));
-    else if (t === 'CREATE' || t === 'UNDELETE') {
-      e.header.recordIds.forEach((id) => createdHere.add(id));
-      if (calculated.length) e.header.recordIds.forEach((id) => fetchFormula.add(id));
-    } else if (t === 'UPDATE') {
-      for (const id of e.header.recordIds) {
-        if (!known.has(id) && !createdHere.has(id)) fetchFull.add(id);
-        else if (calculated.length) fetchFormula.add(id);
+    for (const id of e.header.recordIds ?? []) {
+      if (t.startsWith('GAP_')) {
+        if (t !== 'GAP_OVERFLOW') fetchFull.add(id);
+      } else if (t === 'DELETE') state.set(id, 'deleted');
+      else {
+        // Restored (or re-created) after a delete in this same batch: the fields before the delete are gone.
+        if (state.get(id) === 'deleted') fetchFull.add(id);
+        if (t === 'UPDATE' && !known.has(id) && !state.has(id)) fetchFull.add(id);
+        state.set(id, t === 'UPDATE' && state.get(id) !== 'created' ? 'seen' : 'created');
       }
     }
   }
+
+  // Second pass: fold the events of every other record, in order.
+  const folded = new Map<string, Folded>();
+  const deletes = new Set<string>();
+  const echoIds = new Set<string>();
+  let watermark: Date | null = null;
+  for (const e of events) {
+    const h = e.header;
+    const ts = new Date(h.commitTimestamp);
+    if (!watermark || ts > watermark) watermark = ts;
+    if (h.changeType.startsWith('GAP_')) continue;
+    const echo = (h.changeOrigin ?? '').includes(`client=${CLIENT_NAME}`);
+    const body = h.changeType === 'DELETE' ? {} : flattenPayload(e.fields, mapped);
+    // CDC never carries SystemModstamp: the commit time stands in for it (whole seconds, as Salesforce
+    // stamps it), so the next poll window and the stale-row guard line up.
+    const smod = new Date(Math.floor(h.commitTimestamp / 1000) * 1000).toISOString();
+    for (const id of h.recordIds ?? []) {
+      if (fetchFull.has(id)) continue;
+      if (h.changeType === 'DELETE') {
+        folded.delete(id);
+        deletes.add(id);
+        continue;
+      }
+      deletes.delete(id);
+      const f = folded.get(id) ?? { row: { Id: id }, at: h.commitTimestamp, echo: true };
+      Object.assign(f.row, body);
+      if (mapped.has('SystemModstamp')) f.row.SystemModstamp = smod;
+      if (h.changeType !== 'UPDATE' && mapped.has('IsDeleted')) f.row.IsDeleted = false;
+      f.at = Math.min(f.at, h.commitTimestamp);
+      f.echo &&= echo;
+      // The echo of a create (or update) of ours whose sfid the writer has not written back yet is left
+      // out: the application's row gets the record on write-back (a row of its own would be a duplicate).
+      if (echo && h.changeType !== 'UNDELETE') echoIds.add(id);
+      folded.set(id, f);
+    }
+  }
+  const fetchFormula = calculated.length ? [...folded.keys()] : [];
+
+  // Read what the events cannot carry (outside any transaction).
+  const readAt = new Date();
   const fetched = new Map<string, SfRecord>();
   const wanted = [...new Set([...fetchFull, ...fetchFormula])];
   for (let i = 0; i < wanted.length; i += 200) {
@@ -70,84 +135,44 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
     }
   }
 
-  const client = await ctx.db.connect();
-  let last = events[events.length - 1].replayId;
-  try {
-    await client.query('begin');
-    if (epoch !== undefined) await client.query('select hc.inbound_fence($1, $2)', [ctx.connection.id, epoch]);
-    // Every row the batch touches, locked up front in id order, as the writer's hc.outbound_complete
-    // locks its rows: event by event the locks would be taken in no global order, and a writer recording
-    // results for the same rows could deadlock with us.
-    const touched = [...new Set(events.flatMap((e) => e.header.recordIds ?? []))];
-    if (touched.length) {
-      await client.query(`select count(*) from (select 1 from ${tbl} t where t.sfid = any($1) order by t.id for update of t) x`, [touched]);
+  // The batch: groups of rows sharing one field list, so a field an event did not carry is left alone.
+  const groups = new Map<string, { origin: string; fields: string[]; rows: SfRecord[] }>();
+  const add = (origin: string, row: SfRecord) => {
+    const keys = Object.keys(row).sort();
+    const key = `${origin}|${keys.join(',')}`;
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { origin, fields: keys, rows: [] }));
+    g.rows.push(row);
+  };
+  for (const [, f] of folded) add(f.echo ? 'cdc-echo' : 'cdc', { ...f.row, hcsync_at: new Date(f.at).toISOString() });
+  for (const id of fetchFull) {
+    const r = fetched.get(id);
+    // A record Salesforce no longer returns at all is gone (a GAP_* or a queued re-read of a deleted one).
+    if (!r) {
+      deletes.add(id);
+      continue;
     }
-    let watermark: Date | null = null;
-    for (const e of events) {
-      const h = e.header;
-      const ts = new Date(h.commitTimestamp);
-      if (!watermark || ts > watermark) watermark = ts;
-      const echo = (h.changeOrigin ?? '').includes(`client=${CLIENT_NAME}`);
-      const origin = echo ? 'cdc-echo' : 'cdc';
-      switch (h.changeType) {
-        case 'CREATE':
-        case 'UNDELETE':
-        case 'UPDATE': {
-          const body = flattenPayload(e.fields, mapped);
-          // CDC never carries SystemModstamp: the commit time stands in for it (whole seconds, as
-          // Salesforce stamps it), so the next poll window and the stale-row guard line up.
-          const smod = new Date(Math.floor(h.commitTimestamp / 1000) * 1000).toISOString();
-          const rows: SfRecord[] = [];
-          const full: SfRecord[] = [];
-          // The echo of a create of ours whose sfid the writer has not written back yet is skipped: the
-          // application's row gets the record on write-back (a row of its own here would be a duplicate).
-          const ours = echo && h.changeType !== 'UNDELETE'
-            ? new Set<string>((await client.query('select hc.outbound_echo_pending($1, $2) as ids', [m.id, h.recordIds])).rows[0].ids)
-            : undefined;
-          for (const id of h.recordIds) {
-            if (ours?.has(id)) continue;
-            if (h.changeType === 'UPDATE' && fetchFull.has(id)) {
-              const f = fetched.get(id);
-              if (f) full.push(f);
-              continue;
-            }
-            const row: SfRecord = { ...body, Id: id };
-            if (mapped.has('SystemModstamp')) row.SystemModstamp = smod;
-            if (h.changeType !== 'UPDATE' && mapped.has('IsDeleted')) row.IsDeleted = false;
-            rows.push(row);
-          }
-          if (rows.length) await mergeRows(client, m.id, fields, rows, origin);
-          if (full.length) await mergeRows(client, m.id, fields, full, 'reread');
-          break;
-        }
-        case 'DELETE':
-          await client.query('select hc.inbound_delete($1, $2, $3)', [m.id, h.recordIds, 'cdc']);
-          break;
-        default: {
-          // GAP_CREATE/UPDATE/DELETE/UNDELETE: the state now is what Salesforce returns; a record it no
-          // longer returns at all is gone.
-          if (h.changeType === 'GAP_OVERFLOW' || !h.recordIds?.length) break; // the caller re-reads by SystemModstamp
-          const full = h.recordIds.map((id) => fetched.get(id)).filter((r): r is SfRecord => Boolean(r));
-          if (full.length) await mergeRows(client, m.id, fields, full, 'reread');
-          const missing = h.recordIds.filter((id) => !fetched.has(id));
-          if (missing.length) await client.query('select hc.inbound_delete($1, $2, $3)', [m.id, missing, 'cdc']);
-        }
-      }
-    }
-    // Formula values of created/updated records, fetched above, applied after the events themselves.
-    const formula = [...fetchFormula].map((id) => fetched.get(id)).filter((r): r is SfRecord => Boolean(r) && !r!.IsDeleted);
-    if (formula.length) {
-      const rows = formula.map((r) => Object.fromEntries(['Id', ...calculated].map((k) => [k, r[k]])));
-      await mergeRows(client, m.id, ['Id', ...calculated], rows, 'cdc');
-    }
-    await client.query('select hc.inbound_position($1, $2, $3, $4)', [m.id, events[0].channel, String(last), watermark]);
-    await client.query('commit');
-  } catch (e) {
-    await client.query('rollback').catch(() => {});
-    last = NaN;
-    throw e;
-  } finally {
-    client.release();
+    add('reread', { ...r, hcsync_at: readAt.toISOString() });
   }
-  return { events: events.length, lastReplayId: last };
+  // Formula values of created/updated records, fetched above, applied after the events themselves.
+  for (const id of fetchFormula) {
+    const r = fetched.get(id);
+    if (r && !r.IsDeleted) add('cdc', { ...Object.fromEntries(['Id', ...calculated].map((k) => [k, r[k]])), hcsync_at: readAt.toISOString() });
+  }
+  const touched = [...new Set([...folded.keys(), ...fetchFull, ...deletes])];
+  const last = events.length ? events[events.length - 1].replayId : NaN;
+  const batch = {
+    epoch: epoch ?? null,
+    touched,
+    groups: [...groups.values()],
+    deletes: [...deletes],
+    echo: [...echoIds],
+    reread: due,
+    read_at: readAt.toISOString(),
+    channel: events[0]?.channel ?? null,
+    replay_id: events.length ? String(last) : null,
+    watermark: watermark?.toISOString() ?? null,
+  };
+  const res = await ctx.db.query('select hc.inbound_apply($1, $2) as r', [m.id, JSON.stringify(batch)]);
+  return { events: events.length, lastReplayId: last, deferred: Number(res.rows[0].r.deferred ?? 0) + Number(res.rows[0].r.reread ?? 0) };
 }

@@ -27,6 +27,7 @@ export class MappingWorker {
   private drainQueued = false;
   private pollTimer?: NodeJS.Timeout;
   private driftTimer?: LongTimer;
+  private rereadTimer?: NodeJS.Timeout;
   private pollSeconds?: number;
   private stopped = false;
   m: MappingRow;
@@ -184,7 +185,12 @@ export class MappingWorker {
       throw e;
     }
     try {
-      await ctx.db.query('select hc.apply_mapping_ddl($1, $2)', [m.id, describe]);
+      // The table and the load's state commit together: the writer holds a mapping's changes until its
+      // table is built and loaded (hc.outbound_claim), and never sees a built table not yet loading.
+      await ctx.db.query(
+        `select hc.set_mapping_state($1, 'POLLING_SF_CHANGES', 'table ready: loading') from (select hc.apply_mapping_ddl($1, $2)) ddl`,
+        [m.id, describe],
+      );
       return true;
     } catch (e) {
       const err = e as { code?: string; message: string; hint?: string };
@@ -277,6 +283,28 @@ export class MappingWorker {
     // No replay id yet (just loaded): new events only; the subscriber asks for one re-read from the
     // load's start once the subscription holds, so that changes made in between are not missed.
     this.cdc.start();
+    // Re-reads a batch queued before a restart are still due.
+    await this.armRereads(fields, calculated);
+  }
+
+  /**
+   * Records a change-event batch could not apply as they were (hc.inbound_rereads) are read again when
+   * due, through the same batch apply, also when no further event arrives to carry them.
+   */
+  private async armRereads(fields: string[], calculated: string[]): Promise<void> {
+    if (this.rereadTimer || this.stopped || !this.cdc) return;
+    const next = (await this.ctx.db.query('select hc.inbound_rereads_next($1) as t', [this.m.id])).rows[0]?.t as Date | null;
+    if (!next || this.rereadTimer) return;
+    this.rereadTimer = setTimeout(() => {
+      this.rereadTimer = undefined;
+      this.run('reread-queue', async () => {
+        const epoch = this.epoch();
+        if (epoch === undefined || !this.cdc) return;
+        await applyCdcBatch(this.ctx, this.m, fields, calculated, [], epoch);
+        await this.armRereads(fields, calculated);
+      });
+    }, Math.max(50, next.getTime() - Date.now()));
+    this.rereadTimer.unref();
   }
 
   private async drain(fields: string[], calculated: string[]): Promise<void> {
@@ -298,6 +326,7 @@ export class MappingWorker {
         this.run('reread', async () => void (await pollChanges(this.ctx, this.m, 'reread')));
       }
     }
+    await this.armRereads(fields, calculated);
   }
 
   private stopPolling(): void {
@@ -309,6 +338,8 @@ export class MappingWorker {
   private async stopCdc(): Promise<void> {
     const c = this.cdc;
     this.cdc = undefined;
+    if (this.rereadTimer) clearTimeout(this.rereadTimer);
+    this.rereadTimer = undefined;
     this.events = [];
     await c?.stop();
   }
