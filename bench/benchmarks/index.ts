@@ -1,5 +1,6 @@
 // Every benchmark, in the order `make bench` runs them and the table shows them (issue 7's numbering).
 import type { Benchmark } from '../lib/bench.js';
+import { appLockWaits } from './app-lock-waits.js';
 import { capture } from './capture.js';
 import { emulatorCeiling } from './emulator.js';
 import { idle } from './idle.js';
@@ -8,4 +9,4 @@ import { initialLoad } from './initial-load.js';
 import { outboundLatency } from './outbound-latency.js';
 import { outboundThroughput, outboundThroughputCdc, outboundThroughputMerged } from './outbound-throughput.js';
 
-export const benchmarks: Benchmark[] = [outboundLatency, inboundLatency, initialLoad, outboundThroughput, outboundThroughputCdc, outboundThroughputMerged, capture, idle, emulatorCeiling];
+export const benchmarks: Benchmark[] = [outboundLatency, inboundLatency, initialLoad, outboundThroughput, outboundThroughputCdc, outboundThroughputMerged, appLockWaits, capture, idle, emulatorCeiling];
