@@ -16,8 +16,6 @@ import { listen } from '../db/notifier.js';
 import type { Service, SyncContext } from '../context.js';
 import { isRefusal } from '../salesforce/client.js';
 
-const CHECK_MS = Number(process.env.HC_CONNECTION_CHECK_MS ?? 30_000);
-
 export async function startConnectionSupervisor(ctx: SyncContext, opts: { holds: () => boolean }): Promise<Service> {
   const log = ctx.log.child({ part: 'connection' });
   const { id, name } = ctx.connection;
@@ -70,7 +68,7 @@ export async function startConnectionSupervisor(ctx: SyncContext, opts: { holds:
   const listener = await listen(ctx.config.databaseUrl, ['hc_control'], (_ch, payload) => {
     if (!payload || payload === ctx.connection.schema) nudge();
   }, { log, onConnect: nudge, application_name: 'hcsync connection' });
-  const timer = setInterval(nudge, CHECK_MS);
+  const timer = setInterval(nudge, ctx.config.connectionCheckMs);
   // This process signed in before it started us: credentials that failed before work now.
   nudge();
 
