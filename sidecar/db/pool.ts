@@ -44,3 +44,25 @@ export function syncPool(connectionString: string, opts: PoolOptions = {}): pg.P
 export function adminPool(connectionString: string, opts: PoolOptions = {}): pg.Pool {
   return pool(connectionString, opts, { max: 2, name: 'hcsync admin', options: '-c timezone=UTC' });
 }
+
+/**
+ * A session of its own that holds a session-level advisory lock (the inbound leader's, a writer's
+ * claimer): other sidecars read the lock as "this one is alive", so the session must end soon after its
+ * process or host does. kill -9 closes the socket and Postgres ends the session at once. A host that
+ * vanishes (power, a network cut) sends nothing, so the server's TCP keepalives probe it (after 2 s idle,
+ * every 1 s, 3 probes: gone within about 5 s) instead of after the OS default of two hours; on this side a
+ * statement that gets no answer within 10 s fails. The 'error' listener is there from the start: a
+ * session terminated while it connects or registers would otherwise kill the process.
+ */
+export function lockSession(connectionString: string, application_name: string, onError: (err: Error) => void): pg.Client {
+  const c = new pg.Client({
+    connectionString,
+    application_name,
+    options: '-c tcp_keepalives_idle=2 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3',
+    keepAlive: true,
+    keepAliveInitialDelayMillis: 2_000,
+    query_timeout: 10_000,
+  });
+  c.on('error', onError);
+  return c;
+}

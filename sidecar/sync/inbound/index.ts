@@ -9,6 +9,7 @@
 // workers at once and stands by too.
 import pg from 'pg';
 import { listen } from '../../db/notifier.js';
+import { lockSession } from '../../db/pool.js';
 import type { Service, SyncContext } from '../../context.js';
 import { MappingWorker } from './mapping.js';
 import type { MappingRow } from './rows.js';
@@ -52,8 +53,7 @@ export async function startInbound(ctx: SyncContext): Promise<Inbound> {
   };
   const tryLead = async () => {
     if (stopped || lease) return;
-    const c = new pg.Client({ connectionString: ctx.config.databaseUrl, application_name: 'hcsync inbound leader' });
-    c.on('error', (err) => lost(c, err));
+    const c: pg.Client = lockSession(ctx.config.databaseUrl, 'hcsync inbound leader', (err) => lost(c, err));
     try {
       await c.connect();
       const got = (await c.query('select hc.inbound_try_lead($1) as epoch', [ctx.connection.id])).rows[0].epoch as number | null;

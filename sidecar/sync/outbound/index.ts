@@ -11,6 +11,7 @@
 import pg from 'pg';
 import type { Service, SyncContext } from '../../context.js';
 import { backoff, listen } from '../../db/notifier.js';
+import { lockSession } from '../../db/pool.js';
 import { adoptLostCreates } from './adopt.js';
 import { BATCH, InFlight, send, type Op, type Outcome } from './salesforce.js';
 
@@ -41,15 +42,16 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
 
   async function takeClaimer(): Promise<number> {
     for (let attempt = 1; ; attempt++) {
-      const c = new pg.Client({ connectionString: config.databaseUrl, application_name: 'hcsync writer' });
+      let n: number | undefined;
+      const c = lockSession(config.databaseUrl, 'hcsync writer', (err) => {
+        if (n === undefined) return; // while registering: the attempt fails and is made again
+        wlog.warn({ err, claimer: n }, 'writer session lost: its claims will be taken over');
+        if (claimer === n) claimer = undefined;
+      });
       try {
         await c.connect();
-        const n = (await c.query('select hc.outbound_new_claimer() as n')).rows[0].n as number;
+        n = (await c.query('select hc.outbound_new_claimer() as n')).rows[0].n as number;
         await c.query('select pg_advisory_lock($1, $2)', [LOCK_CLASS, n]);
-        c.on('error', (err) => {
-          wlog.warn({ err, claimer: n }, 'writer session lost: its claims will be taken over');
-          if (claimer === n) claimer = undefined;
-        });
         c.on('end', () => {
           if (claimer === n) claimer = undefined;
         });
