@@ -2,6 +2,8 @@
 // the variable's own unit), numbers have a range, and a bad value stops the start with the variable
 // named and the fix stated. Timers longer than Node's limit (2^31-1 ms) wait their full time.
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { ConfigError, loadConfig, parseDuration } from '../sidecar/config.js';
 import { MAX_TIMER_MS, setLongTimeout } from '../sidecar/timers.js';
 
@@ -70,6 +72,16 @@ describe('numbers have ranges', () => {
   it('a schema name must leave room for its wake-up channel (48 characters)', () => {
     expect(load({ HC_SCHEMA: 's'.repeat(48) }).schema).toBe('s'.repeat(48));
     expect(problems({ HC_SCHEMA: 's'.repeat(49) })[0]).toMatch(/^HC_SCHEMA: .*48/);
+  });
+});
+
+describe('no setting is read around zod', () => {
+  it('the sync, Salesforce, database and HTTP modules never read process.env (config.ts does, once)', () => {
+    const files = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+    const readers = ['sidecar/sync', 'sidecar/salesforce', 'sidecar/db', 'sidecar/http'].flatMap(files)
+      .filter((f) => /process\.env\b/.test(readFileSync(f, 'utf8')));
+    expect(readers).toEqual([]);
   });
 });
 
