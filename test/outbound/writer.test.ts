@@ -70,6 +70,33 @@ describe('outbound writer', () => {
     expect(rec.Name).toBe('Fixed');
   });
 
+  it('a value that cannot be typed fails its row alone while the others flow; the application fixing the row sends it', async () => {
+    // The application retypes a mapped column and writes a value Salesforce's int field cannot take.
+    await h.db.query(`alter table salesforce.account alter column numberofemployees type text`);
+    try {
+      const ids = (await h.db.query(
+        `insert into salesforce.account (name, numberofemployees) values ('Typed 1', '5'), ('Untyped', 'many'), ('Typed 2', null) returning id`,
+      )).rows.map((r) => r.id as number);
+      await until(() => queueEmpty(h.db), 'queue drained');
+      const rows = await Promise.all(ids.map(row));
+      expect(rows.map((r) => r._hc_lastop)).toEqual(['INSERTED', 'FAILED', 'INSERTED']);
+      expect(rows[1]._hc_err).toMatch(/^INVALID_VALUE: column numberofemployees value 'many' cannot be sent as Salesforce field NumberOfEmployees/);
+      expect((await entries(ids[1])).map((e) => e.state)).toEqual(['FAILED']);
+      // No hc.retry: the application's fix is the row's next change, and it sends the create.
+      await h.db.query(`update salesforce.account set numberofemployees = '12' where id = $1`, [ids[1]]);
+      const fixed = await until(async () => {
+        const r = await row(ids[1]);
+        return r._hc_lastop === 'INSERTED' && r;
+      }, 'the fixed row created');
+      expect(fixed._hc_err).toBeNull();
+      const recs = await h.sfRecords(`SELECT Id, NumberOfEmployees FROM Account WHERE Name = 'Untyped'`);
+      expect(recs).toEqual([expect.objectContaining({ Id: fixed.sfid, NumberOfEmployees: 12 })]);
+    } finally {
+      await h.db.query(`alter table salesforce.account alter column numberofemployees type integer
+                          using case when numberofemployees ~ '^[0-9]+$' then numberofemployees::integer end`);
+    }
+  });
+
   it('paused: capture continues and nothing is sent; resume drains', async () => {
     await h.db.query('select hc.pause()');
     const before = (await h.sfRecords(`SELECT Id FROM Account`)).length;
