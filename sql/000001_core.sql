@@ -339,67 +339,94 @@ $$;
 -- hstore text that no other role can redirect.
 --
 -- The capture triggers run as the owner (SECURITY DEFINER), called by application roles. Whatever they
--- resolve through a schema another role may write (functions, operators, types) can be replaced by an
--- exact-type overload that then runs as the owner: calling hstore(old.*) from public, qualified or not,
--- at run time hands the owner's rights to any role with CREATE on public.
---
--- So each mapped table gets hc._row_hstore(<its row type>, ...): SQL functions with a standard body
--- (BEGIN ATOMIC), which PostgreSQL parses once, when they are created, binding the hstore extension's
--- function and operators by identity. An overload created later is never seen; one that already
--- exists when the functions are made is refused (checked against the extension's members). They write
--- exactly what hstore(record) - excluded (and "new - old") write, because that is what they call.
+-- resolve by name through a schema another role may write (functions, operators) can be replaced by
+-- an exact-type overload that then runs as the owner: calling hstore(old.*) from public, qualified or
+-- not, hands the owner's rights to any role with CREATE on public. So the triggers resolve no hstore
+-- function or operator by name at run time:
+--   - old::hstore goes through a cast from the table's row type to hstore, made when the mapping is
+--     applied with the extension's hstore(record). Casts are found by their two types, never by name.
+--   - "- excluded" and "new - old" go through hc._hstore_text, SQL functions with a standard body
+--     (BEGIN ATOMIC): PostgreSQL binds their operators once, by identity, when they are created.
+-- Both are checked against the extension's members when made. The text they write is hstore's own.
 
--- Makes hc._row_hstore(r, excluded) and hc._row_hstore(r, excluded, minus) for a table's row type.
+-- (Made with the extension's schema, public in Heroku Connect databases, heroku_ext in newer Heroku ones.)
+do $$
+declare
+  hs text := (select quote_ident(n.nspname) from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = 'hstore');
+begin
+  execute format($ddl$
+    create or replace function hc._hstore_text(h %1$s.hstore, excluded text[]) returns text
+    language sql immutable
+    begin atomic
+      select (h operator(%1$s.-) excluded)::text;
+    end$ddl$, hs);
+  execute format($ddl$
+    create or replace function hc._hstore_text(h %1$s.hstore, excluded text[], minus text) returns text
+    language sql immutable
+    begin atomic
+      select ((h operator(%1$s.-) minus::%1$s.hstore) operator(%1$s.-) excluded)::text;
+    end$ddl$, hs);
+end;
+$$;
+
+-- Raises unless every function and operator the given functions (or the casts to hstore) were bound
+-- to is the hstore extension's own.
+create or replace function hc._check_hstore_bindings(fns oid[], casts oid[] default '{}')
+returns void
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  ext oid := (select e.oid from pg_extension e where e.extname = 'hstore');
+  stray text;
+begin
+  select string_agg(distinct case when x.cls = 'pg_proc'::regclass then x.obj::regprocedure::text else x.obj::regoperator::text end, ', ')
+    into stray
+    from (select d.refclassid as cls, d.refobjid as obj from pg_depend d
+           where d.classid = 'pg_proc'::regclass and d.objid = any (fns)
+             and d.refclassid in ('pg_proc'::regclass, 'pg_operator'::regclass)
+          union all
+          select 'pg_proc'::regclass, c.castfunc from pg_cast c where c.oid = any (casts)) x
+   where not exists (select 1 from pg_depend e where e.classid = x.cls and e.objid = x.obj
+                      and e.refclassid = 'pg_extension'::regclass and e.refobjid = ext and e.deptype = 'e');
+  if stray is not null then
+    raise exception 'hcsync: capture would call %, which is not the hstore extension''s: another role has overloaded it', stray
+      using errcode = 'insufficient_privilege',
+            hint = 'Drop that function or operator and revoke CREATE on its schema (REVOKE CREATE ON SCHEMA public FROM PUBLIC), then apply the mapping (or migrate) again.';
+  end if;
+end;
+$$;
+
+select hc._check_hstore_bindings(array(select p.oid from pg_proc p where p.proname = '_hstore_text' and p.pronamespace = 'hc'::regnamespace));
+
+-- The cast from a mapped table's row type to hstore (made when the mapping is applied).
 create or replace function hc._install_row_hstore(rel regclass)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-  rowtype text := (select c.reltype::regtype::text from pg_class c where c.oid = rel);
-  ext oid := (select e.oid from pg_extension e where e.extname = 'hstore');
-  hs text := (select quote_ident(n.nspname) from pg_extension e join pg_namespace n on n.oid = e.extnamespace where e.extname = 'hstore');
-  fns oid[];
-  stray text;
+  rowtype oid := (select c.reltype from pg_class c where c.oid = rel);
+  hs text := hc._hstore_type();
+  cast_oid oid;
 begin
-  if to_regprocedure(format('hc._row_hstore(%s, text[])', rowtype)) is null then
-    execute format($ddl$create function hc._row_hstore(r %1$s, excluded text[]) returns text language sql stable
-                        begin atomic select (%2$s.hstore(r) operator(%2$s.-) excluded)::text; end$ddl$, rowtype, hs);
+  select c.oid into cast_oid from pg_cast c where c.castsource = rowtype and c.casttarget = hs::regtype;
+  if cast_oid is null then
+    execute format('create cast (%s as %s) with function %s(record)', rowtype::regtype, hs, hs);
+    select c.oid into cast_oid from pg_cast c where c.castsource = rowtype and c.casttarget = hs::regtype;
   end if;
-  if to_regprocedure(format('hc._row_hstore(%s, text[], text)', rowtype)) is null then
-    execute format($ddl$create function hc._row_hstore(r %1$s, excluded text[], minus text) returns text language sql stable
-                        begin atomic select ((%2$s.hstore(r) operator(%2$s.-) minus::%2$s.hstore) operator(%2$s.-) excluded)::text; end$ddl$,
-                   rowtype, hs);
-  end if;
-  fns := array[to_regprocedure(format('hc._row_hstore(%s, text[])', rowtype))::oid,
-               to_regprocedure(format('hc._row_hstore(%s, text[], text)', rowtype))::oid];
-  -- Every function and operator the bodies were bound to must be the extension's own.
-  select string_agg(distinct case when d.refclassid = 'pg_proc'::regclass then d.refobjid::regprocedure::text
-                                  else d.refobjid::regoperator::text end, ', ') into stray
-    from pg_depend d
-   where d.classid = 'pg_proc'::regclass and d.objid = any (fns)
-     and d.refclassid in ('pg_proc'::regclass, 'pg_operator'::regclass)
-     and not exists (select 1 from pg_depend e where e.classid = d.refclassid and e.objid = d.refobjid
-                      and e.refclassid = 'pg_extension'::regclass and e.refobjid = ext and e.deptype = 'e');
-  if stray is not null then
-    raise exception 'hcsync: capturing % would call %, which is not the hstore extension''s: another role has overloaded it', rel, stray
-      using errcode = 'insufficient_privilege',
-            hint = 'Drop that function or operator and revoke CREATE on its schema (REVOKE CREATE ON SCHEMA public FROM PUBLIC), then apply the mapping again.';
-  end if;
-  execute format('revoke all on function hc._row_hstore(%1$s, text[]), hc._row_hstore(%1$s, text[], text) from public', rowtype);
+  perform hc._check_hstore_bindings('{}', array[cast_oid]);
 end;
 $fn$;
 
--- Drops them (before the table goes: they depend on its row type).
+-- Drops it (before the table goes: the cast depends on its row type).
 create or replace function hc._drop_row_hstore(rel regclass)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $fn$
-declare
-  rowtype text := (select c.reltype::regtype::text from pg_class c where c.oid = rel);
 begin
-  execute format('drop function if exists hc._row_hstore(%1$s, text[]), hc._row_hstore(%1$s, text[], text)', rowtype);
+  execute format('drop cast if exists (%s as %s)', (select c.reltype from pg_class c where c.oid = rel)::regtype, hc._hstore_type());
 end;
 $fn$;
 

@@ -173,11 +173,11 @@ $$;
 -- The body of the AFTER row trigger function hc_<t>_logger (reference §2.7, "VERSION 4"): writes one
 -- _trigger_log row per application change. SECURITY DEFINER, so roles that may write the table but not
 -- the queue are still captured; therefore it resolves nothing outside pg_catalog and hc (search_path
--- pg_catalog, pg_temp) and builds HC's hstore text with hc._row_hstore, bound to the hstore extension
--- when the mapping is applied, rather than hstore(old.*) resolved at run time, which an overload in the
--- extension's schema could replace (see hc._install_row_hstore).
+-- pg_catalog, pg_temp) and resolves no hstore function or operator by name: old::hstore is the cast
+-- made when the mapping is applied, and hc._hstore_text's operators were bound when it was created
+-- (see hc._install_row_hstore); hstore(old.*) could be replaced by an overload in the extension's schema.
 create or replace function hc._logger_ddl(s text, t text, read_only boolean) returns text
-language sql immutable
+language sql stable
 as $fn$
   select format($ddl$
     create or replace function %1$I.%2$I() returns trigger
@@ -199,16 +199,16 @@ as $fn$
       trigger_row.state := %4$L;
       if (tg_op = 'DELETE') then
         trigger_row.record_id := old.id;
-        trigger_row.old := hc._row_hstore(old, excluded_cols);
+        trigger_row.old := hc._hstore_text(old::%7$s, excluded_cols);
         trigger_row.sfid := old.sfid;
         %5$s
       elsif (tg_op = 'INSERT') then
         trigger_row.record_id := new.id;
-        trigger_row."values" := hc._row_hstore(new, excluded_cols);
+        trigger_row."values" := hc._hstore_text(new::%7$s, excluded_cols);
       elsif (tg_op = 'UPDATE') then
         trigger_row.record_id := new.id;
-        trigger_row.old := hc._row_hstore(old, excluded_cols);
-        trigger_row."values" := hc._row_hstore(new, excluded_cols, trigger_row.old);
+        trigger_row.old := hc._hstore_text(old::%7$s, excluded_cols);
+        trigger_row."values" := hc._hstore_text(new::%7$s, excluded_cols, trigger_row.old);
         %6$s
         trigger_row.sfid := old.sfid;
       end if;
@@ -220,7 +220,8 @@ as $fn$
     case when read_only then 'READONLY' else 'NEW' end,
     -- A DELETE of a row Salesforce never had, and an UPDATE that changed nothing, need no write.
     case when read_only then '' else 'if (old.sfid is null) then trigger_row.state := ''IGNORE''; end if;' end,
-    case when read_only then '' else 'if (trigger_row."values" = '''') then trigger_row.state := ''IGNORE''; end if;' end)
+    case when read_only then '' else 'if (trigger_row."values" = '''') then trigger_row.state := ''IGNORE''; end if;' end,
+    hc._hstore_type())
 $fn$;
 
 -- The BEFORE row trigger function hc_<t>_status: application writes mark the row PENDING; writes by

@@ -68,9 +68,9 @@ describe('the capture trigger', () => {
     expect(log.rows[1].values).toBe('"description"=>"x"');
   });
 
-  it('binds the hstore extension when the mapping is applied, and refuses an overload that is already there', async () => {
-    // Detached (drop_table => false) and taken over again: the capture functions are made anew, while
-    // the attacker's exact-type overload for the table's row type already exists.
+  it('binds the hstore extension when the mapping is applied, even while an overload is already there', async () => {
+    // Detached (drop_table => false) and taken over again: the capture cast is made anew while the
+    // attacker's exact-type overload for the table's row type already exists in public.
     const cfg = { access: 'read_write', fields: { Id: {}, SystemModstamp: {}, Name: {} } };
     await createMapping(db, 'My_Obj__c', cfg, describe_('my_obj__c'));
     await db.query(`select hc.delete_mapping('My_Obj__c', null, false)`);
@@ -79,27 +79,17 @@ describe('the capture trigger', () => {
         begin execute 'alter role ${evil} superuser'; return public.hstore(array['id'], array[$1.id::text]); end $$`);
     });
     try {
-      const e = await errorOf(() => createMapping(db, 'My_Obj__c', cfg, describe_('my_obj__c')));
-      expect(e.code).toBe('42501');
-      expect(e.message).toMatch(/would call public\.hstore\(salesforce\.my_obj__c\), which is not the hstore extension's/);
-      expect(e.hint).toMatch(/REVOKE CREATE ON SCHEMA public FROM PUBLIC/);
-    } finally {
-      await db.query(`drop function public.hstore(salesforce.my_obj__c)`);
-    }
-    await createMapping(db, 'My_Obj__c', cfg, describe_('my_obj__c'));
-    await asRole(evil, async () => {
-      await as.query(`create function public.hstore(salesforce.my_obj__c) returns public.hstore language plpgsql as $$
-        begin execute 'alter role ${evil} superuser'; return public.hstore(array['id'], array[$1.id::text]); end $$`);
-    });
-    try {
+      await createMapping(db, 'My_Obj__c', cfg, describe_('my_obj__c'));
       await db.query(`select hc.grant_app_access($1)`, [evil]);
       await asRole(evil, async () => {
         await as.query(`insert into salesforce.my_obj__c (name) values ('x')`);
         await as.query(`update salesforce.my_obj__c set name = 'y'`);
       });
       expect(await isSuperuser(evil)).toBe(false);
-      const log = await db.query(`select action, "values" from salesforce._trigger_log where table_name = 'my_obj__c' order by id desc limit 1`);
-      expect(log.rows).toEqual([{ action: 'UPDATE', values: '"name"=>"y"' }]);
+      const log = await db.query(`select action, "values" from salesforce._trigger_log where table_name = 'my_obj__c' order by id`);
+      expect(log.rows.map((x) => x.action)).toEqual(['INSERT', 'UPDATE']);
+      expect(log.rows[0].values).toMatch(/"name"=>"x"/);
+      expect(log.rows[1].values).toBe('"name"=>"y"');
     } finally {
       await db.query(`drop function public.hstore(salesforce.my_obj__c)`);
       await db.query(`select hc.delete_mapping('My_Obj__c')`);
@@ -304,7 +294,9 @@ describe('every SECURITY DEFINER function', () => {
                         where not r.rolsuper and r.oid <> n.nspowner and pg_catalog.has_schema_privilege(r.oid, n.oid, 'CREATE')))
       select p.oid::regprocedure::text as fn, p.proconfig,
              (select pg_catalog.array_agg(w.nspname order by w.nspname) from writable w
-               where p.prosrc ~* ('(^|[^a-z0-9_$])"?' || w.nspname || '"?\\s*\\.')) as names_writable
+               -- (a cast to the extension's hstore type names a type, which nothing can overload)
+               where pg_catalog.regexp_replace(p.prosrc, '::' || (select e.extnamespace::regnamespace::text from pg_catalog.pg_extension e where e.extname = 'hstore') || '\\.hstore\\M', '', 'g')
+                     ~* ('(^|[^a-z0-9_$])"?' || w.nspname || '"?\\s*\\.')) as names_writable
         from pg_catalog.pg_proc p
        where p.prosecdef and not exists (select 1 from pg_catalog.pg_depend d where d.classid = 'pg_proc'::regclass and d.objid = p.oid and d.deptype = 'e')
        order by 1`);
