@@ -51,6 +51,13 @@ function readJson(arg: string, what: string): unknown {
   }
 }
 
+/** --polling: whole seconds in the range the SQL API accepts, or a usage error naming it. */
+function pollingSeconds(v: string): number {
+  const n = Number(v);
+  if (!/^\d+$/.test(v.trim()) || n < 1 || n > 86_400) throw new UsageError(`--polling is whole seconds from 1 to 86400 (e.g. 600): got ${v}`);
+  return n;
+}
+
 program
   .command('migrate')
   .description("install or upgrade hcsync's SQL in DATABASE_URL")
@@ -198,7 +205,7 @@ program
         indexes: { Id: { unique: true }, SystemModstamp: { unique: false }, ...(opts.upsertField ? { [opts.upsertField]: { unique: true } } : {}) },
         ...(opts.upsertField ? { upsert_field: opts.upsertField } : {}),
         sf_notify_enabled: false,
-        sf_polling_seconds: opts.polling ? Number(opts.polling) : 600,
+        sf_polling_seconds: opts.polling ? pollingSeconds(opts.polling) : 600,
         sf_max_daily_api_calls: 30000,
       };
       if (opts.upsertField) (config.fields as Record<string, object>)[opts.upsertField] = {};

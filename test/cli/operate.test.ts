@@ -63,6 +63,15 @@ describe('hcsync operator verbs', () => {
     expect(unknown.stderr).toContain('Nope');
   });
 
+  it('mapping:create --polling takes whole seconds in range, or refuses and creates nothing', async () => {
+    for (const bad of ['abc', '1e3', '0', '86401', '2.5']) {
+      const r = await hcsync(['mapping:create', 'Lead', '--fields', 'LastName', '--polling', bad], env);
+      expect(r.code, bad).toBe(2);
+      expect(r.stderr).toContain('--polling is whole seconds from 1 to 86400');
+    }
+    expect((await db.query(`select count(*)::int as n from hc._mappings where object_name = 'Lead'`)).rows[0].n).toBe(0);
+  });
+
   it('retry and discard act on the failed writes named, and refuse to guess when none are named', async () => {
     const ids = await failed(4);
     const none = await hcsync(['retry'], env);

@@ -4,7 +4,8 @@
 //   flip-flop        two quick updates: the echo of the first never overwrites the second locally;
 //   revived delete   a local DELETE pending while Salesforce changes the record: the row stays gone;
 //   re-inserted      insert then delete before the first sync sends nothing and nothing comes back;
-//                    a delete while the create is in flight removes the new record too.
+//                    a delete while the create is in flight removes the new record too;
+//   lost delete      a delete after the create landed but its answer was lost removes the record too.
 // Salesforce is held back deterministically with injected faults (collections calls that never answer, or
 // answer late), so the interleavings are forced, not hoped for.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -115,6 +116,24 @@ describe('Heroku Connect anomalies do not happen', { timeout: 120_000 }, () => {
     await readerCaughtUp();
     expect(sfByName('Ghost')).toHaveLength(0);
     expect(await row('Ghost')).toEqual([]);
+  });
+
+  it('lost delete: a row deleted after its create landed but the answer was lost: the record is deleted too and the row does not come back', async () => {
+    // The create lands and its answer is lost; later write calls are refused for a while, so the
+    // application's delete comes while the create's outcome is unknown. The reader is running throughout.
+    h.emu.injectFault({ kind: 'collections', action: 'drop-response', remaining: 1 });
+    h.emu.injectFault({ kind: 'collections', errorCode: 'UNABLE_TO_LOCK_ROW', remaining: -1 });
+    const calls = h.emu.stats().api.byKind.collections ?? 0;
+    const id = (await h.db.query(`insert into salesforce.account (name) values ('Lost delete') returning id`)).rows[0].id;
+    await until(async () => (h.emu.stats().api.byKind.collections ?? 0) >= calls + 2, 'the create sent, and sent again in vain');
+    expect(sfByName('Lost delete')).toHaveLength(1);
+    await readerCaughtUp();
+    await h.db.query(`delete from salesforce.account where id = $1`, [id]);
+    h.emu.clearFaults();
+    await until(async () => (await queueEmpty(h.db)) && sfByName('Lost delete').length === 0, 'the record deleted in Salesforce');
+    await readerCaughtUp();
+    expect(await row('Lost delete')).toEqual([]);
+    expect(h.emu.records('Account', { includeDeleted: true }).filter((r) => r.Name === 'Lost delete')).toHaveLength(1); // created once
   });
 
   it('a row deleted while its create is in flight: the new record is deleted too and does not come back', async () => {
