@@ -122,6 +122,7 @@ declare
   bad_field record;
   n integer;
   dead_ids integer[];
+  ready text[];
   err_msg text;
   bad text;
 begin
@@ -154,6 +155,36 @@ begin
     return;
   end if;
 
+  -- Only changes to tables whose mapping is ready are sent. The others wait, NEW, and are never dropped:
+  -- a table with no mapping yet (moving from Heroku Connect, _trigger_log holds what HC had not sent
+  -- before `hcsync import`), a mapping whose table is not built yet (applied_at), or one being loaded or
+  -- reloaded: sent during the load, a create could be read back as a second row and a delete or update
+  -- be undone by a page read before it (the load keeps pending local changes, so they win until sent).
+  -- Each waiting table is told in hc.sync_log ('waiting_for_mapping'), at most once an hour per table
+  -- and mapping state, and counted in hc.status (unmapped_writes) and hc.mappings (pending_writes).
+  select coalesce(array_agg(m.table_name), '{}') into ready from hc._mappings m
+   where m.connection_id = c.id and m.applied_at is not null
+     and m.state not in ('RELOAD_TABLE', 'POLLING_SF_CHANGES', 'POLLING_SF_BULK');
+  execute format($q$
+    with recursive waiting(name) as (   -- the distinct tables with NEW entries, one index probe each
+      (select table_name::text from %1$s where state = 'NEW' order by table_name limit 1)
+      union all
+      select (select table_name::text from %1$s where state = 'NEW' and table_name > w.name order by table_name limit 1)
+        from waiting w where w.name is not null)
+    insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
+    select $1, m.id, 'outbound', case when m.id is null then 'warn' else 'info' end, 'waiting_for_mapping',
+           case when m.id is null
+                then format('changes to %%s wait: the table has no mapping (they are sent once one is created or imported)', w.name)
+                else format('changes to %%s wait until mapping %%s is ready (state %%s%%s)', w.name, m.object_name, m.state,
+                            case when m.applied_at is null then ', table not built yet' else '' end) end,
+           jsonb_build_object('table', w.name, 'mapping_state', m.state)
+      from waiting w left join hc._mappings m on m.connection_id = $1 and m.table_name = w.name
+     where w.name is not null and not (w.name = any ($2))
+       and not exists (select 1 from hc.sync_log s where s.connection_id = $1 and s.at > now() - interval '1 hour'
+                          and s.event = 'waiting_for_mapping' and s.detail->>'table' = w.name
+                          and s.detail->>'mapping_state' is not distinct from m.state)$q$, tl)
+    using c.id, ready;
+
   create temp table if not exists _ob_cand (
     id integer, table_name text, record_id integer, action text, sfid text, vals hstore, old hstore
   ) on commit drop;
@@ -165,12 +196,13 @@ begin
      where t.state = 'NEW'
        and t.id in (select x.id from %1$s x
                      where x.state = 'NEW'
+                       and x.table_name::text = any ($2)
                        and not exists (select 1 from %1$s p where p.state = 'PENDING'
                                           and p.table_name = x.table_name and p.record_id = x.record_id)
                      order by x.id limit $1)
      order by t.id
        for update skip locked$q$, tl)
-    using max_entries;
+    using max_entries, ready;
   -- A record's entries must stay in order: once one is skipped (locked by another session), its later
   -- entries wait too.
   -- (With claims serialised by the connection lock, skips only come from application transactions.)
@@ -267,18 +299,18 @@ begin
   --    PENDING. If that create is refused too, the row reads FAILED again with the new error. A failed
   --    create whose record exists (its write-back failed: the FAILED entry keeps the Id) is sent as an
   --    update of that record instead (adopted), never created twice;
-  --  * its row is gone: nothing to send (IGNORED; the delete was IGNORE at capture, without sfid).
+  --  * its row is gone: nothing to send (IGNORED; the delete was IGNORE at capture, without sfid),
+  --    unless that create was sent again and its outcome is unknown (or its record exists): then its
+  --    record is deleted, as for a row deleted before its INSERT's outcome was known (see above).
   if exists (select 1 from _ob_ops o where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null) then
     execute format($q$
       delete from _ob_ops o
        where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null
          and exists (select 1 from %s q where q.state in ('NEW', 'PENDING') and q.action = 'INSERT'
                         and q.table_name = o.table_name and q.record_id = o.record_id)$q$, tl);
-    update _ob_ops o set action = null, ignore_reason = 'row deleted before it was created in Salesforce: nothing to send'
-     where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null and not coalesce(o.row_exists, false);
     execute format($q$
       update _ob_ops o
-         set action = 'insert', vals = coalesce(o.vals, ''::hstore) || o.row_vals,
+         set action = 'resend',
              log_sfid = (select l.sfid from (select id, sfid from %1$I._trigger_log
                                               where state = 'FAILED' and action = 'INSERT' and sfid is not null
                                                 and table_name = o.table_name and record_id = o.record_id
@@ -288,6 +320,13 @@ begin
                                                 and table_name = o.table_name and record_id = o.record_id) l
                           order by l.id desc limit 1)
        where o.action = 'update' and coalesce(o.row_sfid, o.log_sfid) is null$q$, c.schema_name);
+    update _ob_ops o
+       set action = case when coalesce(o.row_exists, false) then 'insert'
+                         when o.attempted or o.log_sfid is not null then 'delete' end,
+           vals = case when coalesce(o.row_exists, false) then coalesce(o.vals, ''::hstore) || o.row_vals else o.vals end,
+           ignore_reason = case when not coalesce(o.row_exists, false) and not (o.attempted or o.log_sfid is not null)
+                                then 'row deleted before it was created in Salesforce: nothing to send' end
+     where o.action = 'resend';
   end if;
 
   -- A child whose relationship external-id column (e.g. account__external_id__c) names a parent row of a

@@ -144,6 +144,23 @@ describe('outbound claim and complete', () => {
     });
   }
 
+  it('a failed create sent again after a change, its answer lost, then the row deleted: the record is looked up and deleted', async () => {
+    const id = (await db.query(`insert into salesforce.account (name) values ('bad') returning id`)).rows[0].id;
+    const [op] = await claim();
+    await complete([{ op_id: op.op_id, action: 'insert', outcome: 'failed', error: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' }]);
+    await db.query(`update salesforce.account set name = 'good' where id = $1`, [id]);
+    const [again] = await claim();
+    expect(again).toMatchObject({ action: 'insert', record_id: id });
+    await sync.query('select hc.outbound_attempt($1, $2, $3)', [connId, CLAIMER, JSON.stringify([again])]);
+    await complete([{ op_id: again.op_id, action: 'insert', outcome: 'retry', error: 'socket hang up' }]);
+    await db.query(`delete from salesforce.account where id = $1`, [id]);
+    const [del] = await claim();
+    expect(del).toMatchObject({ action: 'delete', record_id: id, sfid: null, attempts: [{ sent: { Name: 'good' } }] });
+    await complete([{ op_id: del.op_id, action: 'delete', outcome: 'ok', sfid: '001000000000005AAA' }]);
+    expect((await db.query('select count(*)::int n from hc._outbound_attempts where record_id = $1', [id])).rows[0].n).toBe(0);
+    expect(await claim()).toHaveLength(0);
+  });
+
   it('a failed create, its row deleted before any change: nothing is sent', async () => {
     await db.query(`update hc.connections set write_algorithm = 'ordered'`);
     const id = (await db.query(`insert into salesforce.account (name) values ('bad') returning id`)).rows[0].id;
