@@ -52,7 +52,8 @@ export async function listen(
   const start = async (attempt: number): Promise<void> => {
     if (closed) return;
     const s = createSubscriber(
-      { connectionString: url, application_name: opts.application_name ?? 'hcsync listen' },
+      // Idle by design: a database's idle_session_timeout must not end it every few seconds.
+      { connectionString: url, application_name: opts.application_name ?? 'hcsync listen', options: '-c idle_session_timeout=0' },
       {
         paranoidChecking: opts.heartbeatMs ?? 5_000,
         retryLimit: Infinity,

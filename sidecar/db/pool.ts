@@ -58,7 +58,8 @@ export function lockSession(connectionString: string, application_name: string, 
   const c = new pg.Client({
     connectionString,
     application_name,
-    options: '-c tcp_keepalives_idle=2 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3',
+    // Idle by design: a database's idle_session_timeout must not end it (and hand the lock around).
+    options: '-c idle_session_timeout=0 -c tcp_keepalives_idle=2 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3',
     keepAlive: true,
     keepAliveInitialDelayMillis: 2_000,
     query_timeout: 10_000,
