@@ -174,11 +174,27 @@ program
   .argument('<file>', "a Heroku Connect export (connect:export) or hcsync export")
   .description('create or update the mappings in the file; mappings not in it are kept (hc.import_config())')
   .action(async (file: string) => {
-    const config = readJson(file, 'import');
+    const config = readJson(file, 'import') as { connection?: { name?: unknown; app_name?: unknown } };
+    const { schema } = loadConfig(process.env, { salesforce: false });
     await withAdmin(dbUrl(), async (c) => {
-      const { rows } = await c.query('select hc.import_config($1::jsonb, $2) as result', [JSON.stringify(config), connection()]);
-      const r = rows[0].result;
-      console.log(typeof r === 'object' && r !== null ? JSON.stringify(r) : `imported ${file}`);
+      // Moving from Heroku Connect, the database has no connection yet: the import makes it from the
+      // file's connection block, in HC_SCHEMA (what `hcsync run` will look for), together with the mappings.
+      await c.query('begin');
+      try {
+        if ((await c.query('select not exists (select 1 from hc.connections) as none')).rows[0].none) {
+          const block = config?.connection ?? {};
+          const name = connection() ?? [block.name, block.app_name].find((x): x is string => typeof x === 'string' && x !== '') ?? schema;
+          await c.query('select hc.create_connection($1, $2)', [name, schema]);
+          console.error(`created connection ${name} (schema ${schema})`);
+        }
+        const { rows } = await c.query('select hc.import_config($1::jsonb, $2) as result', [JSON.stringify(config), connection()]);
+        await c.query('commit');
+        const r = rows[0].result;
+        console.log(typeof r === 'object' && r !== null ? JSON.stringify(r) : `imported ${file}`);
+      } catch (e) {
+        await c.query('rollback').catch(() => {});
+        throw e;
+      }
     });
   });
 

@@ -396,6 +396,9 @@ $$;
 -- Imports an HC export file with PATCH semantics: mappings in the file are created or updated,
 -- mappings absent from the file are left alone. The connection block is informational except the
 -- write algorithm (features.poll_db_no_merge), the other feature flags and an unset api_version.
+-- A database without a connection (moving from Heroku Connect: `hcsync migrate`, then this) gets one
+-- from the file's connection block: named connection_name, else the block's name (HC's app name), in
+-- schema salesforce, Heroku Connect's; an existing HC schema there is adopted with its trigger log.
 -- All or nothing: one bad mapping rolls the whole import back. Returns {"created": [...], "updated": [...],
 -- "unchanged": [...]}.
 create or replace function hc.import_config(config jsonb, connection_name text default null)
@@ -405,7 +408,7 @@ security definer
 set search_path = pg_catalog, pg_temp
 as $$
 declare
-  c hc.connections := hc._connection(connection_name);
+  c hc.connections;
   mp jsonb;
   i integer := 0;
   existing hc._mappings;
@@ -436,6 +439,12 @@ begin
     end if;
     perform hc._check_config(mp->>'object_name', mp->'config');
   end loop;
+
+  if not exists (select 1 from hc.connections) then
+    perform hc.create_connection(coalesce(connection_name, nullif(config->'connection'->>'name', ''),
+                                          nullif(config->'connection'->>'app_name', ''), 'salesforce'), 'salesforce');
+  end if;
+  c := hc._connection(connection_name);
 
   -- The connection block's settings: Heroku Connect's feature flags are all true/false, and its API
   -- version reads like 62.0. Checked before anything is written, like the mappings.
@@ -576,6 +585,30 @@ select m.id as mapping_id,
   join hc.mapping_states s on s.state = m.state
   cross join lateral hc._mapping_counts(m.id) n;
 
+-- Changes captured in a connection's _trigger_log for tables that have no mapping: they wait (NEW) and
+-- are sent once a mapping for the table is created or imported (moving from Heroku Connect, the trigger
+-- log can hold changes to tables the export file leaves out). Invoker's rights: the readers of
+-- hc.status may read the trigger log.
+create or replace function hc._unmapped_writes(c hc.connections)
+returns bigint
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  n bigint;
+begin
+  if to_regclass(format('%I._trigger_log', c.schema_name)) is null then
+    return 0;
+  end if;
+  execute format($q$select count(*) from %I._trigger_log l
+                     where l.state = 'NEW'
+                       and not exists (select 1 from hc._mappings m where m.connection_id = $1 and m.table_name = l.table_name)$q$,
+                 c.schema_name)
+    into n using c.id;
+  return n;
+end;
+$$;
+
 create or replace view hc.status as
 select c.id as connection_id,
        c.name,
@@ -594,6 +627,7 @@ select c.id as connection_id,
                           where m.connection_id = c.id and ms.category = 'error') then 'ERROR' else 'OK' end as mappings_summary_state,
        coalesce((select sum(x.pending_writes) from hc.mappings x where x.connection_id = c.id), 0)::bigint as pending_writes,
        coalesce((select sum(x.errored_writes) from hc.mappings x where x.connection_id = c.id), 0)::bigint as errored_writes,
+       hc._unmapped_writes(c) as unmapped_writes,
        (select max(m.last_poll_at) from hc._mappings m where m.connection_id = c.id) as last_poll_at,
        (select max(m.last_write_at) from hc._mappings m where m.connection_id = c.id) as last_write_at,
        c.created_at,

@@ -40,8 +40,8 @@ grant execute on function
   hc.uninstall_script()
 to hcsync_admin;
 
--- The operator and the viewer: reads (hc.mappings and hc.write_errors call _mapping_counts and
--- _failed_writes; the CLI resolves names with _connection and _mapping, invoker's rights).
+-- The operator and the viewer: reads (hc.mappings, hc.write_errors and hc.status call _mapping_counts,
+-- _failed_writes and _unmapped_writes; the CLI resolves names with _connection and _mapping, invoker's rights).
 grant execute on function
   hc._connection(text),
   hc._mapping(text, text),
@@ -49,7 +49,8 @@ grant execute on function
   hc.metrics(),
   hc.export_config(text),
   hc._mapping_counts(integer),
-  hc._failed_writes(hc.connections)
+  hc._failed_writes(hc.connections),
+  hc._unmapped_writes(hc.connections)
 to hcsync_admin, hcsync_viewer;
 
 -- Heroku Connect's loop-prevention flag: every session's trigger WHEN clauses call it.

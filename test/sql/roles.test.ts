@@ -126,8 +126,8 @@ describe('executable functions per role', () => {
     'hc.poll_now(text,text)', 'hc.recover(text)', 'hc.reload(text,text)', 'hc.resume(text)', 'hc.retry(integer[],text,text)',
     'hc.revoke_app_access(text,text)', 'hc.set_write_algorithm(text,text)', 'hc.uninstall_script()', 'hc.update_mapping(text,jsonb,jsonb,text)',
   ];
-  // Reads: the views call _mapping_counts and _failed_writes; the CLI resolves names with _connection, _mapping.
-  const reads = ['hc._connection(text)', 'hc._failed_writes(hc.connections)', 'hc._mapping(text,text)', 'hc._mapping_counts(integer)', 'hc.diagnose()', 'hc.export_config(text)', 'hc.metrics()'];
+  // Reads: the views call _mapping_counts, _failed_writes and _unmapped_writes; the CLI resolves names with _connection, _mapping.
+  const reads = ['hc._connection(text)', 'hc._failed_writes(hc.connections)', 'hc._mapping(text,text)', 'hc._mapping_counts(integer)', 'hc._unmapped_writes(hc.connections)', 'hc.diagnose()', 'hc.export_config(text)', 'hc.metrics()'];
   // HC's loop-prevention flag: every session's triggers call it.
   const everyone = ['public.get_xmlbinary()'];
   const allowed: Record<string, string[]> = {

@@ -90,5 +90,7 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
     [ctx.connection.id, m.id, opts.reload ? 'reload' : 'load', `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}: ${sum.applied} rows, ${sum.failed} failed${removed ? `, ${removed} removed` : ''}`, { ...sum, removed, rows, total, api: bulk ? 'bulk2' : 'rest', seconds: (Date.now() - started.getTime()) / 1000 }],
   );
   await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, 'DATA_SYNCED', null]);
+  // The writer held this table's local changes while it loaded: they go now, not at its next sweep.
+  await ctx.db.query(`select pg_notify('hc_control', $1)`, [ctx.connection.schema]);
   log.info({ ...sum, rows, seconds: (Date.now() - started.getTime()) / 1000 }, `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}`);
 }
