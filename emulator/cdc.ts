@@ -12,7 +12,12 @@ export interface StoredEvent {
   entity: string;
   channel: string;
   data: { schema: string; payload: Record<string, unknown>; event: { replayId: number } };
+  /** The change as the org committed it (raw values), for transports that encode it otherwise (Pub/Sub's Avro). */
+  source: ChangeEvent;
 }
+
+/** Which entities a channel carries. */
+export type ChannelFilter = (entity: string) => boolean;
 
 export type TokenCheck = (token: string | undefined) => 'ok' | 'invalid';
 
@@ -47,6 +52,10 @@ export class CdcBus {
   connects = 0;
   subscribes = 0;
   private schemaIds = new Map<string, string>();
+  /** Custom channels (`/data/<Name>__chn`) and the objects each carries. */
+  private channels = new Map<string, Set<string>>();
+  /** Called after each committed batch is in the log (the Pub/Sub API wakes its subscribers). */
+  eventListeners: Array<(events: StoredEvent[]) => void> = [];
 
   constructor(private org: Org, private checkToken: TokenCheck, timeoutSec = 110) {
     this.adapter = new faye.NodeAdapter({ mount: '/cometd', timeout: timeoutSec });
@@ -65,6 +74,54 @@ export class CdcBus {
     return o && o.cdc ? o : undefined;
   }
 
+  /** The entities a channel carries: one object's channel, /data/ChangeEvents, or a custom channel; undefined if none. */
+  channelFilter(channel: string): ChannelFilter | undefined {
+    const members = this.channels.get(channel);
+    if (members) return (entity) => members.has(entity);
+    const target = this.objectForChannel(channel);
+    if (!target) return undefined;
+    return target === 'all' ? () => true : (entity) => entity === target.name;
+  }
+
+  /**
+   * Defines (or redefines) a custom channel `/data/<Name>__chn` carrying the given CDC-enabled objects, as a
+   * PlatformEventChannel with its PlatformEventChannelMember rows does on a real org.
+   */
+  defineChannel(name: string, objects: string[]): { channel: string; objects: string[] } {
+    const channel = name.startsWith('/data/') ? name : `/data/${name}`;
+    if (!/^\/data\/[A-Za-z][A-Za-z0-9_]*__chn$/.test(channel)) throw new Error(`channel name must look like Name__chn (or /data/Name__chn), got "${name}"`);
+    const members = new Set<string>();
+    for (const o of objects) {
+      const meta = this.org.object(o);
+      if (!meta) throw new Error(`channel ${channel}: no object named ${o}`);
+      if (!meta.cdc) throw new Error(`channel ${channel}: ${meta.name} is not enabled for Change Data Capture`);
+      members.add(meta.name);
+    }
+    if (members.size === 0) throw new Error(`channel ${channel}: name at least one object`);
+    this.channels.set(channel, members);
+    return { channel, objects: [...members] };
+  }
+
+  customChannels(): Array<{ channel: string; objects: string[] }> {
+    return [...this.channels].map(([channel, m]) => ({ channel, objects: [...m] }));
+  }
+
+  /** The replay id of the newest event published (0 before the first). */
+  get latestReplayId(): number { return this.lastReplayId; }
+
+  /** Events after replay id `after` that pass `filter`, oldest first, at most `limit`. */
+  eventsAfter(after: number, filter: ChannelFilter, limit: number): StoredEvent[] {
+    this.trim();
+    let lo = this.head, hi = this.log.length;
+    while (lo < hi) { const mid = (lo + hi) >>> 1; if (this.log[mid].replayId <= after) lo = mid + 1; else hi = mid; }
+    const out: StoredEvent[] = [];
+    for (let i = lo; i < this.log.length && out.length < limit; i++) if (filter(this.log[i].entity)) out.push(this.log[i]);
+    return out;
+  }
+
+  /** The replay id that EARLIEST starts after: the last event dropped from retention (0 when none was). */
+  get earliestAfter(): number { this.trim(); return this.purgedUpTo; }
+
   schemaId(entity: string): string {
     let s = this.schemaIds.get(entity);
     if (!s) { s = createHash('sha256').update(entity + 'ChangeEvent').digest('base64url').slice(0, 22); this.schemaIds.set(entity, s); }
@@ -78,6 +135,7 @@ export class CdcBus {
   }
 
   publish(events: ChangeEvent[]): void {
+    const batch: StoredEvent[] = [];
     for (const e of events) {
       const obj = this.org.object(e.entityName);
       if (!obj) continue;
@@ -103,14 +161,17 @@ export class CdcBus {
       const replayId = this.nextReplayId();
       const stored: StoredEvent = {
         replayId, at: Date.now(), entity: obj.name, channel: `/data/${obj.changeEventName}`,
-        data: { schema: this.schemaId(obj.name), payload, event: { replayId } },
+        data: { schema: this.schemaId(obj.name), payload, event: { replayId } }, source: e,
       };
       this.log.push(stored);
+      batch.push(stored);
       this.published++;
       this.engine.publish({ channel: stored.channel, data: stored.data });
       this.engine.publish({ channel: ALL_CHANNEL, data: stored.data });
+      for (const [channel, members] of this.channels) if (members.has(obj.name)) this.engine.publish({ channel, data: stored.data });
     }
     this.trim();
+    if (batch.length > 0) for (const l of this.eventListeners) l(batch);
   }
 
   /** Drops events beyond the retention window (or the in-memory cap). */
@@ -171,7 +232,7 @@ export class CdcBus {
       this.subscribes++;
       const subs = ([] as string[]).concat(message.subscription ?? []);
       for (const s of subs) {
-        if (!this.objectForChannel(s)) { message.error = `400::The channel you requested to subscribe to doesn't exist {${s}}`; return callback(message); }
+        if (!this.channelFilter(s)) { message.error = `400::The channel you requested to subscribe to doesn't exist {${s}}`; return callback(message); }
         const replayMap = message.ext?.replay as Record<string, unknown> | undefined;
         if (replayMap && typeof replayMap === 'object') {
           if (!(s in replayMap)) {
@@ -189,7 +250,8 @@ export class CdcBus {
     callback(message);
   }
 
-  private validReplay(id: number): boolean {
+  /** A replay id a subscription may start after: -1, -2, or an id still within retention. */
+  validReplay(id: number): boolean {
     if (!Number.isInteger(id)) return false;
     if (id === -1 || id === -2) return true;
     this.trim();
@@ -235,8 +297,9 @@ export class CdcBus {
     for (const s of subs) {
       const from = Number(replayMap[s]);
       if (from === -1 || !Number.isInteger(from)) continue;
-      const target = this.objectForChannel(s);
-      const events = this.retained().filter((e) => (from === -2 || e.replayId > from) && (target === 'all' || e.entity === (target as ObjectMeta).name));
+      const accepts = this.channelFilter(s);
+      if (!accepts) continue;
+      const events = this.retained().filter((e) => (from === -2 || e.replayId > from) && accepts(e.entity));
       if (events.length === 0) continue;
       if (!mem._messages.has(clientId)) mem._messages.set(clientId, []);
       const q = mem._messages.get(clientId);

@@ -27,11 +27,12 @@ export async function runEmulatorCli(argv: string[]): Promise<void> {
     .option('--state <file>', 'load org data from FILE at start (if it exists), save it there on exit')
     .option('--latency <ms>', 'added latency per API call', '0')
     .option('--https-port <n>', 'also serve over HTTPS on this port (0 = any free port), with a self-signed certificate made at start')
+    .option('--pubsub-port <n>', 'port of the Pub/Sub API (TLS gRPC, self-signed certificate made at start; 0 = any free port)', '0')
     .exitOverride();
   cmd.parse(argv, { from: 'user' });
-  const o = cmd.opts<{ port: string; host: string; org?: string; seed?: string; state?: string; latency: string; httpsPort?: string }>();
+  const o = cmd.opts<{ port: string; host: string; org?: string; seed?: string; state?: string; latency: string; httpsPort?: string; pubsubPort: string }>();
   const emu = await startEmulator({ port: Number(o.port), host: o.host, org: o.org, seed: o.seed ? parseSeed(o.seed) : undefined, stateFile: o.state, latencyMs: Number(o.latency),
-    httpsPort: o.httpsPort === undefined ? undefined : Number(o.httpsPort) });
+    httpsPort: o.httpsPort === undefined ? undefined : Number(o.httpsPort), pubsubPort: Number(o.pubsubPort) });
   const c = emu.credentials;
   const lines = [
     `export SF_LOGIN_URL=${c.loginUrl}`,
@@ -40,11 +41,14 @@ export async function runEmulatorCli(argv: string[]): Promise<void> {
     `export SF_USERNAME=${c.username}`,
     `export SF_PASSWORD=${c.password}`,
   ];
-  if (emu.httpsUrl && emu.certificate) {
-    // Node clients (jsforce, the sf CLI) trust the certificate through NODE_EXTRA_CA_CERTS, read at their start.
-    const certFile = join(tmpdir(), `hcsync-emulator-${new URL(emu.httpsUrl).port}.pem`);
+  if (emu.httpsUrl) lines.push(`export SF_HTTPS_URL=${emu.httpsUrl}`);
+  if (emu.pubsubEndpoint) lines.push(`export SF_PUBSUB_ENDPOINT=${emu.pubsubEndpoint}`);
+  if (emu.certificate) {
+    // Node clients (jsforce, the sf CLI) trust the certificate through NODE_EXTRA_CA_CERTS, read at their start;
+    // gRPC clients take the same file as their root certificate (or turn verification off).
+    const certFile = join(tmpdir(), `hcsync-emulator-${new URL(emu.url).port}.pem`);
     writeFileSync(certFile, emu.certificate);
-    lines.push(`export SF_HTTPS_URL=${emu.httpsUrl}`, `export NODE_EXTRA_CA_CERTS=${certFile}`);
+    lines.push(`export NODE_EXTRA_CA_CERTS=${certFile}`);
   }
   process.stdout.write(lines.join('\n') + '\n');
   process.stderr.write(`# Salesforce emulator listening on ${emu.url} (admin API: ${emu.url}/__emulator/stats). Ctrl-C to stop.\n`);

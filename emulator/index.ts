@@ -15,8 +15,12 @@ export interface Emulator {
   url: string;
   /** The same org over HTTPS (when started with httpsPort), e.g. https://127.0.0.1:PORT */
   httpsUrl?: string;
-  /** PEM of the HTTPS listener's self-signed certificate, for clients to trust. */
+  /** PEM of the self-signed certificate of the HTTPS and Pub/Sub listeners, for clients to trust. */
   certificate?: string;
+  /** host:port of the Pub/Sub API (TLS gRPC), unless started with pubsubPort: false. */
+  pubsubEndpoint?: string;
+  /** Defines a custom change event channel /data/<name> (name ends in __chn) carrying these objects. */
+  defineChannel(name: string, objects: string[]): { channel: string; objects: string[] };
   credentials: { loginUrl: string; clientId: string; clientSecret: string; username: string; password: string };
   stop(): Promise<void>;
   stats(): EmulatorStats;
@@ -53,6 +57,8 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     url,
     httpsUrl: s.httpsUrl,
     certificate: s.certificate,
+    pubsubEndpoint: s.pubsubEndpoint,
+    defineChannel: (name, objects) => s.cdc.defineChannel(name, objects),
     credentials: s.credentials(),
     stop: () => s.close(),
     stats: () => s.stats(),

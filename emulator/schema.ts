@@ -85,6 +85,8 @@ export interface OrgDefinition {
   clientId?: string;
   clientSecret?: string;
   dailyApiLimit?: number;
+  /** Custom change event channels: name (`Sync__chn`) -> the objects it carries. Served as `/data/<name>`. */
+  channels?: Record<string, string[]>;
 }
 
 export interface FieldMeta extends Required<Pick<FieldDefinition, 'name' | 'type'>> {

@@ -11,6 +11,7 @@ import { RestApi, VERSIONS, VERSION_SET, JSON_TYPE, parseCallOptions, sfError, t
 import { BulkApi } from './bulk.js';
 import { Auth } from './auth.js';
 import { CdcBus } from './cdc.js';
+import { PubSubServer } from './pubsub/server.js';
 import { seedOrg } from './seed.js';
 import { makeId, normalizeId } from './ids.js';
 import { selfSignedCertificate } from './tls.js';
@@ -31,6 +32,10 @@ export interface EmulatorOptions {
   jwtPublicKey?: string;
   /** Also serve everything over HTTPS (self-signed certificate made at start) on this port; 0 = any free port. */
   httpsPort?: number;
+  /** Port of the Pub/Sub API (TLS gRPC, same self-signed certificate); 0 (default) = any free port, false = none. */
+  pubsubPort?: number | false;
+  /** Longest a Pub/Sub subscriber waits for a response before an empty keepalive (Salesforce: at most 270 s). */
+  pubsubKeepaliveMs?: number;
 }
 
 export interface Fault {
@@ -57,6 +62,7 @@ export interface EmulatorStats {
   records: { created: number; updated: number; deleted: number; undeleted: number };
   bulk: { ingestJobs: number; queryJobs: number; recordsIngested: number; queryRowsServed: number };
   events: { published: number; retained: number };
+  pubsub: { subscribes: number; delivered: number; keepalives: number; rejected: number };
   counts: Record<string, number>;
 }
 
@@ -76,6 +82,9 @@ export class EmulatorServer {
   bulk: BulkApi;
   auth: Auth;
   cdc: CdcBus;
+  pubsub: PubSubServer;
+  /** host:port of the Pub/Sub API, when it runs. */
+  pubsubEndpoint?: string;
   app!: FastifyInstance;
   limits: Limits;
   latencyMs: number;
@@ -102,6 +111,8 @@ export class EmulatorServer {
     this.auth = new Auth(this.org, def.clientId ?? 'hcsync-emulator-client-id', def.clientSecret ?? 'hcsync-emulator-client-secret', opts.jwtPublicKey ?? def.jwtPublicKey);
     if (opts.tokenTtlMs) this.auth.tokenTtlMs = opts.tokenTtlMs;
     this.cdc = new CdcBus(this.org, (t) => (this.auth.check(t) ? 'ok' : 'invalid'), opts.cometdTimeoutSec ?? 110);
+    for (const [name, objects] of Object.entries(def.channels ?? {})) this.cdc.defineChannel(name, objects);
+    this.pubsub = new PubSubServer(this.org, this.cdc, (t) => !!this.auth.check(t), opts.pubsubKeepaliveMs);
     this.latencyMs = opts.latencyMs ?? 0;
     if (opts.stateFile && existsSync(opts.stateFile)) this.org.restore(JSON.parse(readFileSync(opts.stateFile, 'utf8')));
     else if (opts.seed) seedOrg(this.org, opts.seed);
@@ -213,6 +224,11 @@ export class EmulatorServer {
       const a = server.address();
       this.httpsUrl = `https://${hostPart}:${typeof a === 'object' && a ? a.port : this.opts.httpsPort}`;
     }
+    if (this.opts.pubsubPort !== false) {
+      const tls = await selfSignedCertificate(host);
+      this.certificate = tls.cert;
+      this.pubsubEndpoint = await this.pubsub.listen(this.opts.host ?? '127.0.0.1', this.opts.pubsubPort ?? 0, tls);
+    }
     return this.baseUrl;
   }
 
@@ -220,6 +236,7 @@ export class EmulatorServer {
     for (const r of this.hung) { try { r.raw.destroy(); } catch { /* gone */ } }
     this.hung.clear();
     this.cdc.close();
+    await this.pubsub.close();
     if (this.httpsServer) {
       const server = this.httpsServer;
       server.closeAllConnections();
@@ -371,6 +388,7 @@ export class EmulatorServer {
       records: { ...this.org.stats },
       bulk: { ...this.bulk.stats },
       events: { published: this.cdc.published, retained: this.cdc.retained().length },
+      pubsub: { ...this.pubsub.stats },
       counts,
     };
   }
@@ -441,7 +459,13 @@ export class EmulatorServer {
     app.post('/__emulator/tokens/expire', async (_req, reply) => json(reply, { expired: this.auth.expireAll() }));
     app.post('/__emulator/tokens/refresh-token', async (_req, reply) => json(reply, { refresh_token: this.auth.mintRefreshToken() }));
     app.post('/__emulator/tokens/ttl', async (req, reply) => { this.auth.tokenTtlMs = Number(body(req).ms); return json(reply, { tokenTtlMs: this.auth.tokenTtlMs }); });
-    app.post('/__emulator/streaming/drop', async (_req, reply) => json(reply, { dropped: this.cdc.dropSessions() }));
+    app.post('/__emulator/streaming/drop', async (_req, reply) => json(reply, { dropped: this.cdc.dropSessions(), pubsubStreams: this.pubsub.dropStreams() }));
+    app.get('/__emulator/channels', async (_req, reply) => json(reply, this.cdc.customChannels()));
+    app.post('/__emulator/channels', async (req, reply) => {
+      const b = body(req) as { name?: string; objects?: string[] };
+      try { return json(reply, this.cdc.defineChannel(String(b.name ?? ''), Array.isArray(b.objects) ? b.objects.map(String) : [])); }
+      catch (e) { return json(reply, { error: (e as Error).message }, 400); }
+    });
     app.post('/__emulator/streaming/retention', async (req, reply) => { this.cdc.setRetention(Number(body(req).ms)); return json(reply, { retentionMs: this.cdc.retentionMs, retained: this.cdc.retained().length }); });
     app.post('/__emulator/streaming/gap', async (req, reply) => {
       const b = body(req);

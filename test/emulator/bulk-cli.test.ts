@@ -117,7 +117,8 @@ describe('CLI', () => {
 
   it('prints the export lines and serves until killed', async () => {
     await withCli(['--seed', 'Account=3'], async (vars) => {
-      expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_USERNAME', 'SF_PASSWORD']);
+      expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_USERNAME', 'SF_PASSWORD', 'SF_PUBSUB_ENDPOINT', 'NODE_EXTRA_CA_CERTS']);
+      expect(vars.SF_PUBSUB_ENDPOINT).toMatch(/^127\.0\.0\.1:\d+$/);
       const tok = await fetch(`${vars.SF_LOGIN_URL}/services/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: new URLSearchParams({ grant_type: 'password', client_id: vars.SF_CLIENT_ID, client_secret: vars.SF_CLIENT_SECRET, username: vars.SF_USERNAME, password: vars.SF_PASSWORD }) });
       expect(tok.status).toBe(200);
@@ -128,7 +129,7 @@ describe('CLI', () => {
 
   it('--https-port prints the HTTPS URL and the certificate file that makes Node clients trust it', async () => {
     await withCli(['--https-port', '0'], async (vars) => {
-      expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_USERNAME', 'SF_PASSWORD', 'SF_HTTPS_URL', 'NODE_EXTRA_CA_CERTS']);
+      expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_USERNAME', 'SF_PASSWORD', 'SF_HTTPS_URL', 'SF_PUBSUB_ENDPOINT', 'NODE_EXTRA_CA_CERTS']);
       expect(vars.SF_HTTPS_URL).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
       // A fresh Node process with only NODE_EXTRA_CA_CERTS set trusts the emulator.
       const script = `fetch(process.argv[1] + '/services/data').then(async (r) => { console.log(r.status, (await r.json()).length); }, (e) => { console.log('refused', e.cause?.code); })`;
