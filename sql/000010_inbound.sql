@@ -396,11 +396,12 @@ $$;
 
 -- Applies one batch of change events in one statement, and so in one transaction with the replay id of
 -- its last event: after kill -9 the subscription resumes exactly after what was committed. The sidecar
--- folds the events per record (in order) and fetches what a payload cannot carry before calling; p_batch:
+-- lays the events out in waves (the k-th change of each record in wave k, so each is applied in order)
+-- and fetches what a payload cannot carry before calling; p_batch:
 --   {"epoch": n,                       the inbound leadership the batch was read under (hc.inbound_fence)
 --    "touched": [sfid],                every record the batch names
---    "groups": [{"origin": "cdc" | "cdc-echo" | "reread", "fields": [soql name], "rows": [{...}]}],
---    "deletes": [sfid],
+--    "waves": [{"groups": [{"origin": "cdc" | "cdc-echo" | "reread", "fields": [soql name], "rows": [{...}]}],
+--               "deletes": [sfid]}],
 --    "echo": [sfid],                   records named by an echo of our own create or update
 --    "reread": [sfid], "read_at": ts,  queued re-reads this batch read (at read_at) and so replaces
 --    "channel", "replay_id", "watermark"}
@@ -411,8 +412,8 @@ $$;
 --      instead: the application never waits on a change-event batch for longer than that;
 --   3. the re-reads done are taken off the queue; echoes of creates of ours not written back yet are left
 --      out (hc.outbound_echo_pending);
---   4. each group goes through hc.inbound_merge, which compares it with the pending (and recently sent)
---      local changes of these rows only, then the deletes, then the position.
+--   4. wave by wave, each group goes through hc.inbound_merge, which compares it with the pending (and
+--      recently sent) local changes of these rows only, and the wave's deletes follow; then the position.
 -- Returns the summed counts of hc.inbound_merge plus {"deferred": n} (records queued for a re-read).
 create or replace function hc.inbound_apply(p_mapping_id integer, p_batch jsonb)
 returns jsonb
@@ -426,6 +427,7 @@ declare
   held text[];
   skipped text[] := '{}';
   ours text[] := '{}';
+  w jsonb;
   g jsonb;
   rows jsonb;
   r jsonb;
@@ -474,20 +476,22 @@ begin
     ours := hc.outbound_echo_pending(p_mapping_id, array(select jsonb_array_elements_text(p_batch->'echo')));
   end if;
 
-  -- 4. The rows, group by group (each group shares one field list), then deletes, then the position.
-  for g in select x from jsonb_array_elements(coalesce(p_batch->'groups', '[]')) x loop
-    select coalesce(jsonb_agg(x), '[]') into rows from jsonb_array_elements(g->'rows') x
-     where not (x->>'Id') = any (ours || skipped);
-    continue when jsonb_array_length(rows) = 0;
-    r := hc.inbound_merge(p_mapping_id, 'json', array(select jsonb_array_elements_text(g->'fields')), rows, g->>'origin');
-    for k in select jsonb_object_keys(total) loop
-      total := jsonb_set(total, array[k], to_jsonb(coalesce((total->>k)::bigint, 0) + coalesce((r->>k)::bigint, 0)));
+  -- 4. Wave by wave: the rows, group by group (each group shares one field list), then the deletes.
+  for w in select x from jsonb_array_elements(coalesce(p_batch->'waves', '[]')) x loop
+    for g in select x from jsonb_array_elements(coalesce(w->'groups', '[]')) x loop
+      select coalesce(jsonb_agg(x), '[]') into rows from jsonb_array_elements(g->'rows') x
+       where not (x->>'Id') = any (ours || skipped);
+      continue when jsonb_array_length(rows) = 0;
+      r := hc.inbound_merge(p_mapping_id, 'json', array(select jsonb_array_elements_text(g->'fields')), rows, g->>'origin');
+      for k in select jsonb_object_keys(total) loop
+        total := jsonb_set(total, array[k], to_jsonb(coalesce((total->>k)::bigint, 0) + coalesce((r->>k)::bigint, 0)));
+      end loop;
     end loop;
+    dels := array(select x from jsonb_array_elements_text(coalesce(w->'deletes', '[]')) x where not x = any (skipped));
+    if cardinality(dels) > 0 then
+      total := jsonb_set(total, '{deleted}', to_jsonb((total->>'deleted')::bigint + hc.inbound_delete(p_mapping_id, dels, 'cdc')));
+    end if;
   end loop;
-  dels := array(select x from jsonb_array_elements_text(coalesce(p_batch->'deletes', '[]')) x where not x = any (skipped));
-  if cardinality(dels) > 0 then
-    total := jsonb_set(total, '{deleted}', to_jsonb((total->>'deleted')::bigint + hc.inbound_delete(p_mapping_id, dels, 'cdc')));
-  end if;
   if p_batch->>'replay_id' is not null then
     perform hc.inbound_position(p_mapping_id, p_batch->>'channel', p_batch->>'replay_id', (p_batch->>'watermark')::timestamptz);
   end if;

@@ -65,7 +65,7 @@ describe('change events and application writes', () => {
     expect(r.numberofemployees).toBe(-5);
     expect(r._hc_lastop).toBe('FAILED');
     expect(r._hc_err).toMatch(/negative/i);
-  }, 120_000);
+  }, 240_000);
 
   it('a burst from 20 connections: no row ever shows a value older than the application last committed', async () => {
     const ROWS = 200;

@@ -3,8 +3,9 @@
 // replay id of its last event, so after kill -9 the subscription resumes exactly after what was
 // committed: nothing lost, nothing applied twice.
 //
-// Here the events are folded per record, in order (an UPDATE carries only the changed fields: the later
-// value of a field wins; a DELETE drops what came before it), and what a payload cannot carry is fetched
+// Here the events are laid out in waves: the k-th change of each record in wave k, so every change is
+// applied in its order (an UPDATE carries only the changed fields: the others are left alone) while
+// each wave is applied set-based, grouped by field list. What a payload cannot carry is fetched
 // before the call, outside any transaction (one query per 200 records): formula fields of created and
 // updated records, whole records for GAP_* events, for UPDATEs of records the table does not have yet and
 // for records deleted and restored within the batch, and the records queued for a re-read
@@ -41,16 +42,6 @@ export interface CdcBatchResult {
   deferred: number;
 }
 
-/** One record's events of a batch, folded. */
-interface Folded {
-  /** The fields the events carried, later ones winning. */
-  row: SfRecord;
-  /** The earliest commit time among them: the incoming values are at least this old. */
-  at: number;
-  /** Every event was an echo of our own writes. */
-  echo: boolean;
-}
-
 /**
  * `epoch` is the inbound leadership this sidecar holds (hc.inbound_try_lead): the batch commits only while
  * it is current (hc.inbound_fence), so a leader that was replaced cannot move the replay id.
@@ -85,9 +76,10 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
     }
   }
 
-  // Second pass: fold the events of every other record, in order.
-  const folded = new Map<string, Folded>();
-  const deletes = new Set<string>();
+  // Second pass: every other record's changes, in order. The k-th change of each record goes into wave
+  // k, so a record changed three times in a batch is written three times, in order (a row trigger sees
+  // every version), while each wave is still applied set-based.
+  const changes = new Map<string, ({ kind: 'delete' } | { kind: 'row'; origin: string; row: SfRecord })[]>();
   const echoIds = new Set<string>();
   let watermark: Date | null = null;
   for (const e of events) {
@@ -102,25 +94,25 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
     const smod = new Date(Math.floor(h.commitTimestamp / 1000) * 1000).toISOString();
     for (const id of h.recordIds ?? []) {
       if (fetchFull.has(id)) continue;
+      const list = changes.get(id) ?? [];
+      changes.set(id, list);
       if (h.changeType === 'DELETE') {
-        folded.delete(id);
-        deletes.add(id);
+        list.push({ kind: 'delete' });
         continue;
       }
-      deletes.delete(id);
-      const f = folded.get(id) ?? { row: { Id: id }, at: h.commitTimestamp, echo: true };
-      Object.assign(f.row, body);
-      if (mapped.has('SystemModstamp')) f.row.SystemModstamp = smod;
-      if (h.changeType !== 'UPDATE' && mapped.has('IsDeleted')) f.row.IsDeleted = false;
-      f.at = Math.min(f.at, h.commitTimestamp);
-      f.echo &&= echo;
+      // hcsync_at: when Salesforce had these values (hc.inbound_merge compares it with our own writes).
+      const row: SfRecord = { ...body, Id: id, hcsync_at: ts.toISOString() };
+      if (mapped.has('SystemModstamp')) row.SystemModstamp = smod;
+      if (h.changeType !== 'UPDATE' && mapped.has('IsDeleted')) row.IsDeleted = false;
       // The echo of a create (or update) of ours whose sfid the writer has not written back yet is left
       // out: the application's row gets the record on write-back (a row of its own would be a duplicate).
       if (echo && h.changeType !== 'UNDELETE') echoIds.add(id);
-      folded.set(id, f);
+      list.push({ kind: 'row', origin: echo ? 'cdc-echo' : 'cdc', row });
     }
   }
-  const fetchFormula = calculated.length ? [...folded.keys()] : [];
+  const fetchFormula = calculated.length
+    ? [...changes].filter(([, l]) => l.at(-1)?.kind === 'row').map(([id]) => id)
+    : [];
 
   // Read what the events cannot carry (outside any transaction).
   const readAt = new Date();
@@ -135,37 +127,44 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
     }
   }
 
-  // The batch: groups of rows sharing one field list, so a field an event did not carry is left alone.
-  const groups = new Map<string, { origin: string; fields: string[]; rows: SfRecord[] }>();
-  const add = (origin: string, row: SfRecord) => {
+  // The waves: rows of one wave are grouped by field list, so a field an event did not carry is left alone.
+  interface Wave { groups: Map<string, { origin: string; fields: string[]; rows: SfRecord[] }>; deletes: string[] }
+  const waves: Wave[] = [];
+  const wave = (k: number): Wave => {
+    while (waves.length <= k) waves.push({ groups: new Map(), deletes: [] });
+    return waves[k];
+  };
+  const add = (w: Wave, origin: string, row: SfRecord) => {
     const keys = Object.keys(row).sort();
     const key = `${origin}|${keys.join(',')}`;
-    let g = groups.get(key);
-    if (!g) groups.set(key, (g = { origin, fields: keys, rows: [] }));
+    let g = w.groups.get(key);
+    if (!g) w.groups.set(key, (g = { origin, fields: keys, rows: [] }));
     g.rows.push(row);
   };
-  for (const [, f] of folded) add(f.echo ? 'cdc-echo' : 'cdc', { ...f.row, hcsync_at: new Date(f.at).toISOString() });
+  for (const [id, list] of changes) {
+    list.forEach((c, k) => (c.kind === 'delete' ? wave(k).deletes.push(id) : add(wave(k), c.origin, c.row)));
+  }
+  const first = wave(0);
   for (const id of fetchFull) {
     const r = fetched.get(id);
     // A record Salesforce no longer returns at all is gone (a GAP_* or a queued re-read of a deleted one).
-    if (!r) {
-      deletes.add(id);
-      continue;
-    }
-    add('reread', { ...r, hcsync_at: readAt.toISOString() });
+    if (!r) first.deletes.push(id);
+    else add(first, 'reread', { ...r, hcsync_at: readAt.toISOString() });
   }
   // Formula values of created/updated records, fetched above, applied after the events themselves.
+  const formulaWave: Wave = { groups: new Map(), deletes: [] };
   for (const id of fetchFormula) {
     const r = fetched.get(id);
-    if (r && !r.IsDeleted) add('cdc', { ...Object.fromEntries(['Id', ...calculated].map((k) => [k, r[k]])), hcsync_at: readAt.toISOString() });
+    if (r && !r.IsDeleted) add(formulaWave, 'cdc', { ...Object.fromEntries(['Id', ...calculated].map((k) => [k, r[k]])), hcsync_at: readAt.toISOString() });
   }
-  const touched = [...new Set([...folded.keys(), ...fetchFull, ...deletes])];
+  if (formulaWave.groups.size) waves.push(formulaWave);
+
+  const touched = [...new Set([...changes.keys(), ...fetchFull])];
   const last = events.length ? events[events.length - 1].replayId : NaN;
   const batch = {
     epoch: epoch ?? null,
     touched,
-    groups: [...groups.values()],
-    deletes: [...deletes],
+    waves: waves.map((w) => ({ groups: [...w.groups.values()], deletes: w.deletes })),
     echo: [...echoIds],
     reread: due,
     read_at: readAt.toISOString(),
