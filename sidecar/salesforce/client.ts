@@ -55,11 +55,7 @@ export class Ledger {
 
   constructor(private readonly pool: pg.Pool | undefined, private readonly connectionId: number | undefined) {}
 
-  /** Called with every call as it completes (the connection supervisor watches for refused sign-ins). */
-  readonly listeners: ((call: ApiCall) => void)[] = [];
-
   record(call: ApiCall): void {
-    for (const l of this.listeners) l(call);
     this.totals.set(call.kind, (this.totals.get(call.kind) ?? 0) + 1);
     if (call.apiUsed !== undefined && call.apiLimit !== undefined) this.lastUsage = { used: call.apiUsed, limit: call.apiLimit };
     if (!this.pool) return;
