@@ -131,7 +131,20 @@ for (const verb of ['info', 'status']) {
             [conn],
           )
         ).rows;
-        print({ connections: status, mappings }, Boolean(opts.json), () => `${table(status)}\n\n${table(mappings.map(({ config: _c, ...m }) => m))}`);
+        // Which connections a sidecar is running for: the state in hc.status is what the last one left,
+        // so without a sidecar "IDLE" must not read as "syncing".
+        const leaders = (await c.query('select connection_name, pid, application_name from hc.inbound_leaders where pid is not null')).rows;
+        const running = new Set(leaders.map((l) => l.connection_name as string));
+        const connections = status.map((s) => ({ ...s, sidecar_running: running.has(s.name) }));
+        const idle = connections.filter((s) => !s.sidecar_running).map((s) => s.name as string);
+        print({ connections, mappings }, Boolean(opts.json), () =>
+          [
+            table(connections),
+            ...(idle.length ? [`\nno sidecar is running for ${idle.join(', ')}: nothing syncs, and the state above is what the last one left (start one: hcsync run)`] : []),
+            '',
+            table(mappings.map(({ config: _c, ...m }) => m)),
+          ].join('\n'),
+        );
       });
     });
 }

@@ -48,6 +48,24 @@ describe('hcsync operator verbs', () => {
     expect(r.stdout.trim()).toBe('IDLE');
   });
 
+  it('status says when no sidecar is running for a connection, and stops saying it while one is', async () => {
+    const none = await hcsync(['status'], env);
+    expect(none.stdout).toContain('no sidecar is running for ops: nothing syncs');
+    expect(JSON.parse((await hcsync(['status', '--json'], env)).stdout).connections[0].sidecar_running).toBe(false);
+    // A running sidecar holds its connection's inbound lead (hc.inbound_leaders); one session stands in for it.
+    const { default: pg } = await import('pg');
+    const lead = new pg.Client({ connectionString: db.url });
+    await lead.connect();
+    try {
+      await lead.query('select pg_advisory_lock(1751347067, id) from hc.connections');
+      const running = await hcsync(['status'], env);
+      expect(running.stdout).not.toContain('no sidecar is running');
+      expect(JSON.parse((await hcsync(['status', '--json'], env)).stdout).connections[0].sidecar_running).toBe(true);
+    } finally {
+      await lead.end();
+    }
+  });
+
   it('mapping:update changes the config; a bad config is refused and changes nothing', async () => {
     const config = { ...contactConfig, sf_polling_seconds: 300 };
     const r = await hcsync(['mapping:update', 'Contact', '--config', JSON.stringify(config)], env);
