@@ -6,6 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import avro from 'avsc';
 import type jsforce from 'jsforce';
+import { StreamingExtension } from 'jsforce/api/streaming';
 import PubSubApiClient from 'salesforce-pubsub-api-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultOrg, type Emulator } from '../../emulator/index.js';
@@ -231,6 +232,11 @@ describe('Pub/Sub API, raw gRPC client', () => {
     expect(await def.json()).toEqual({ channel: '/data/Sync__chn', objects: ['Account', 'Contact'] });
     const all = open({ topicName: '/data/ChangeEvents', numRequested: 100 });
     const custom = open({ topicName: '/data/Sync__chn', numRequested: 100 });
+    // The same custom channel over CometD.
+    const cometd: Array<{ event: { replayId: number }; payload: any }> = [];
+    const bayeux = conn.streaming.createClient([new StreamingExtension.Replay('/data/Sync__chn', -1)]);
+    const sub = bayeux.subscribe('/data/Sync__chn', (m: any) => { cometd.push(m); });
+    await new Promise<void>((res, rej) => { sub.callback(() => res()); sub.errback((e: Error) => rej(e)); });
     await waitFor(() => all.got.length > 0 && custom.got.length > 0, 'both subscribed');
     const a = await conn.sobject('Account').create({ Name: 'Chan' });
     const c = await conn.sobject('Contact').create({ LastName: 'Chan' });
@@ -240,6 +246,11 @@ describe('Pub/Sub API, raw gRPC client', () => {
     const ents = async (s: ReturnType<typeof open>) => Promise.all(s.events().map(async (e) => (await decode(e.event.schemaId, e.event.payload)).ChangeEventHeader.recordIds[0]));
     expect(await ents(all)).toEqual([a.id, c.id, inv.id]);
     expect(await ents(custom)).toEqual([a.id, c.id]);
+    // Both transports: the same events at the same replay positions.
+    await waitFor(() => cometd.length >= 2, 'two events over CometD');
+    expect(cometd.map((m) => m.event.replayId)).toEqual(custom.events().map((e) => num(e.replayId)));
+    expect(cometd.map((m) => m.payload.ChangeEventHeader.recordIds[0])).toEqual([a.id, c.id]);
+    bayeux.disconnect();
     // Each event names its own object's schema.
     expect(new Set(all.events().map((e) => e.event.schemaId)).size).toBe(3);
     for (const s of [all, custom]) s.close();
