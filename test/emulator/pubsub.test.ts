@@ -261,6 +261,23 @@ describe('Pub/Sub API, raw gRPC client', () => {
     } finally { await other.stop(); }
   });
 
+  it('encodes field types as Avro: text, boolean, int, double, date (days since 1970), datetime (epoch ms)', async () => {
+    const s = open({ topicName: '/data/ChangeEvents', numRequested: 10 });
+    await waitFor(() => s.got.length > 0, 'subscribed');
+    const c = await conn.sobject('Contact').create({ LastName: 'Typed', Birthdate: '1990-05-17', HasOptedOutOfEmail: true });
+    const i = await conn.sobject('Invoice__c').create({ External_Id__c: 'TYPED-1', Amount__c: 12.5 });
+    await waitFor(() => s.events().length >= 2, 'two events');
+    const [contact, invoice] = await Promise.all(s.events().map((e) => decode(e.event.schemaId, e.event.payload)));
+    expect(contact.ChangeEventHeader.recordIds).toEqual([c.id]);
+    expect(contact).toMatchObject({ LastName: 'Typed', Birthdate: Date.UTC(1990, 4, 17) / 86_400_000, HasOptedOutOfEmail: true, Email: null });
+    const stored = emu.record(c.id!)!;
+    expect(contact.CreatedDate).toBe(Date.parse(String(stored.CreatedDate).replace('+0000', 'Z')));
+    expect(invoice.ChangeEventHeader.recordIds).toEqual([i.id]);
+    expect(invoice).toMatchObject({ External_Id__c: 'TYPED-1', Amount__c: 12.5 });
+    expect(invoice).not.toHaveProperty('Tax__c'); // formula fields are not in change events
+    s.close();
+  });
+
   it('Publish to a change event channel returns a per-event error; unknown topics are refused', async () => {
     const c = stub();
     const r = await unary<any>(c, 'Publish', { topicName: '/data/AccountChangeEvent', events: [{ id: 'k1', schemaId: 'x', payload: Buffer.alloc(0) }] });
