@@ -366,6 +366,32 @@ begin
     begin atomic
       select ((h operator(%1$s.-) minus::%1$s.hstore) operator(%1$s.-) excluded)::text;
     end$ddl$, hs);
+  -- The sync's own functions (claim, complete, merge) read and write hstore text through these, with
+  -- search_path = pg_catalog, pg_temp: each(h), h -> key, hstore(keys, values), a || b.
+  execute format($ddl$
+    create or replace function hc._hstore_each(h text) returns table (key text, value text)
+    language sql immutable
+    begin atomic
+      select e.key, e.value from %1$s.each(h::%1$s.hstore) e;
+    end$ddl$, hs);
+  execute format($ddl$
+    create or replace function hc._hstore_get(h text, k text) returns text
+    language sql immutable
+    begin atomic
+      select h::%1$s.hstore operator(%1$s.->) k;
+    end$ddl$, hs);
+  execute format($ddl$
+    create or replace function hc._hstore_of(keys text[], vals text[]) returns text
+    language sql immutable
+    begin atomic
+      select %1$s.hstore(keys, vals)::text;
+    end$ddl$, hs);
+  execute format($ddl$
+    create or replace function hc._hstore_concat(a text, b text) returns text
+    language sql immutable
+    begin atomic
+      select (a::%1$s.hstore operator(%1$s.||) b::%1$s.hstore)::text;
+    end$ddl$, hs);
 end;
 $$;
 
@@ -397,7 +423,8 @@ begin
 end;
 $$;
 
-select hc._check_hstore_bindings(array(select p.oid from pg_proc p where p.proname = '_hstore_text' and p.pronamespace = 'hc'::regnamespace));
+select hc._check_hstore_bindings(array(select p.oid from pg_proc p where p.pronamespace = 'hc'::regnamespace
+                                          and p.proname in ('_hstore_text', '_hstore_each', '_hstore_get', '_hstore_of', '_hstore_concat')));
 
 -- The cast from a mapped table's row type to hstore (made when the mapping is applied).
 create or replace function hc._install_row_hstore(rel regclass)

@@ -12,6 +12,10 @@
 -- lives. A PENDING entry whose claimer no longer holds its lock belongs to a dead writer (kill -9 closes
 -- the socket and Postgres drops the lock at once), so the next claim puts it back to NEW: nothing stays
 -- PENDING forever, and no lease has to expire first.
+--
+-- The sync's sessions run as the owner, so these functions resolve nothing through a schema another
+-- role may write: search_path = pg_catalog, pg_temp, and hstore only through hc._hstore_* (bound to the
+-- extension when migrated, see 000001). The trigger log's values stay hstore text throughout.
 
 create sequence hc._outbound_claimer_seq as integer cycle;
 
@@ -47,6 +51,7 @@ create table hc._outbound_attempts (
 create or replace function hc._outbound_claimer_alive(claimer integer)
 returns boolean
 language sql stable
+set search_path = pg_catalog, pg_temp
 as $$
   select exists (
     select 1 from pg_locks l
@@ -60,6 +65,7 @@ $$;
 create or replace function hc.outbound_new_claimer()
 returns integer
 language sql
+set search_path = pg_catalog, pg_temp
 as $$ select nextval('hc._outbound_claimer_seq')::integer $$;
 
 -- Column values (hstore text from the trigger log) → the Salesforce record body, by hc._mapping_fields.
@@ -67,9 +73,10 @@ as $$ select nextval('hc._outbound_claimer_seq')::integer $$;
 -- Values are typed for JSON: booleans and numbers as such, datetimes as ISO-8601 UTC. A relationship
 -- external-id column (<relationship>__<extid>) becomes {"Relationship": {"ExtId__c": value}} so a child
 -- can point at a parent that has no sfid yet.
-create or replace function hc._outbound_body(mapping_id integer, vals hstore, for_insert boolean)
+create or replace function hc._outbound_body(mapping_id integer, vals text, for_insert boolean)
 returns jsonb
 language sql stable
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(jsonb_object_agg(
            case when f.sf_type = 'relationship_external_id' then f.relationship_name else f.field_name end,
@@ -83,7 +90,7 @@ as $$
                to_jsonb(to_char(kv.value::timestamp, 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'))
              else to_jsonb(kv.value)
            end), '{}'::jsonb)
-    from each(vals) kv
+    from hc._hstore_each(vals) kv
     join hc._mapping_fields f on f.mapping_id = _outbound_body.mapping_id and f.column_name = kv.key
    where f.column_name not in ('id', 'sfid', '_hc_lastop', '_hc_err')
      and f.field_name <> 'Id'
@@ -95,7 +102,7 @@ as $$
      -- ...and when the parent is named by external id, an empty lookup column (accountid null: the app
      -- does not know the parent's sfid) is left out rather than sent as a null that clears the link.
      and not (kv.value is null and f.sf_type = 'reference' and exists (
-           select 1 from each(vals) kv2
+           select 1 from hc._hstore_each(vals) kv2
              join hc._mapping_fields f2 on f2.mapping_id = _outbound_body.mapping_id and f2.column_name = kv2.key
             where f2.sf_type = 'relationship_external_id' and f2.relationship_name = f.relationship_name
               and kv2.value is not null));
@@ -113,7 +120,7 @@ $$;
 create or replace function hc.outbound_claim(connection_id integer, claimer integer, max_entries integer default 2000)
 returns setof jsonb
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   c hc.connections;
@@ -186,12 +193,12 @@ begin
     using c.id, ready;
 
   create temp table if not exists _ob_cand (
-    id integer, table_name text, record_id integer, action text, sfid text, vals hstore, old hstore
+    id integer, table_name text, record_id integer, action text, sfid text, vals text, old text
   ) on commit drop;
   truncate _ob_cand;
   execute format($q$
     insert into _ob_cand
-    select id, table_name, record_id, action, sfid, nullif("values", '')::hstore, nullif(old, '')::hstore
+    select id, table_name, record_id, action, sfid, nullif("values", ''), nullif(old, '')
       from %1$s t
      where t.state = 'NEW'
        and t.id in (select x.id from %1$s x
@@ -217,8 +224,8 @@ begin
 
   create temp table if not exists _ob_ops (
     op_id integer, log_ids integer[], table_name text, record_id integer, mapping_id integer, object_name text,
-    upsert_field text, first_action text, last_action text, vals hstore, log_sfid text,
-    row_exists boolean, row_sfid text, row_vals hstore, upsert_value text, action text, ignore_reason text,
+    upsert_field text, first_action text, last_action text, vals text, log_sfid text,
+    row_exists boolean, row_sfid text, row_vals text, upsert_value text, action text, ignore_reason text,
     body jsonb, error text, attempted boolean
   ) on commit drop;
   truncate _ob_ops;
@@ -227,15 +234,16 @@ begin
   insert into _ob_ops (op_id, log_ids, table_name, record_id, first_action, last_action, vals, log_sfid)
   with latest as (
     select distinct on (y.table_name, y.record_id, kv.key) y.table_name, y.record_id, kv.key, kv.value
-      from _ob_cand y, each(coalesce(y.vals, ''::hstore)) kv
+      from _ob_cand y, hc._hstore_each(y.vals) kv
      order by y.table_name, y.record_id, kv.key, y.id desc),
   merged as (
-    select table_name, record_id, hstore(array_agg(key), array_agg(value)) vals from latest group by table_name, record_id),
+    select table_name, record_id, hc._hstore_of(array_agg(key), array_agg(value)) vals from latest group by table_name, record_id),
   grouped as (
     select max(x.id) op_id, array_agg(x.id order by x.id) log_ids, x.table_name, x.record_id,
            (array_agg(x.action order by x.action <> 'INSERT', x.id))[1] first_action,
            (array_agg(x.action order by x.id desc))[1] last_action,
-           (array_agg(coalesce(x.sfid, x.old -> 'sfid') order by x.id desc) filter (where coalesce(x.sfid, x.old -> 'sfid') is not null))[1] log_sfid
+           (array_agg(coalesce(x.sfid, hc._hstore_get(x.old, 'sfid')) order by x.id desc)
+              filter (where coalesce(x.sfid, hc._hstore_get(x.old, 'sfid')) is not null))[1] log_sfid
       from _ob_cand x
      group by x.table_name, x.record_id)
   select g.op_id, g.log_ids, g.table_name, g.record_id, g.first_action, g.last_action, mv.vals, g.log_sfid
@@ -247,12 +255,14 @@ begin
     from hc._mappings m
    where m.connection_id = c.id and m.table_name = o.table_name;
 
-  -- What the mapped row looks like now: does it still exist, has it an sfid, its external id.
+  -- What the mapped row looks like now: does it still exist, has it an sfid, its external id. (Its
+  -- values through the capture's cast of the row type to hstore, made when the mapping was applied.)
   for t in select distinct o.table_name, o.upsert_field from _ob_ops o where o.mapping_id is not null loop
     execute format($q$update _ob_ops o set row_exists = true, row_sfid = r.sfid,
-                                           row_vals = hstore(r.*) - array['id', 'sfid', '_hc_lastop', '_hc_err'],
+                                           row_vals = hc._hstore_text(r::%s, array['id', 'sfid', '_hc_lastop', '_hc_err']),
                                            upsert_value = %s
                         from %I.%I r where o.table_name = $1 and r.id = o.record_id$q$,
+                   hc._hstore_type(),
                    case when t.upsert_field is null then 'null' else format('r.%I::text', t.upsert_field) end,
                    c.schema_name, t.table_name)
       using t.table_name;
@@ -284,7 +294,7 @@ begin
 
   -- A create sends the row as it is now: a failed INSERT re-queued by hc.retry after the row was fixed
   -- carries the fix, and later changes of a row not yet created are not sent as separate updates first.
-  update _ob_ops o set vals = coalesce(o.vals, ''::hstore) || o.row_vals where o.action = 'insert' and o.row_vals is not null;
+  update _ob_ops o set vals = hc._hstore_concat(coalesce(o.vals, ''), o.row_vals) where o.action = 'insert' and o.row_vals is not null;
 
   -- A delete needs the Id Salesforce knows; an insert that never happened needs no delete.
   update _ob_ops o set action = null, ignore_reason = 'row was never created in Salesforce: nothing to delete'
@@ -323,7 +333,7 @@ begin
     update _ob_ops o
        set action = case when coalesce(o.row_exists, false) then 'insert'
                          when o.attempted or o.log_sfid is not null then 'delete' end,
-           vals = case when coalesce(o.row_exists, false) then coalesce(o.vals, ''::hstore) || o.row_vals else o.vals end,
+           vals = case when coalesce(o.row_exists, false) then hc._hstore_concat(coalesce(o.vals, ''), o.row_vals) else o.vals end,
            ignore_reason = case when not coalesce(o.row_exists, false) and not (o.attempted or o.log_sfid is not null)
                                 then 'row deleted before it was created in Salesforce: nothing to send' end
      where o.action = 'resend';
@@ -347,9 +357,9 @@ begin
     execute format($q$
       with w as (
         delete from _ob_ops o
-         where o.mapping_id = $1 and o.action in ('insert', 'update') and o.vals ? $2 and (o.vals -> $2) is not null
-           and exists (select 1 from %1$I.%2$I p where p.%3$I::text = o.vals -> $2 and coalesce(p.sfid, '') = '')
-        returning o.log_ids[1] entry, o.table_name, o.record_id, o.mapping_id, o.vals -> $2 parent_value)
+         where o.mapping_id = $1 and o.action in ('insert', 'update') and hc._hstore_get(o.vals, $2) is not null
+           and exists (select 1 from %1$I.%2$I p where p.%3$I::text = hc._hstore_get(o.vals, $2) and coalesce(p.sfid, '') = '')
+        returning o.log_ids[1] entry, o.table_name, o.record_id, o.mapping_id, hc._hstore_get(o.vals, $2) parent_value)
       insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
       select $3, w.mapping_id, 'outbound', 'info', 'waiting_for_parent',
              format('%%s id %%s waits for its parent: %%s row with %%s = %%s is not in Salesforce yet (its create is queued, '
@@ -369,22 +379,22 @@ begin
   -- statement is redone one op at a time, in subtransactions, only when it fails.
   begin
     update _ob_ops o set body = case when o.action = 'delete' then '{}'::jsonb
-                                     else hc._outbound_body(o.mapping_id, coalesce(o.vals, ''::hstore), o.action = 'insert') end
+                                     else hc._outbound_body(o.mapping_id, coalesce(o.vals, ''), o.action = 'insert') end
      where o.action is not null;
   exception when others then
     for t in select o.op_id, o.mapping_id, o.vals, o.action from _ob_ops o where o.action in ('insert', 'update') order by o.op_id loop
       begin
-        update _ob_ops o set body = hc._outbound_body(o.mapping_id, coalesce(o.vals, ''::hstore), o.action = 'insert')
+        update _ob_ops o set body = hc._outbound_body(o.mapping_id, coalesce(o.vals, ''), o.action = 'insert')
          where o.op_id = t.op_id;
       exception when others then
         get stacked diagnostics err_msg = message_text;
         -- Name the column: try each value alone.
         bad := null;
-        for bad_field in select e.key, e.value, f.field_name, f.sf_type from each(t.vals) e
+        for bad_field in select e.key, e.value, f.field_name, f.sf_type from hc._hstore_each(t.vals) e
                            join hc._mapping_fields f on f.mapping_id = t.mapping_id and f.column_name = e.key
                           order by e.key loop
           begin
-            perform hc._outbound_body(t.mapping_id, hstore(bad_field.key, bad_field.value), t.action = 'insert');
+            perform hc._outbound_body(t.mapping_id, hc._hstore_of(array[bad_field.key], array[bad_field.value]), t.action = 'insert');
           exception when others then
             bad := format('column %s value %s cannot be sent as Salesforce field %s (%s): ',
                           bad_field.key, quote_literal(bad_field.value), bad_field.field_name, bad_field.sf_type);
@@ -462,6 +472,7 @@ $fn$;
 create or replace function hc.outbound_attempt(connection_id integer, claimer integer, ops jsonb)
 returns void
 language sql
+set search_path = pg_catalog, pg_temp
 as $$
   insert into hc._outbound_attempts (connection_id, table_name, record_id, log_id, object_name, sent, upsert_field)
   select outbound_attempt.connection_id, o->>'table', (o->>'record_id')::int, (o->>'op_id')::int, o->>'object', o->'body',
@@ -489,7 +500,7 @@ $$;
 create or replace function hc.outbound_complete(connection_id integer, claimer integer, results jsonb)
 returns integer
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   c hc.connections;
@@ -635,7 +646,7 @@ begin
     execute format($q$
       insert into %3$s (txid, created_at, updated_at, state, action, table_name, record_id, sfid, old)
       select txid_current(), clock_timestamp(), clock_timestamp(), 'NEW', 'DELETE', o.table_name, o.record_id, o.sfid,
-             hstore('sfid', o.sfid)::text
+             hc._hstore_of(array['sfid'], array[o.sfid])
         from _ob_res o
        where o.table_name = $1 and o.action = 'insert' and o.outcome = 'ok' and o.sfid is not null
          and not exists (select 1 from %1$I.%2$I r where r.id = o.record_id)$q$, c.schema_name, t.table_name, tl)
@@ -664,7 +675,7 @@ $fn$;
 create or replace function hc.outbound_echo_pending(mapping_id integer, sfids text[])
 returns text[]
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   m hc._mappings;
@@ -693,7 +704,7 @@ $fn$;
 create or replace function hc.outbound_held_sfids(connection_id integer, table_name text, sfids text[])
 returns text[]
 language plpgsql stable
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   s text;
@@ -715,7 +726,7 @@ $fn$;
 create or replace function hc.outbound_release(connection_id integer, claimer integer)
 returns integer
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   c hc.connections;
@@ -738,7 +749,7 @@ create or replace function hc.outbound_archive(connection_id integer, retention_
                                                keep_seconds integer default 0)
 returns integer
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   c hc.connections;
