@@ -1,8 +1,9 @@
 // `hcsync run`: the sidecar. It migrates (or refuses a newer schema), finds its connection, signs in to
 // Salesforce, then starts the inbound reader, the outbound writer and the HTTP endpoints. Everything it
 // knows it reads from the database, so it can be killed at any instant and started again.
+import net from 'node:net';
 import type { Config } from './config.js';
-import { redacted } from './config.js';
+import { ConfigError, redacted } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { migrate } from './db/contractor.js';
 import { syncPool } from './db/pool.js';
@@ -54,9 +55,37 @@ async function holdsConnection(db: SyncContext['db'], connectionId: number): Pro
   return !r?.rows[0]?.pid; // cannot tell: say what we know
 }
 
+/** A taken HTTP port is found before any work (a load would otherwise run first and be left half done). */
+async function assertPortFree(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  await new Promise<void>((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        err.code === 'EADDRINUSE' || err.code === 'EACCES'
+          ? new ConfigError([
+              `HC_HTTP_PORT ${port} on ${host} is ${err.code === 'EADDRINUSE' ? 'taken (another hcsync, or another server?)' : 'not allowed for this user'}: stop what holds it, or set HC_HTTP_PORT to a free port (0 picks one and logs it)`,
+            ])
+          : err,
+      ),
+    );
+    srv.listen(port, host, () => srv.close(() => resolve()));
+  });
+}
+
+/** A pinned API version the org does not serve would start "healthy" and then fail every call. */
+async function assertApiVersion(sf: SalesforceClient, wanted: string): Promise<void> {
+  const served = await sf.versions();
+  if (!served.length || served.includes(wanted)) return;
+  throw new ConfigError([
+    `SF_API_VERSION ${wanted} is not served by this org (it serves ${served[0]}–${served[served.length - 1]}): set SF_API_VERSION to one of them, e.g. ${served.includes('62.0') ? '62.0' : served[served.length - 1]}`,
+  ]);
+}
+
 export async function startSidecar(config: Config, opts: { log?: Logger } = {}): Promise<Sidecar> {
   const log = opts.log ?? createLogger({ level: config.log.level, pretty: config.log.pretty });
   log.info({ config: redacted(config) }, 'hcsync starting');
+  await assertPortFree(config.http.host, config.http.port);
   const { applied } = await migrate(config.databaseUrl);
   if (applied.length) log.info({ applied }, 'database migrated');
   const db = syncPool(config.databaseUrl, { onIdleError: (err) => log.warn({ err }, 'an idle database session died; the pool replaces it') });
@@ -78,6 +107,13 @@ export async function startSidecar(config: Config, opts: { log?: Logger } = {}):
     } else {
       log.error({ err }, 'another sidecar holds this connection: its state is left as that sidecar reports it');
     }
+    await db.end();
+    throw err;
+  }
+  try {
+    await assertApiVersion(sf, config.salesforce.apiVersion);
+  } catch (err) {
+    await sf.close();
     await db.end();
     throw err;
   }

@@ -45,6 +45,8 @@ function protoPath(): string {
   throw new Error('emulator/pubsub/pubsub_api.proto not found above ' + fileURLToPath(import.meta.url));
 }
 
+let loaded: grpc.GrpcObject | undefined;
+
 export function encodeReplayId(id: number): Buffer {
   const b = Buffer.alloc(8);
   b.writeBigUInt64BE(BigInt(id));
@@ -74,8 +76,8 @@ export class PubSubServer {
 
   /** Binds the TLS gRPC listener; returns host:port. */
   async listen(host: string, port: number, tls: { key: string; cert: string }): Promise<string> {
-    const def = protoLoader.loadSync(protoPath(), { keepCase: false, longs: Number, enums: Number, defaults: false, oneofs: true });
-    const pkg = grpc.loadPackageDefinition(def) as any;
+    loaded ??= grpc.loadPackageDefinition(protoLoader.loadSync(protoPath(), { keepCase: false, longs: Number, enums: Number, defaults: false, oneofs: true }));
+    const pkg = loaded as any;
     const server = new grpc.Server();
     server.addService(pkg.eventbus.v1.PubSub.service, {
       GetTopic: (call: grpc.ServerUnaryCall<any, any>, cb: grpc.sendUnaryData<any>) => this.unary(call, cb, () => this.getTopic(call.request.topicName)),
