@@ -265,6 +265,12 @@ export class SalesforceClient {
     return `/services/data/v${this.apiVersion}`;
   }
 
+  /** The API versions the org serves (GET /services/data), e.g. ['31.0', …, '64.0']. */
+  async versions(): Promise<string[]> {
+    const list = await this.conn.request<{ version: string }[]>({ method: 'GET', url: '/services/data' });
+    return (Array.isArray(list) ? list : []).map((v) => v.version);
+  }
+
   async close(): Promise<void> {
     await this.ledger.flush();
   }
