@@ -37,6 +37,7 @@ join hc._mappings m on m.id = f.mapping_id;
 create or replace function hc.inbound_soql_fields(p_mapping_id integer)
 returns text[]
 language sql stable
+set search_path = pg_catalog, pg_temp
 as $$
   select array_agg(soql_name order by (lower(field_name) <> 'id'), soql_name)
   from hc._inbound_fields where mapping_id = p_mapping_id;
@@ -47,6 +48,7 @@ $$;
 create or replace function hc.inbound_calculated_fields(p_mapping_id integer)
 returns text[]
 language sql stable
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(array_agg(soql_name order by soql_name), '{}') from hc._inbound_fields
   where mapping_id = p_mapping_id and calculated;
@@ -58,6 +60,7 @@ $$;
 create or replace function hc._inbound_cast(src text, sf_type text, pg_type text)
 returns text
 language sql immutable
+set search_path = pg_catalog, pg_temp
 as $$
   select case
     when pg_type like 'character varying%' or pg_type = 'text' then format('nullif(%s, %L)', src, '')
@@ -72,6 +75,7 @@ $$;
 -- The mapping row with its connection schema, or an error naming what is missing.
 create or replace function hc._inbound_target(p_mapping_id integer, out m hc._mappings, out schema_name text)
 language plpgsql stable
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   select * into m from hc._mappings where id = p_mapping_id;
@@ -104,7 +108,7 @@ create or replace function hc.inbound_merge(p_mapping_id integer, p_source text,
                                             p_rows jsonb default null, p_origin text default 'load')
 returns jsonb
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   t record;
@@ -219,7 +223,7 @@ begin
     select coalesce(jsonb_object_agg(id::text, cols), '{}') from (
       select id, jsonb_object_agg(k, st) as cols from (
         select e.id, kv.key as k, case when bool_or(e.state in ('NEW', 'PENDING')) then 'pending' else 'sent' end as st
-        from e, lateral each(coalesce(e."values", '')::hstore) kv
+        from e, lateral hc._hstore_each(e."values") kv
         -- an INSERT entry lists every column: the NULL ones were not set, so not sent either
         where e.state in ('NEW', 'PENDING') or e.action = 'UPDATE' or kv.value is not null
         group by e.id, kv.key) y
@@ -381,7 +385,7 @@ $fn$;
 create or replace function hc.inbound_delete(p_mapping_id integer, p_sfids text[], p_origin text default 'cdc')
 returns integer
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   t record;
@@ -418,7 +422,7 @@ $$;
 create or replace function hc.inbound_apply(p_mapping_id integer, p_batch jsonb)
 returns jsonb
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   t record;
@@ -503,6 +507,7 @@ $fn$;
 create or replace function hc.inbound_rereads_due(p_mapping_id integer, p_limit integer default 2000)
 returns text[]
 language sql stable
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(array_agg(sfid), '{}') from (
     select sfid from hc.inbound_rereads where mapping_id = p_mapping_id and not_before <= now()
@@ -513,6 +518,7 @@ $$;
 create or replace function hc.inbound_rereads_next(p_mapping_id integer)
 returns timestamptz
 language sql stable
+set search_path = pg_catalog, pg_temp
 as $$
   select min(not_before) from hc.inbound_rereads where mapping_id = p_mapping_id;
 $$;
@@ -525,6 +531,7 @@ create or replace function hc.inbound_position(p_mapping_id integer, p_replay_ch
                                                p_reset_replay boolean default false)
 returns void
 language sql
+set search_path = pg_catalog, pg_temp
 as $$
   insert into hc.sync_positions as p (mapping_id, replay_channel, replay_id, poll_watermark, delete_watermark)
   values (p_mapping_id, p_replay_channel, p_replay_id, p_poll_watermark, p_delete_watermark)
@@ -540,6 +547,7 @@ $$;
 create or replace function hc.inbound_progress(p_mapping_id integer, p_progress jsonb)
 returns void
 language sql
+set search_path = pg_catalog, pg_temp
 as $$
   update hc._mappings set progress = p_progress where id = p_mapping_id;
 $$;
@@ -548,6 +556,7 @@ $$;
 create or replace function hc.inbound_polled(p_mapping_id integer)
 returns void
 language sql
+set search_path = pg_catalog, pg_temp
 as $$
   update hc._mappings set last_poll_at = now() where id = p_mapping_id;
 $$;
@@ -567,7 +576,7 @@ create table hc._reload_seen (
 create or replace function hc.inbound_begin_reload(p_mapping_id integer)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   t record;
@@ -591,6 +600,7 @@ $$;
 create or replace function hc.inbound_reload_seen(p_mapping_id integer, p_sfids text[])
 returns void
 language sql
+set search_path = pg_catalog, pg_temp
 as $$
   insert into hc._reload_seen (mapping_id, sfid)
   select p_mapping_id, x from unnest(p_sfids) x where x is not null
@@ -605,7 +615,7 @@ $$;
 create or replace function hc.inbound_finish_reload(p_mapping_id integer, p_started timestamptz)
 returns integer
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   t record;
@@ -635,7 +645,7 @@ $$;
 create or replace function hc.bind_org(p_connection_id integer, p_org_id text, p_api_version text)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   c hc.connections;
@@ -694,7 +704,7 @@ $$;
 create or replace function hc.inbound_reconcile(p_mapping_id integer, p_listing regclass, p_listed_at timestamptz)
 returns jsonb
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   t record;
@@ -728,6 +738,7 @@ $$;
 create or replace function hc.inbound_reconciled(p_mapping_id integer, p_at timestamptz)
 returns void
 language sql
+set search_path = pg_catalog, pg_temp
 as $$
   update hc.sync_positions set reconciled_at = p_at, updated_at = now() where mapping_id = p_mapping_id;
 $$;
@@ -758,7 +769,7 @@ create table hc.inbound_leases (
 create or replace function hc.inbound_try_lead(p_connection_id integer)
 returns bigint
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 declare
   e bigint;
@@ -777,7 +788,7 @@ $$;
 create or replace function hc.inbound_fence(p_connection_id integer, p_epoch bigint)
 returns void
 language plpgsql
-set search_path = pg_catalog, public
+set search_path = pg_catalog, pg_temp
 as $$
 begin
   perform 1 from hc.inbound_leases where connection_id = p_connection_id and epoch = p_epoch for share;
@@ -809,6 +820,7 @@ left join hc.inbound_leases e on e.connection_id = c.id;
 create or replace function hc.inbound_drift_checked(p_mapping_id integer)
 returns void
 language sql
+set search_path = pg_catalog, pg_temp
 as $$
   update hc.sync_positions set drift_checked_at = now(), updated_at = now() where mapping_id = p_mapping_id;
 $$;
@@ -818,6 +830,7 @@ $$;
 create or replace function hc.inbound_drift_due(p_mapping_id integer, p_interval interval)
 returns timestamptz
 language sql stable
+set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(p.drift_checked_at, p.reconciled_at, now()) + p_interval
   from hc.sync_positions p where p.mapping_id = p_mapping_id;

@@ -169,7 +169,12 @@ describe("Heroku Connect's re-queue functions", () => {
  *  and operators that take text (for varchar arguments), hstore(<row type>) for every mapped table, and
  *  temporary views that shadow every pg_catalog relation. Each records who ran it when that is not the
  *  attacker. */
-async function plant() {
+let planted: Promise<void> | undefined;
+function plant(): Promise<void> {
+  planted ??= plantOnce();
+  return planted;
+}
+async function plantOnce() {
   await asRole(evil, async () => {
     await as.query(`create table public.hcsync_pwned (who text, what text)`);
     await as.query(`grant insert, select on public.hcsync_pwned to public`);
@@ -390,5 +395,62 @@ describe('hc.diagnose', () => {
     } finally {
       await d.drop();
     }
+  });
+});
+
+// The sync's own functions are not SECURITY DEFINER, but the sync's sessions run as the owner: whatever
+// they resolve through public runs with the owner's rights just the same.
+describe("the sync's own functions", () => {
+  it('pin search_path to pg_catalog, pg_temp', async () => {
+    const r = await db.query(`select p.oid::regprocedure::text as fn, p.proconfig from pg_catalog.pg_proc p
+       where p.pronamespace = 'hc'::regnamespace and (p.proname ~ '^_?(inbound|outbound)_' or p.proname = 'bind_org')
+       order by 1`);
+    expect(r.rows.length).toBeGreaterThan(20);
+    expect(r.rows.filter((x) => !(x.proconfig ?? []).includes('search_path=pg_catalog, pg_temp'))).toEqual([]);
+  });
+
+  it('run none of the objects a role with CREATE on public plants, and still sync right (write, its outcome, change events)', async () => {
+    const acc = (await db.query(`select m.id from hc._mappings m join hc.connections c on c.id = m.connection_id
+       where c.name = 'my-app' and m.object_name = 'Account'`)).rows[0].id;
+    const conn = (await db.query(`select id from hc.connections where name = 'my-app'`)).rows[0].id;
+    await db.query(`select hc.set_connection_state('IDLE', null, 'my-app')`);
+    await db.query(`select hc.set_mapping_state($1, 'DATA_SYNCED')`, [acc]);
+    await db.query(`delete from salesforce._trigger_log`);
+    await db.query(`delete from hc._outbound_claims where connection_id = $1`, [conn]);
+    await plant();
+    await as.query(`delete from public.hcsync_pwned`);
+    // An application change (captured), then the sync's round trip, as the sidecar makes it.
+    const row = (await db.query(`insert into salesforce.account (name, description) values ('Widget', 'a "quoted" => value') returning id`)).rows[0].id;
+    const sync = await syncClient(db);
+    try {
+      await sync.query(`select hc.outbound_new_claimer()`);
+      const ops = (await sync.query(`select hc.outbound_claim($1, 41, 100) as op`, [conn])).rows.map((x) => x.op);
+      expect(ops.map((o) => [o.table, o.record_id, o.action, o.body])).toEqual([
+        ['account', row, 'insert', { Name: 'Widget', Description: 'a "quoted" => value' }]]);
+      await sync.query(`select hc.outbound_attempt($1, 41, $2)`, [conn, JSON.stringify(ops)]);
+      const sfid = '001000000000041AAA';
+      await sync.query(`select hc.outbound_complete($1, 41, $2)`, [conn, JSON.stringify([{ op_id: ops[0].op_id, outcome: 'ok', sfid, action: 'insert' }])]);
+      expect((await sync.query(`select hc.outbound_echo_pending($1, $2)`, [acc, [sfid]])).rows[0].outbound_echo_pending).toEqual([]);
+      expect((await sync.query(`select hc.outbound_held_sfids($1, 'account', $2)`, [conn, [sfid]])).rows[0].outbound_held_sfids).toEqual([sfid]);
+      await sync.query(`select hc.outbound_release($1, 41)`, [conn]);
+      await sync.query(`select hc.outbound_archive($1, 31, 0)`, [conn]);
+      // Change events: an update of that record, a new record, the delete of the new one.
+      const other = '001000000000042AAA';
+      const merged = (await sync.query(`select hc.inbound_merge($1, 'json', $2, $3::jsonb, 'cdc') as r`, [acc, ['Id', 'Name', 'SystemModstamp'],
+        JSON.stringify([{ Id: sfid, Name: 'Widget Co', SystemModstamp: '2026-01-02T03:04:05.000Z' },
+                        { Id: other, Name: 'Other', SystemModstamp: '2026-01-02T03:04:05.000Z' }])])).rows[0].r;
+      expect(merged).toMatchObject({ applied: 2, failed: 0 });
+      await sync.query(`select hc.inbound_apply($1, $2::jsonb)`, [acc, JSON.stringify({ touched: [sfid, other], echo: [sfid] })]);
+      await sync.query(`select hc.inbound_delete($1, $2, 'cdc')`, [acc, [other]]);
+    } finally {
+      await sync.end();
+    }
+    const seen = await as.query(`select who, what from public.hcsync_pwned`);
+    expect(seen.rows).toEqual([]);
+    expect(await isSuperuser(evil)).toBe(false);
+    const rows = (await db.query(`select sfid, name, description, _hc_lastop from salesforce.account where sfid in ('001000000000041AAA', '001000000000042AAA') or id = $1 order by id`, [row])).rows;
+    expect(rows).toEqual([{ sfid: '001000000000041AAA', name: 'Widget Co', description: 'a "quoted" => value', _hc_lastop: 'SYNCED' }]);
+    const log = (await db.query(`select state, action from salesforce._trigger_log_archive where record_id = $1`, [row])).rows;
+    expect(log).toEqual([{ state: 'SUCCESS', action: 'INSERT' }]);
   });
 });
