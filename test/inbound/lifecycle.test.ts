@@ -241,8 +241,8 @@ describe('inbound lifecycle', () => {
     const rows = async () => (await h.db.query('select id, sfid, name from salesforce.account order by id')).rows;
     const before = await rows();
     expect(before.length).toBeGreaterThan(10);
-    // Record queries (not COUNTs) are answered 10 s late: the abort arrives while the reload reads.
-    const fault = (await admin('faults', { method: 'GET', path: 'q=SELECT%20Id%2C', action: 'delay', delayMs: 10_000, remaining: 100 })) as { id: number };
+    // Record queries (not COUNTs) are answered 30 s late: the abort arrives while the reload reads.
+    const fault = (await admin('faults', { method: 'GET', path: 'q=SELECT%20Id%2C', action: 'delay', delayMs: 30_000, remaining: 100 })) as { id: number };
     const left = async () => ((await (await fetch(`${h.emu.url}/__emulator/faults`)).json()) as { id: number; remaining: number }[]).find((f) => f.id === fault.id)!.remaining;
     const waiting = hcsync(['mapping:reload', 'Account', '--wait'], env);
     // The mapping's work runs one piece at a time: once the reload has taken the request, the next
@@ -259,7 +259,7 @@ describe('inbound lifecycle', () => {
     expect(r.stderr).toMatch(/mapping:reload Account|hc\.reload/);
     expect((await mappingState(h.db, 'Account')).state).toBe('ABORTED');
     expect(await rows()).toEqual(before);
-  });
+  }, 120_000);
 
   it('a reload keeps ids, refreshes values, and removes rows Salesforce no longer has only once it completes', async () => {
     const before = (await h.db.query('select id, sfid from salesforce.account order by id')).rows as { id: number; sfid: string }[];

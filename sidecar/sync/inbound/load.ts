@@ -16,6 +16,25 @@ export class Aborted extends Error {
   }
 }
 
+/**
+ * The pages of `pages` until `signal` aborts: an abort ends the wait for a page at once (throws Aborted)
+ * instead of after it arrives; the request in flight finishes unheard.
+ */
+async function* untilAborted<T>(pages: AsyncGenerator<T>, signal: AbortSignal): AsyncGenerator<T> {
+  const aborted = new Promise<never>((_, reject) => {
+    if (signal.aborted) reject(new Aborted());
+    signal.addEventListener('abort', () => reject(new Aborted()), { once: true });
+  });
+  aborted.catch(() => {});
+  for (;;) {
+    const next = pages.next();
+    next.catch(() => {});
+    const r = await Promise.race([next, aborted]);
+    if (r.done) return;
+    yield r.value;
+  }
+}
+
 export async function soqlFields(ctx: SyncContext, mappingId: number): Promise<string[]> {
   const r = await ctx.db.query('select hc.inbound_soql_fields($1) as f', [mappingId]);
   return r.rows[0].f as string[];
@@ -66,7 +85,7 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
       await stage.close();
     }
   } else {
-    for await (const page of restQuery(ctx.sf, soql)) {
+    for await (const page of untilAborted(restQuery(ctx.sf, soql), opts.signal)) {
       if (opts.signal.aborted) throw new Aborted();
       add(await mergeRows(ctx.db, m.id, fields, page.records, 'load'));
       // Noted after the page is merged: a crash in between reads the page again on the next attempt.
