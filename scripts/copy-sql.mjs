@@ -7,3 +7,6 @@ cpSync('sql', 'dist/sql', { recursive: true });
 // (their shebang is node).
 import { chmodSync, existsSync } from 'node:fs';
 for (const f of ['dist/sidecar/bin.js', 'dist/sidecar/cli.js']) if (existsSync(f)) chmodSync(f, 0o755);
+// The dashboard's page, script and style are served from dist/sidecar/http/ui (sidecar/http/api.ts).
+rmSync('dist/sidecar/http/ui', { recursive: true, force: true });
+cpSync('sidecar/http/ui', 'dist/sidecar/http/ui', { recursive: true });

@@ -77,6 +77,9 @@ const Env = z.object({
   SF_PRIVATE_KEY_FILE: z.string().min(1).optional(),
   HC_HTTP_HOST: z.string().default('127.0.0.1'),
   HC_HTTP_PORT: z.coerce.number({ error: 'HC_HTTP_PORT must be a port number (0 picks a free one, logged at start)' }).int().min(0).max(65535).default(9464),
+  /** The dashboard's and HTTP API's tokens: admin (every action) and viewer (read only). Admin is generated when unset. */
+  HC_DASHBOARD_TOKEN: z.string().min(16, 'HC_DASHBOARD_TOKEN must be at least 16 characters: use a random string, e.g. openssl rand -hex 24').optional(),
+  HC_DASHBOARD_VIEWER_TOKEN: z.string().min(16, 'HC_DASHBOARD_VIEWER_TOKEN must be at least 16 characters: use a random string, e.g. openssl rand -hex 24').optional(),
   HC_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
   HC_LOG_PRETTY: z.enum(['0', '1']).optional(),
   HC_ARCHIVE_RETENTION_DAYS: whole('days processed _trigger_log entries are kept; Heroku Connect keeps 31', 1, 3650, 31),
@@ -114,7 +117,8 @@ export interface Config {
   schema: string;
   connectionName: string;
   salesforce: SalesforceConfig;
-  http: { host: string; port: number };
+  /** adminToken/viewerToken: the dashboard's tokens (HC_DASHBOARD_TOKEN, HC_DASHBOARD_VIEWER_TOKEN). */
+  http: { host: string; port: number; adminToken?: string; viewerToken?: string };
   log: { level: string; pretty: boolean };
   archiveRetentionDays: number;
   /** Ordered writer: this many updates/upserts/deletes of one object in one batch go as one Bulk 2.0 ingest job. */
@@ -208,7 +212,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { salesfo
       refreshToken: e.SF_REFRESH_TOKEN,
       privateKey,
     },
-    http: { host: e.HC_HTTP_HOST, port: e.HC_HTTP_PORT },
+    http: { host: e.HC_HTTP_HOST, port: e.HC_HTTP_PORT, adminToken: e.HC_DASHBOARD_TOKEN, viewerToken: e.HC_DASHBOARD_VIEWER_TOKEN },
     log: { level: e.HC_LOG_LEVEL, pretty: e.HC_LOG_PRETTY ? e.HC_LOG_PRETTY === '1' : Boolean(process.stdout.isTTY) },
     archiveRetentionDays: e.HC_ARCHIVE_RETENTION_DAYS,
     bulkWriteThreshold: e.HC_BULK_WRITE_THRESHOLD,
@@ -230,6 +234,7 @@ export function redacted(c: Config): Record<string, unknown> {
   return {
     ...c,
     databaseUrl: url.toString(),
+    http: { ...c.http, adminToken: c.http.adminToken && '***', viewerToken: c.http.viewerToken && '***' },
     salesforce: {
       ...c.salesforce,
       clientSecret: c.salesforce.clientSecret && '***',

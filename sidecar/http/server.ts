@@ -5,6 +5,9 @@ import Fastify from 'fastify';
 import { Gauge, Registry } from 'prom-client';
 import type pg from 'pg';
 import type { Service, SyncContext } from '../context.js';
+import { registerDashboard } from './api.js';
+import { generateToken, Tokens } from './auth.js';
+import { startEvents } from './events.js';
 
 /** Help text and label names of the samples hc.metrics() returns. */
 const CATALOG: Record<string, { help: string; labels: string[] }> = {
@@ -114,9 +117,29 @@ export async function startHttp(ctx: SyncContext): Promise<Service & { port: num
     }
   });
 
-  await app.listen({ host, port });
+  // The dashboard (/) and its API (/api/…): every request needs a token (auth.ts). Without
+  // HC_DASHBOARD_TOKEN one is made for this run and printed below, the only place it appears.
+  const adminToken = ctx.config.http.adminToken ?? generateToken();
+  const events = await startEvents(ctx);
+  registerDashboard(app, ctx, new Tokens(adminToken, ctx.config.http.viewerToken), events);
+  app.addHook('preClose', async () => {
+    await events.close();
+  });
+
+  try {
+    await app.listen({ host, port });
+  } catch (err) {
+    await events.close();
+    throw err;
+  }
   const bound = (app.server.address() as { port: number }).port;
-  ctx.log.info({ url: `http://${host}:${bound}`, endpoints: ['/healthz', '/metrics'] }, 'http listening');
+  const shown = host.includes(':') ? `[${host}]` : host;
+  ctx.log.info({ url: `http://${host}:${bound}`, endpoints: ['/healthz', '/metrics', '/', '/api/openapi.json'] }, 'http listening');
+  if (!ctx.config.http.adminToken) {
+    ctx.log.info({ dashboard: `http://${shown}:${bound}/?token=${adminToken}` }, 'dashboard: HC_DASHBOARD_TOKEN is not set, so this run made a token: open this URL');
+  } else {
+    ctx.log.info({ dashboard: `http://${shown}:${bound}/` }, 'dashboard: open this URL with ?token=<HC_DASHBOARD_TOKEN> once');
+  }
   return {
     port: bound,
     async stop() {

@@ -1,0 +1,142 @@
+-- 000040_dashboard: what the dashboard and its HTTP API read beyond the operator's views (000004):
+-- who acted (the token's principal) in the audit trail, a nudge when the sync log grows, one mapping's
+-- detail, and the activity and API-usage series the Overview draws. Each endpoint of the API is one call
+-- of a view or function here or in 000004, so the API adds no logic of its own.
+
+-- ---------------------------------------------------------------------------------------------------
+-- The principal. The HTTP API sets hcsync.principal (set_config(..., true): this transaction only) to
+-- the name of the token that made the request, then calls the operator API as usual; every audit row
+-- written in that transaction names it. actor stays the database role (session_user), as before.
+alter table hc.audit_log add column if not exists principal text default nullif(current_setting('hcsync.principal', true), '');
+
+-- ---------------------------------------------------------------------------------------------------
+-- Live updates. A NOTIFY on channel hcsync_activity (payload: the connection id) whenever sync-log rows
+-- are added or a mapping's row changes (state, progress, a poll or a write done), so that the
+-- dashboard's open pages re-read what changed instead of polling. NOTIFY folds identical payloads
+-- within a transaction: a run that logs a thousand rows sends one nudge.
+create or replace function hc._activity_notify()
+returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform pg_notify('hcsync_activity', coalesce(new.connection_id::text, ''));
+  return null;
+end;
+$$;
+
+drop trigger if exists hcsync_activity_notify on hc.sync_log;
+create trigger hcsync_activity_notify after insert on hc.sync_log
+  for each row execute function hc._activity_notify();
+drop trigger if exists hcsync_activity_notify on hc._mappings;
+create trigger hcsync_activity_notify after insert or update on hc._mappings
+  for each row execute function hc._activity_notify();
+
+-- ---------------------------------------------------------------------------------------------------
+-- One mapping as the detail view shows it: its hc.mappings row and its fields (from the describe).
+create or replace function hc.dashboard_mapping(object_name text, connection_name text default null)
+returns jsonb
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  m hc._mappings := hc._mapping(object_name, connection_name);
+begin
+  return (select to_jsonb(v) from hc.mappings v where v.mapping_id = m.id)
+      || jsonb_build_object('fields', coalesce((
+           select jsonb_agg(jsonb_build_object('field_name', f.field_name, 'column_name', f.column_name, 'sf_type', f.sf_type,
+                                               'pg_type', f.pg_type, 'external_id', f.external_id, 'updateable', f.updateable,
+                                               'createable', f.createable, 'calculated', f.calculated)
+                            order by f.field_name)
+             from hc._mapping_fields f where f.mapping_id = m.id), '[]'));
+end;
+$$;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Activity per time bucket over the last `hours`, optionally for one object:
+--   outbound: writes Salesforce accepted (SUCCESS in the trigger log and its archive, by when they
+--             were processed), and rejections (hc.sync_log write_failed: a failure stays counted when
+--             it is later retried or discarded);
+--   inbound:  rows whose current version came from Salesforce (_hc_lastop SYNCED), by their
+--             SystemModstamp, and inbound errors (hc.sync_log, level error).
+create or replace function hc.dashboard_activity(hours integer default 24, object_name text default null, connection_name text default null)
+returns table (bucket timestamptz, inbound_rows bigint, inbound_errors bigint, outbound_rows bigint, outbound_errors bigint)
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  c hc.connections := hc._connection(connection_name);
+  step interval := case when hours <= 6 then interval '5 minutes' when hours <= 48 then interval '1 hour' else interval '1 day' end;
+  since timestamptz := now() - make_interval(hours => hours);
+  only_table text := case when object_name is null then null else (hc._mapping(object_name, connection_name)).table_name end;
+  m record;
+  inbound_sql text := '';
+begin
+  if hours is null or hours < 1 or hours > 24 * 90 then
+    raise exception 'hcsync: the activity period must be 1 to 2160 hours, not %', hours using errcode = 'invalid_parameter_value',
+      hint = 'Pass hours => 24 (a day) or 168 (a week).';
+  end if;
+  -- Inbound rows of every mapped table that has the columns (a table being created may not yet).
+  for m in select x.table_name, x.id from hc._mappings x
+            where x.connection_id = c.id and (only_table is null or x.table_name = only_table)
+              and exists (select 1 from pg_attribute a where a.attrelid = to_regclass(format('%I.%I', c.schema_name, x.table_name))
+                           and a.attname = 'systemmodstamp' and not a.attisdropped) loop
+    inbound_sql := inbound_sql || format(
+      ' union all select systemmodstamp as at from %I.%I where _hc_lastop = ''SYNCED'' and systemmodstamp >= $1', c.schema_name, m.table_name);
+  end loop;
+  return query execute format($q$
+    with buckets as (
+      select g as b from generate_series(date_bin($2, $1, 'epoch'::timestamptz), now(), $2) g),
+    outbound as (
+      select date_bin($2, updated_at, 'epoch'::timestamptz) as b, count(*) as ok
+        from (select updated_at, table_name from %1$I._trigger_log where updated_at >= $1 and state = 'SUCCESS'
+              union all
+              select updated_at, table_name from %1$I._trigger_log_archive where updated_at >= $1 and state = 'SUCCESS') t
+       where $4::text is null or t.table_name = $4
+       group by 1),
+    inbound as (
+      select date_bin($2, at, 'epoch'::timestamptz) as b, count(*) as n
+        from (select null::timestamptz as at where false %2$s) r group by 1),
+    errors as (
+      select date_bin($2, l.at, 'epoch'::timestamptz) as b,
+             count(*) filter (where l.direction = 'inbound' and l.level = 'error') as inbound_n,
+             count(*) filter (where l.direction = 'outbound' and l.event = 'write_failed') as outbound_n
+        from hc.sync_log l
+       where l.connection_id = $3 and l.at >= $1
+         and ($4::text is null or l.mapping_id = (select x.id from hc._mappings x where x.connection_id = $3 and x.table_name = $4))
+       group by 1)
+    select buckets.b, coalesce(inbound.n, 0), coalesce(errors.inbound_n, 0), coalesce(outbound.ok, 0), coalesce(errors.outbound_n, 0)
+      from buckets left join outbound using (b) left join inbound using (b) left join errors using (b)
+     order by 1$q$, c.schema_name, inbound_sql)
+    using since, step, c.id, only_table;
+end;
+$$;
+
+-- API calls per time bucket over the last `hours` from the ledger (hc.api_calls), with the org's usage
+-- and daily allowance as last reported by Salesforce (Sforce-Limit-Info) in that bucket.
+create or replace function hc.dashboard_api_usage(hours integer default 24, connection_name text default null)
+returns table (bucket timestamptz, calls bigint, errors bigint, api_used integer, api_limit integer)
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  c hc.connections := hc._connection(connection_name);
+  step interval := case when hours <= 6 then interval '5 minutes' when hours <= 48 then interval '1 hour' else interval '1 day' end;
+  since timestamptz := now() - make_interval(hours => hours);
+begin
+  if hours is null or hours < 1 or hours > 24 * 90 then
+    raise exception 'hcsync: the API usage period must be 1 to 2160 hours, not %', hours using errcode = 'invalid_parameter_value',
+      hint = 'Pass hours => 24 (a day) or 168 (a week).';
+  end if;
+  return query
+    with buckets as (select g as b from generate_series(date_bin(step, since, 'epoch'::timestamptz), now(), step) g),
+    ledger as (
+      select date_bin(step, a.at, 'epoch'::timestamptz) as b, count(*) as n,
+             count(*) filter (where a.error is not null or a.status >= 400) as failed,
+             (array_agg(a.api_used order by a.at desc) filter (where a.api_used is not null))[1] as used,
+             (array_agg(a.api_limit order by a.at desc) filter (where a.api_limit is not null))[1] as lim
+        from hc.api_calls a where a.connection_id = c.id and a.at >= since group by 1)
+    select buckets.b, coalesce(ledger.n, 0), coalesce(ledger.failed, 0), ledger.used, ledger.lim
+      from buckets left join ledger using (b) order by 1;
+end;
+$$;

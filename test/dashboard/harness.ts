@@ -1,0 +1,73 @@
+// A real sidecar process (dist/), the emulator and a test database, with the dashboard's two tokens set:
+// what the dashboard API tests and the browser tests run against.
+import { createTestDb, type TestDb } from '../support/db.js';
+import { assertFreshBuild } from '../support/cli.js';
+import { sidecarEnv, spawnSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { until } from '../support/until.js';
+import { startEmulator, type Emulator } from '../../emulator/index.js';
+
+export const ADMIN = 'admin-token-0123456789abcdef';
+export const VIEWER = 'viewer-token-0123456789abcdef';
+
+export interface Dashboard {
+  db: TestDb;
+  emu: Emulator;
+  sidecar: SidecarProcess;
+  base: string;
+  /** fetch with the admin token (Bearer) and the CSRF header; `as` picks another token or none. */
+  api(path: string, init?: RequestInit & { as?: string | null; csrf?: boolean; json?: unknown }): Promise<Response>;
+  stop(): Promise<void>;
+}
+
+export async function startDashboard(): Promise<Dashboard> {
+  assertFreshBuild();
+  const db = await createTestDb();
+  const emu = await startEmulator({ seed: { Account: 5 } });
+  await db.query(`select hc.create_connection('dash', 'salesforce')`);
+  await db.query(`select hc.create_mapping('Account', $1::jsonb)`, [
+    JSON.stringify({
+      access: 'read_write',
+      fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, CreatedDate: {}, Name: {}, Phone: {}, External_Id__c: {} },
+      indexes: { Id: { unique: true }, SystemModstamp: { unique: false }, External_Id__c: { unique: true } },
+      upsert_field: 'External_Id__c',
+    }),
+  ]);
+  const sidecar = spawnSidecar({
+    ...sidecarEnv(emu, db.url),
+    HC_LOG_LEVEL: 'info',
+    HC_LOG_PRETTY: '0',
+    HC_DASHBOARD_TOKEN: ADMIN,
+    HC_DASHBOARD_VIEWER_TOKEN: VIEWER,
+  });
+  let base = '';
+  try {
+    await until(() => {
+      const hit = /"url":"(http:\/\/127\.0\.0\.1:\d+)"[^\n]*"msg":"http listening"/.exec(sidecar.output());
+      if (hit) base = hit[1];
+      return hit;
+    }, 'the sidecar to listen', 120_000, 100);
+    await until(async () => (await db.query(`select 1 from hc.mappings where state = 'DATA_SYNCED'`)).rowCount, 'Account loaded', 120_000, 200);
+  } catch (e) {
+    await sidecar.kill9();
+    throw new Error(`${(e as Error).message}\n${sidecar.output().slice(-3000)}`);
+  }
+  return {
+    db,
+    emu,
+    sidecar,
+    base,
+    api(path, init = {}) {
+      const { as = ADMIN, csrf = true, json, ...rest } = init;
+      const headers = new Headers(rest.headers);
+      if (as) headers.set('authorization', `Bearer ${as}`);
+      if (csrf && rest.method && rest.method !== 'GET') headers.set('x-hcsync-csrf', '1');
+      if (json !== undefined) headers.set('content-type', 'application/json');
+      return fetch(base + path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
+    },
+    async stop() {
+      await sidecar.kill9();
+      await emu.stop();
+      await db.drop();
+    },
+  };
+}
