@@ -67,14 +67,26 @@ build: dist/.built
 typecheck: setup
 	npx tsc -p tsconfig.json --noEmit
 
-test: setup
+# The dashboard's browser tests (test/dashboard/) drive Debian's Chromium: as root it is installed
+# when missing; otherwise the command to do so is printed.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium for the dashboard's browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: /usr/bin/chromium is missing; the browser tests need it: sudo apt-get install -y chromium"; \
+	  fi; \
+	fi
+
+test: setup chromium
 	npx vitest run
 	@if [ -n "$$CI" ] && pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
 	  echo "== second leg: the system PostgreSQL server at 127.0.0.1:5432"; \
 	  DATABASE_URL=$(SYSTEM_PG_URL) npx vitest run; \
 	fi
 
-test-system: setup
+test-system: setup chromium
 	DATABASE_URL=$(SYSTEM_PG_URL) npx vitest run
 
 # One run per major, on to the next when one fails; a line per major at the end, and it fails if any did.

@@ -85,6 +85,7 @@ async function act(label, path, body) {
 
 // ---- Small pieces ----------------------------------------------------------------------------------
 const fmtTime = (t) => (t ? new Date(t).toLocaleString() : '—');
+const short = (t, n = 90) => (t.length > n ? t.slice(0, n) + '…' : t);
 const num = (n) => (n === null || n === undefined ? '—' : Number(n).toLocaleString());
 const Badge = ({ category, children }) => html`<span class=${'badge ' + (category || 'ok')}>${children}</span>`;
 
@@ -281,7 +282,7 @@ function Settings({ conn, admin }) {
     ${imported ? html`<p data-test="import-result">Imported: created ${imported.created.join(', ') || 'none'}; updated ${imported.updated.join(', ') || 'none'}; unchanged ${imported.unchanged.join(', ') || 'none'}.</p>` : ''}
     <h2>Audit trail <a class="button" href="/api/audit.csv" download>Download CSV</a></h2>
     <table class="grid"><thead><tr><th>When</th><th>Who</th><th>Action</th><th>Mapping</th><th>Detail</th></tr></thead>
-      <tbody>${(audit.data ?? []).slice(0, 15).map((a) => html`<tr><td>${fmtTime(a.at)}</td><td>${a.principal ? `${a.principal} (${a.actor})` : a.actor}</td><td>${a.action}</td><td>${a.object_name ?? ''}</td><td class="msg">${a.detail ? JSON.stringify(a.detail) : ''}</td></tr>`)}</tbody></table>
+      <tbody>${(audit.data ?? []).slice(0, 15).map((a) => html`<tr><td>${fmtTime(a.at)}</td><td>${a.principal ? `${a.principal} (${a.actor})` : a.actor}</td><td>${a.action}</td><td>${a.object_name ?? ''}</td><td class="msg" title=${a.detail ? JSON.stringify(a.detail) : ''}>${a.detail ? short(JSON.stringify(a.detail)) : ''}</td></tr>`)}</tbody></table>
   </section>`;
 }
 
@@ -329,4 +330,6 @@ function App() {
     <${Notices} />`;
 }
 
-render(html`<${App} />`, document.getElementById('app'));
+const root = document.getElementById('app');
+root.textContent = ''; // the "Loading…" shown until this script runs
+render(html`<${App} />`, root);
