@@ -37,8 +37,14 @@ function pool(connectionString: string, opts: PoolOptions, defaults: { max: numb
   return p;
 }
 
+// The sync's sessions run as the owner: a name they resolve through a schema another role may create
+// objects in (public, on PostgreSQL 14 by default) could be an overload of that role's, run with the
+// owner's rights (an untyped parameter even prefers a text overload: pg_advisory_lock($1, $2)). They
+// name what they use schema-qualified or in pg_catalog, and temporary tables as pg_temp.<name>.
+const SEARCH_PATH = '-c search_path=pg_catalog,pg_temp';
+
 export function syncPool(connectionString: string, opts: PoolOptions = {}): pg.Pool {
-  return pool(connectionString, opts, { max: 8, name: 'hcsync sync', options: '-c xmlbinary=hex -c timezone=UTC' });
+  return pool(connectionString, opts, { max: 8, name: 'hcsync sync', options: `-c xmlbinary=hex -c timezone=UTC ${SEARCH_PATH}` });
 }
 
 export function adminPool(connectionString: string, opts: PoolOptions = {}): pg.Pool {
@@ -59,7 +65,7 @@ export function lockSession(connectionString: string, application_name: string, 
     connectionString,
     application_name,
     // Idle by design: a database's idle_session_timeout must not end it (and hand the lock around).
-    options: '-c idle_session_timeout=0 -c tcp_keepalives_idle=2 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3',
+    options: `-c idle_session_timeout=0 -c tcp_keepalives_idle=2 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=3 ${SEARCH_PATH}`,
     keepAlive: true,
     keepAliveInitialDelayMillis: 2_000,
     query_timeout: 10_000,

@@ -10,6 +10,7 @@ import pg from 'pg';
 import { inject } from 'vitest';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { contactConfig, createConnection, createMapping, describe_, errorOf, syncClient } from './helpers.js';
+import { lockSession, syncPool } from '../../sidecar/db/pool.js';
 
 let db: TestDb;
 let as: pg.PoolClient;
@@ -452,5 +453,35 @@ describe("the sync's own functions", () => {
     expect(rows).toEqual([{ sfid: '001000000000041AAA', name: 'Widget Co', description: 'a "quoted" => value', _hc_lastop: 'SYNCED' }]);
     const log = (await db.query(`select state, action from salesforce._trigger_log_archive where record_id = $1`, [row])).rows;
     expect(log).toEqual([{ state: 'SUCCESS', action: 'INSERT' }]);
+  });
+
+  it("run the sidecar's own statements in sessions that resolve nothing through public", async () => {
+    await plant();
+    // Untyped parameters prefer a text overload: these take the sidecar's own statements (a writer's
+    // claimer lock, the drift sweep's REST listing) when public is on the session's search_path.
+    await asRole(evil, async () => {
+      await as.query(`create or replace function public.pg_advisory_lock(text, text) returns void language plpgsql as $$
+        begin perform public.hcsync_canary('pg_advisory_lock(text, text)'); end $$`);
+      await as.query(`create or replace function public.jsonb_to_recordset(text) returns setof record language plpgsql as $$
+        begin perform public.hcsync_canary('jsonb_to_recordset(text)'); return query select * from pg_catalog.jsonb_to_recordset($1::jsonb) as x("Id" text); end $$`);
+    });
+    await as.query(`delete from public.hcsync_pwned`);
+    const pool = syncPool(db.url, { max: 1 });
+    pool.on('error', () => {});
+    const lock = lockSession(db.url, 'hcsync test lock', () => {});
+    const paths: string[] = [];
+    try {
+      await lock.connect();
+      await lock.query('select pg_advisory_lock($1, $2)', [1751347065, 99]);
+      const listed = await pool.query(`select x."Id" from jsonb_to_recordset($1) as x("Id" text)`, [JSON.stringify([{ Id: '001000000000043AAA' }])]);
+      expect(listed.rows).toEqual([{ Id: '001000000000043AAA' }]);
+      for (const c of [pool, lock]) paths.push((await c.query('show search_path')).rows[0].search_path);
+    } finally {
+      await lock.end();
+      await pool.end();
+    }
+    expect((await as.query(`select who, what from public.hcsync_pwned`)).rows).toEqual([]);
+    expect(await isSuperuser(evil)).toBe(false);
+    expect(paths).toEqual(['pg_catalog,pg_temp', 'pg_catalog,pg_temp']);
   });
 });
