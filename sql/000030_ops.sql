@@ -123,8 +123,8 @@ begin
 
   -- A role that may create objects in public (PostgreSQL 14's default for every role; databases upgraded
   -- from 14 keep it) can plant an exact-type overload of a function or operator that a session of
-  -- another role then calls: the sync's own sessions use the hstore extension there. hcsync's definer
-  -- functions resolve nothing in public; the sync's sessions and the operators' still may. hc and the
+  -- another role then calls. hcsync's functions and the sidecar's sessions resolve nothing in public;
+  -- operators' sessions (psql, the CLI) and the applications' still may. hc and the
   -- connection schemas hold the functions that run as the owner: nobody else may create objects there.
   rule := 'WRITABLE_SCHEMAS';
   select string_agg(format('%s (%s)', x.nspname, x.grantees), '; ' order by x.nspname) into names

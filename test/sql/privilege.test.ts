@@ -354,8 +354,8 @@ describe('every SECURITY DEFINER function', () => {
 });
 
 describe('hc.diagnose', () => {
-  // Non-definer sessions of the owner (the sync's own) still call the hstore extension in public, and
-  // Heroku Connect's contract keeps it there: a public schema other roles may create objects in is RED.
+  // Operators' sessions (psql, the CLI) still resolve names in public, and Heroku Connect's contract keeps
+  // the hstore extension there: a public schema other roles may create objects in is RED.
   async function writableCheck(d: TestDb) {
     const r = await d.query(`select status, message from hc.diagnose() where rule = 'WRITABLE_SCHEMAS'`);
     return r.rows[0] as { status: string; message: string };
