@@ -272,6 +272,28 @@ begin
 end;
 $$;
 
+-- An application UPDATE that changes no column is logged IGNORE by HC's logger (nothing to send), yet
+-- HC's status trigger has already marked the row PENDING: it stayed PENDING for ever, with nothing that
+-- would ever send it, and a FAILED row lost its error. hcsync keeps the status the row had (an extra
+-- BEFORE UPDATE trigger, hcsync_noop_guard, named to fire after HC's status trigger; HC's own
+-- triggers are untouched). Rows are compared as text, which works for every column type.
+create or replace function hc.noop_guard() returns trigger
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  before_change record := old;
+begin
+  before_change._hc_lastop := new._hc_lastop;
+  before_change._hc_err := new._hc_err;
+  if before_change::text is not distinct from new::text then
+    new._hc_lastop := old._hc_lastop;
+    new._hc_err := old._hc_err;
+  end if;
+  return new;
+end;
+$$;
+
 -- Orders "closest field" suggestions in error hints without needing the fuzzystrmatch extension.
 create or replace function hc._name_distance(a text, b text) returns integer
 language sql immutable
@@ -482,7 +504,8 @@ begin
       case when (v->>'unique')::boolean then 'unique' else '' end, k, fq, v->>'column');
   end loop;
 
-  -- HC's two triggers, plus hcsync's TRUNCATE and sfid guards (see hc.truncate_guard, hc.sfid_guard).
+  -- HC's two triggers, plus hcsync's TRUNCATE, sfid and no-op guards (see hc.truncate_guard, hc.sfid_guard,
+  -- hc.noop_guard).
   perform hc._install_row_hstore(fq::regclass);
   execute hc._logger_ddl(s, t, read_only);
   execute hc._status_ddl(s, t);
@@ -497,6 +520,8 @@ begin
   execute format('create trigger hcsync_truncate_guard before truncate on %s for each statement execute procedure hc.truncate_guard()', fq);
   execute format('drop trigger if exists hcsync_sfid_guard on %s', fq);
   execute format('create trigger hcsync_sfid_guard before update on %s for each row when (old.sfid is distinct from new.sfid and %s()::text = ''base64''::text) execute procedure hc.sfid_guard()', fq, hc._xmlbinary_function());
+  execute format('drop trigger if exists hcsync_noop_guard on %s', fq);
+  execute format('create trigger hcsync_noop_guard before update on %s for each row when (%s()::text = ''base64''::text) execute procedure hc.noop_guard()', fq, hc._xmlbinary_function());
 
   -- Application roles registered for this connection write the new table too.
   for role in select role_name from hc._app_roles where connection_id = c.id loop
@@ -630,6 +655,7 @@ begin
       execute format('drop trigger if exists %I on %s', hc._name('hc_', m.table_name, '_status_trigger'), fq);
       execute format('drop trigger if exists hcsync_truncate_guard on %s', fq);
       execute format('drop trigger if exists hcsync_sfid_guard on %s', fq);
+      execute format('drop trigger if exists hcsync_noop_guard on %s', fq);
     end if;
   end if;
   if m.applied_at is not null then

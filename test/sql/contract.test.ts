@@ -68,7 +68,7 @@ describe('a Contact mapping created by hc.create_mapping', () => {
       `select tgname, pg_get_triggerdef(oid) as def from pg_trigger where tgrelid = 'salesforce.contact'::regclass and not tgisinternal order by 1`,
     );
     const defs = Object.fromEntries(r.rows.map((x) => [x.tgname, (x.def as string).replace('EXECUTE PROCEDURE', 'EXECUTE FUNCTION')]));
-    expect(Object.keys(defs)).toEqual(['hc_contact_logtrigger', 'hc_contact_status_trigger', 'hcsync_sfid_guard', 'hcsync_truncate_guard']);
+    expect(Object.keys(defs)).toEqual(['hc_contact_logtrigger', 'hc_contact_status_trigger', 'hcsync_noop_guard', 'hcsync_sfid_guard', 'hcsync_truncate_guard']);
     expect(defs.hc_contact_logtrigger).toBe(
       'CREATE TRIGGER hc_contact_logtrigger AFTER INSERT OR DELETE OR UPDATE ON salesforce.contact FOR EACH ROW ' +
         "WHEN (((get_xmlbinary())::text = 'base64'::text)) EXECUTE FUNCTION salesforce.hc_contact_logger()",
@@ -78,6 +78,8 @@ describe('a Contact mapping created by hc.create_mapping', () => {
     );
     expect(defs.hcsync_truncate_guard).toContain('BEFORE TRUNCATE ON salesforce.contact FOR EACH STATEMENT');
     expect(defs.hcsync_sfid_guard).toContain('BEFORE UPDATE ON salesforce.contact FOR EACH ROW WHEN');
+    // Fires after HC's status trigger (triggers of one kind fire in name order).
+    expect(defs.hcsync_noop_guard).toContain("BEFORE UPDATE ON salesforce.contact FOR EACH ROW WHEN (((get_xmlbinary())::text = 'base64'::text))");
   });
 
   it('records every mapped field with its describe metadata in hc._mapping_fields', async () => {
@@ -272,5 +274,40 @@ describe('sfid belongs to the sync', () => {
       op.release();
     }
     expect((await db.query(`select sfid from salesforce.contact where id = $1`, [id])).rows[0].sfid).toBe('003000000000S05AAA');
+  });
+});
+
+describe('an application UPDATE that changes nothing', () => {
+  async function synced(sfid: string, lastop = 'SYNCED', err: string | null = null): Promise<number> {
+    const c = await syncClient(db);
+    try {
+      return (
+        await c.query(`insert into salesforce.contact (sfid, lastname) values ($1, 'Same') returning id`, [sfid]).then(async (r) => {
+          await c.query(`update salesforce.contact set _hc_lastop = $2, _hc_err = $3 where id = $1`, [r.rows[0].id, lastop, err]);
+          return r;
+        })
+      ).rows[0].id;
+    } finally {
+      await c.end();
+    }
+  }
+  const row = async (id: number) => (await db.query(`select _hc_lastop, _hc_err from salesforce.contact where id = $1`, [id])).rows[0];
+  const log = async (id: number) =>
+    (await db.query(`select action, state from salesforce._trigger_log where table_name = 'contact' and record_id = $1 order by id`, [id])).rows;
+
+  it('keeps the row SYNCED (HC logs it IGNORE and nothing would ever send it, yet marked it PENDING)', async () => {
+    const id = await synced('003000000000N01AAA');
+    await db.query(`update salesforce.contact set lastname = lastname where id = $1`, [id]);
+    expect(await log(id)).toEqual([{ action: 'UPDATE', state: 'IGNORE' }]);
+    expect(await row(id)).toEqual({ _hc_lastop: 'SYNCED', _hc_err: null });
+  });
+
+  it('keeps a FAILED row FAILED with its error; a real change still marks it PENDING', async () => {
+    const id = await synced('003000000000N02AAA', 'FAILED', 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no');
+    await db.query(`update salesforce.contact set lastname = 'Same', _hc_err = null where id = $1`, [id]);
+    expect(await row(id)).toEqual({ _hc_lastop: 'FAILED', _hc_err: 'FIELD_CUSTOM_VALIDATION_EXCEPTION: no' });
+    await db.query(`update salesforce.contact set lastname = 'Different' where id = $1`, [id]);
+    expect(await row(id)).toEqual({ _hc_lastop: 'PENDING', _hc_err: null });
+    expect((await log(id)).map((l) => l.state)).toEqual(['IGNORE', 'NEW']);
   });
 });

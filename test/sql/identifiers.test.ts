@@ -119,9 +119,11 @@ describe('object names of every length 1..60', () => {
       const fb = FIELD_B.toLowerCase();
       const log = triggers.find((x) => x.def.includes('AFTER INSERT OR DELETE OR UPDATE'));
       const status = triggers.find((x) => x.def.includes('BEFORE INSERT OR UPDATE'));
-      expect([object, triggers.length]).toEqual([object, 4]);
+      expect([object, triggers.length]).toEqual([object, 5]);
+      // The no-op guard must fire after HC's status trigger: BEFORE triggers fire in name order.
+      expect([object, (status?.name ?? '') < 'hcsync_noop_guard']).toEqual([object, true]);
       expect([object, log?.fn !== status?.fn, Boolean(log && status)]).toEqual([object, true, true]);
-      expect(triggers.map((x) => x.name).sort()).toEqual(expect.arrayContaining(['hcsync_sfid_guard', 'hcsync_truncate_guard']));
+      expect(triggers.map((x) => x.name).sort()).toEqual(expect.arrayContaining(['hcsync_noop_guard', 'hcsync_sfid_guard', 'hcsync_truncate_guard']));
       for (const [got, hc] of [[log?.name, `hc_${t}_logtrigger`], [status?.name, `hc_${t}_status_trigger`],
                                [log?.fn, `hc_${t}_logger`], [status?.fn, `hc_${t}_status`]]) {
         if (fits(hc!)) expect(got).toBe(hc);

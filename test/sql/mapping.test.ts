@@ -28,7 +28,7 @@ describe('identifiers that need quoting', () => {
       _hc_lastop: 'character varying(32)', _hc_err: 'text',
     });
     const t = await db.query(`select tgname from pg_trigger where tgrelid = 'salesforce."user"'::regclass and not tgisinternal order by 1`);
-    expect(t.rows.map((x) => x.tgname)).toEqual(['hc_user_logtrigger', 'hc_user_status_trigger', 'hcsync_sfid_guard', 'hcsync_truncate_guard']);
+    expect(t.rows.map((x) => x.tgname)).toEqual(['hc_user_logtrigger', 'hc_user_status_trigger', 'hcsync_noop_guard', 'hcsync_sfid_guard', 'hcsync_truncate_guard']);
     await db.query('delete from salesforce._trigger_log');
     await db.query(`insert into salesforce."user" (username, lastname) values ('a@b.c', 'Admin')`);
     expect((await triggerLog(db)).map((l) => [l.table_name, l.state])).toEqual([['user', 'NEW']]);
