@@ -3,6 +3,7 @@
 // Contacts (state in <data>/demo-sf.json), the sidecar with a read-write Account mapping and a Contact
 // mapping with an upsert field, and a trickle of edits on both sides. Ctrl-C stops everything.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { resolve } from 'node:path';
 import pg from 'pg';
@@ -184,6 +185,8 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
       SF_USERNAME: emu.credentials.username,
       SF_PASSWORD: emu.credentials.password,
       HC_HTTP_PORT: String(httpPort),
+      // The dashboard's admin token for this run (printed below, in the URL that opens the dashboard).
+      HC_DASHBOARD_TOKEN: randomBytes(24).toString('base64url'),
     };
     // The same settings for the CLI: `HC_CONFIG_FILE=<data>/demo.json npx hcsync …` talks to this demo.
     const configFile = `${dataDir}/demo.json`;
@@ -192,6 +195,8 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
     const sidecar = await startSidecar(config, { log });
     stops.push(() => sidecar.stop());
     say(`  sidecar    http://127.0.0.1:${httpPort}/metrics and /healthz`);
+    const dashboard = `http://127.0.0.1:${httpPort}/?token=${env.HC_DASHBOARD_TOKEN}`;
+    say(`  dashboard  ${dashboard}`);
     // The first load of thousands of records is visible as it goes (rows, rate, ETA).
     const follower = new pg.Client({ connectionString: databaseUrl });
     await follower.connect();
@@ -243,6 +248,9 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
         '5. See what failed, and ask the doctor (Account is read-write without an upsert field: RED, as in Heroku Connect):',
         `   $ ${psql} -c "SELECT object_name, sfid, sf_message FROM hc.write_errors"`,
         `   $ ${cli} diagnose`,
+        '',
+        '6. Watch, retry and pause it all in the dashboard (the token in the URL signs you in):',
+        `   ${dashboard}`,
         '',
         'Ctrl-C stops everything; make clean removes the data.',
         'ready',

@@ -98,7 +98,21 @@ describe('make demo', () => {
     expect(out).toMatch(/postgres\s+postgres:\/\/\S+\/hcsync_demo/);
     expect(out).toMatch(/salesforce\s+http:\/\/127\.0\.0\.1:\d+/);
     expect(out).toMatch(/connect:\s+psql "postgres:\/\//);
+    // The dashboard URL with its token, as printed, opens the dashboard.
+    const url = /dashboard\s+(http:\/\/127\.0\.0\.1:\d+\/\?token=[\w-]{16,})/.exec(out)?.[1];
+    expect(url).toBeDefined();
+    expect(out).toContain(`6. Watch, retry and pause it all in the dashboard`);
     for (const n of [1, 2, 3, 4, 5]) expect(commands(n).length).toBeGreaterThan(0);
+  });
+
+  it('the printed dashboard URL opens the dashboard: the token becomes a cookie, the page and the API answer', async () => {
+    const url = /dashboard\s+(http:\/\/127\.0\.0\.1:\d+)\/\?token=([\w-]{16,})/.exec(out)!;
+    const first = await fetch(`${url[1]}/?token=${url[2]}`, { redirect: 'manual' });
+    expect(first.status).toBe(303);
+    const cookie = first.headers.get('set-cookie')!.split(';')[0];
+    expect((await fetch(`${url[1]}/`, { headers: { cookie } })).status).toBe(200);
+    expect((await (await fetch(`${url[1]}/api/connection`, { headers: { cookie } })).json()).schema_name).toBe('salesforce');
+    expect((await fetch(`${url[1]}/api/connection`)).status).toBe(401);
   });
 
   it('1. a row inserted in Postgres gets its sfid from Salesforce, and /metrics counts it', async () => {
