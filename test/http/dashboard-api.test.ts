@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ADMIN, VIEWER, startDashboard, type Dashboard } from '../dashboard/harness.js';
 import { until } from '../support/until.js';
+import { sidecarEnv, spawnSidecar } from '../support/sidecar.js';
 
 let d: Dashboard;
 beforeAll(async () => {
@@ -227,4 +228,25 @@ describe('the API', () => {
     // The sidecar's log masks both tokens in its configuration line.
     expect(d.sidecar.output()).not.toContain(VIEWER);
   });
+});
+
+describe('without HC_DASHBOARD_TOKEN', () => {
+  it('a second sidecar makes a token for its run and logs the URL that carries it; the URL opens the dashboard', async () => {
+    const other = spawnSidecar({ ...sidecarEnv(d.emu, d.db.url), HC_LOG_LEVEL: 'info', HC_LOG_PRETTY: '0' });
+    try {
+      const hit = await until(() => /"dashboard":"(http:\/\/127\.0\.0\.1:\d+)\/\?token=([\w-]+)"/.exec(other.output()), 'the dashboard URL in the log', 90_000, 100);
+      const [, base, token] = hit;
+      expect(token.length).toBeGreaterThanOrEqual(32);
+      expect(token).not.toBe(ADMIN);
+      expect((await fetch(`${base}/api/connection`)).status).toBe(401);
+      const first = await fetch(`${base}/?token=${token}`, { redirect: 'manual' });
+      expect(first.status).toBe(303);
+      const cookie = first.headers.get('set-cookie')!.split(';')[0];
+      expect(await (await fetch(`${base}/api/whoami`, { headers: { cookie } })).json()).toEqual({ role: 'admin', principal: 'dashboard:admin' });
+      // The configuration line masks nothing it does not have: no token was set, none is shown there.
+      expect(other.output()).toMatch(/"http":\{"host":"127\.0\.0\.1","port":0\}/);
+    } finally {
+      await other.kill9();
+    }
+  }, 120_000);
 });
