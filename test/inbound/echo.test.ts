@@ -22,7 +22,12 @@ beforeAll(async () => {
   h = await setup({ algorithm: 'merged' });
   reader = await startInbound(h.ctx);
   await h.startWriter({ maxBackoffMs: 300 });
-  await until(async () => (await h.db.query(`select state from hc._mappings`)).rows[0].state === 'DATA_SYNCED', 'mapping synced');
+  // Synced and subscribed: the catch-up re-read after the subscription holds has run (last_poll_at), so
+  // every later change arrives as an event.
+  await until(async () => {
+    const m = (await h.db.query(`select state, last_poll_at from hc._mappings`)).rows[0];
+    return m?.state === 'DATA_SYNCED' && m.last_poll_at;
+  }, 'mapping synced and subscribed', 90_000);
   other = new jsforce.Connection({
     loginUrl: h.emu.credentials.loginUrl,
     version: '62.0',
