@@ -29,10 +29,6 @@ const OPEN: Partial<Mix> = {
   // reads SYNCED with values Salesforce does not hold (trust issue item 15; the echo handling is being
   // reworked with item 18). Diverged in every run of the full mix, with or without faults.
   flowRewrites: false,
-  // An application UPDATE that changes nothing is logged IGNORE (no write needed) but the status trigger
-  // has marked the row PENDING, and nothing ever clears it: the row reads PENDING for ever (item 14's rule:
-  // no row may stay PENDING with nothing that will ever send it). Stuck in most runs of the full mix.
-  unchangedUpdates: false,
 };
 const FULL = process.env.HCSYNC_CONVERGENCE_MIX === 'full';
 const MIX: Mix = FULL ? FULL_MIX : { ...FULL_MIX, ...OPEN };
