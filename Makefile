@@ -27,8 +27,8 @@ SYSTEM_PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 PG_MAJORS ?= 14 15 16 17 18
 # The files whose outcome most depends on the server version: the SQL contract and migrations (every
 # function, trigger, view and privilege), the migrator, moving off Heroku Connect, and the inbound merge
-# and outbound claim at the heart of each direction: 2 to 3 minutes per major on a busy shared 2-core
-# machine (126-176 s measured), where a full leg is the whole suite again (its files add up to over 50 minutes there, some 17
+# and outbound claim at the heart of each direction: 1 to 3 minutes per major on a shared 2-core
+# machine (41-176 s measured, by how busy it was), where a full leg is the whole suite again (its files add up to over 50 minutes there, some 17
 # of wall time at three workers) and CI already runs two. So CI runs these on 14 and 17 (.ci/run),
 # besides the full legs on 18 (embedded) and 15 (the system server); `make test-matrix` runs them all.
 PG_MATRIX_QUICK := test/sql test/migrator.test.ts test/migration test/inbound/merge.test.ts test/outbound/claim.test.ts
