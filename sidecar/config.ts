@@ -65,7 +65,7 @@ const Env = z.object({
   HC_SCHEMA: z.string().regex(schemaName, 'HC_SCHEMA must be a lower-case Postgres identifier of at most 48 characters, such as salesforce').default('salesforce'),
   HC_CONNECTION_NAME: z.string().min(1).optional(),
   SF_LOGIN_URL: z.url({ error: 'SF_LOGIN_URL must be a URL such as https://login.salesforce.com (or https://test.salesforce.com for sandboxes)' }).default('https://login.salesforce.com'),
-  SF_API_VERSION: z.string().regex(apiVersion, 'SF_API_VERSION must look like 62.0').default('62.0'),
+  SF_API_VERSION: z.string().regex(apiVersion, 'SF_API_VERSION must look like 65.0').default('65.0'),
   SF_AUTH: z.enum(['password', 'refresh_token', 'client_credentials', 'jwt'], { error: 'SF_AUTH must be password, refresh_token, client_credentials or jwt (or unset: inferred from the SF_* variables given)' }).optional(),
   SF_CLIENT_ID: z.string().min(1).optional(),
   SF_CLIENT_SECRET: z.string().min(1).optional(),

@@ -78,7 +78,7 @@ async function assertApiVersion(sf: SalesforceClient, wanted: string): Promise<v
   const served = await sf.versions();
   if (!served.length || served.includes(wanted)) return;
   throw new ConfigError([
-    `SF_API_VERSION ${wanted} is not served by this org (it serves ${served[0]}–${served[served.length - 1]}): set SF_API_VERSION to one of them, e.g. ${served.includes('62.0') ? '62.0' : served[served.length - 1]}`,
+    `SF_API_VERSION ${wanted} is not served by this org (it serves ${served[0]}–${served[served.length - 1]}): set SF_API_VERSION to one of them, e.g. ${served[served.length - 1]}`,
   ]);
 }
 
