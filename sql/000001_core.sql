@@ -527,7 +527,7 @@ begin
   raise exception 'hcsync: TRUNCATE of synced table %.% is refused: it would not delete anything in Salesforce and the next poll would not restore the rows',
       tg_table_schema, tg_table_name
     using errcode = 'insufficient_privilege',
-          hint = format('To remove rows in Salesforce too, use DELETE. To clear the table and reload it from Salesforce, use select hc.reload(%L). To truncate anyway: SET hcsync.allow_truncate = on; TRUNCATE ...',
+          hint = format('To remove rows in Salesforce too, use DELETE. To make the table match Salesforce again (rows Salesforce no longer has are removed), use select hc.reload(%L). To truncate anyway: SET hcsync.allow_truncate = on; TRUNCATE ...',
                         tg_table_name);
 end;
 $$;
