@@ -2,7 +2,7 @@
 // sidecar, emulator and Postgres: each tab, a write that fails and is retried from the page, pause and
 // resume, the audit CSV download, a mapping file import, and the viewer's read-only page. Live updates
 // come through server-sent events: the page is never reloaded while waiting for a change. Each tab's
-// screenshot is written to docs/ (the README shows them).
+// screenshot is taken too (HCSYNC_SCREENSHOTS=docs writes them to docs/, where the README shows them).
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +10,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { ADMIN, VIEWER, startDashboard, type Dashboard } from './harness.js';
 import { launchChromium } from './browser.js';
 import { until } from '../support/until.js';
+import { tempDir } from '../support/tmp.js';
 import { tmpdir } from 'node:os';
 
 let d: Dashboard;
@@ -32,7 +33,10 @@ afterAll(async () => {
   await d?.stop();
 });
 
-const shot = (name: string) => page.screenshot({ path: join('docs', `dashboard-${name}.png`) });
+// Screenshots go to the temp directory; HCSYNC_SCREENSHOTS=docs refreshes the README's copies in docs/
+// (a test run must not change tracked files).
+const shotDir = process.env.HCSYNC_SCREENSHOTS === 'docs' ? 'docs' : tempDir('dashboard');
+const shot = (name: string) => page.screenshot({ path: join(shotDir, `dashboard-${name}.png`) });
 const state = async () => (await d.db.query(`select state from hc.connections`)).rows[0].state as string;
 
 describe('the dashboard in Chromium', () => {
