@@ -3,19 +3,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { assertFreshBuild, CLI, hcsync } from '../support/cli.js';
+import { assertFreshBuild, CLI, contactConfig, hcsync } from '../support/cli.js';
 
 let db: TestDb;
 let env: Record<string, string>;
 
-const contactConfig = {
-  access: 'read_write',
-  fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, CreatedDate: {}, LastName: {}, Email: {} },
-  indexes: { Id: { unique: true }, SystemModstamp: { unique: false } },
-  sf_notify_enabled: false,
-  sf_polling_seconds: 600,
-  sf_max_daily_api_calls: 30000,
-};
 
 async function failed(n: number): Promise<number[]> {
   const { rows } = await db.query(

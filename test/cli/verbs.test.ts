@@ -6,21 +6,13 @@ import { mkdtempSync, writeFileSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { assertFreshBuild, hcsync } from '../support/cli.js';
+import { assertFreshBuild, contactConfig, hcsync } from '../support/cli.js';
 import { tempDir } from '../support/tmp.js';
 
 let db: TestDb;
 let env: Record<string, string>;
 const dir = tempDir('cli');
 
-const contactConfig = {
-  access: 'read_write',
-  fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, CreatedDate: {}, LastName: {}, Email: {} },
-  indexes: { Id: { unique: true }, SystemModstamp: { unique: false } },
-  sf_notify_enabled: false,
-  sf_polling_seconds: 600,
-  sf_max_daily_api_calls: 30000,
-};
 
 async function mappings(): Promise<{ object_name: string; state: string; requested: string | null }[]> {
   return (await db.query('select object_name, state, requested from hc._mappings order by object_name')).rows;

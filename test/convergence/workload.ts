@@ -13,19 +13,12 @@
 import jsforce from 'jsforce';
 import pg from 'pg';
 import { MAPPINGS, type ObjectName } from './rig.js';
+import { rng } from '../../bench/lib/accounts.js';
 
 export type Side = 'pg' | 'sf';
 
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+// The seeded PRNG the benchmarks' data uses (mulberry32); the nemesis takes it from here.
+export { rng };
 
 export interface Write {
   side: Side;

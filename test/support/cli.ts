@@ -7,6 +7,16 @@ const require = createRequire(import.meta.url);
 
 export const CLI = resolve('dist/sidecar/cli.js');
 
+/** A read-write Contact mapping in Heroku Connect's config format, as the CLI tests create it. */
+export const contactConfig = {
+  access: 'read_write',
+  fields: { Id: {}, SystemModstamp: {}, IsDeleted: {}, CreatedDate: {}, LastName: {}, Email: {} },
+  indexes: { Id: { unique: true }, SystemModstamp: { unique: false } },
+  sf_notify_enabled: false,
+  sf_polling_seconds: 600,
+  sf_max_daily_api_calls: 30000,
+};
+
 export interface CliResult { code: number | null; stdout: string; stderr: string }
 
 /** Runs `hcsync ...args` with `env` added to a clean environment (PATH and HOME only). */
