@@ -15,6 +15,18 @@
 -- (The migrator's bootstrap already made it; this keeps the file self-contained.)
 create schema if not exists hc;
 
+-- Advisory lock keys, derived from their names here and nowhere else. Every lock hcsync takes has two
+-- keys: hc.lock_class(name), then the connection, mapping or claimer it is about. The names:
+--   writer         a writer's claimer, held by its lock session for the writer's life (then the claimer)
+--   claim          one connection's claims, one transaction at a time (then the connection)
+--   inbound_lead   a connection's inbound leader, held by its lock session (then the connection)
+--   notify_writes  one mapping's write-failure notifications, one transaction at a time (then the mapping)
+-- (pg_locks shows the class as classid and the second key as objid, with objsubid 2.) The migrator's
+-- own lock, taken before this schema exists, is sidecar/db/contractor.ts's.
+create or replace function hc.lock_class(p_name text) returns integer
+language sql immutable strict parallel safe
+as $$ select pg_catalog.hashtext('hcsync.' operator(pg_catalog.||) p_name) operator(pg_catalog.&) 2147483647 $$;
+
 -- HC stores old/new row images as hstore *text*; the capture triggers build them with hstore(record).
 -- HC keeps the extension in public (Heroku moved it to heroku_ext in 2022; an existing one is reused).
 create extension if not exists hstore with schema public;
@@ -82,35 +94,69 @@ insert into hc.connection_states (state, label, category) values
   ('BAD_PROVISION', 'Provisioning failed', 'provisioning'),
   ('NEED_AUTHENTICATION', 'Needs Salesforce authentication', 'provisioning');
 
+-- A mapping's lifecycle, in one place: the state's label and category, its phase (what the sidecar does
+-- in it: 'describe' = describe the object and build the table, then load; 'load' = read every record;
+-- 'reload' = read every record again into the live table; 'live' = change events or polls; 'stopped' =
+-- nothing until an operator acts), whether hc.abort has something to stop, whether local changes wait
+-- (the writer holds a table's changes while it is being (re)loaded, see hc.outbound_claim), and the
+-- states hc.set_mapping_state may move it to next. The sidecar reads phase from here (it keeps no list
+-- of its own); hc._request reads abortable; hc.outbound_claim reads holds_writes.
 create table hc.mapping_states (
-  state     text primary key,
-  label     text not null,
-  category  text not null check (category in ('ok', 'temporary', 'error'))
+  state         text primary key,
+  label         text not null,
+  category      text not null check (category in ('ok', 'temporary', 'error')),
+  phase         text not null check (phase in ('describe', 'load', 'reload', 'live', 'stopped')),
+  abortable     boolean not null default false,
+  holds_writes  boolean not null default false,
+  next          text[] not null default '{}'
 );
-insert into hc.mapping_states (state, label, category) values
-  ('DATA_SYNCED', 'OK', 'ok'),
-  ('RESYNC', 'Loading new columns', 'ok'),
-  ('RELOAD_TABLE', 'Reloading', 'ok'),
-  ('POLLING_SF_CHANGES', 'Polling SF', 'ok'),
-  ('POLLING_SF_BULK', 'Polling SF [bulk]', 'ok'),
-  ('POLLING_SF_FOR_DELETES', 'Polling SF [deletes]', 'ok'),
-  ('WAIT_BULK_LOAD', 'Waiting for bulk job', 'ok'),
-  ('LOADING_BULK_JOB', 'Loading bulk job', 'ok'),
-  ('RESOLVE_EXTERNAL_IDS', 'Resolving external ids', 'ok'),
-  ('WAIT_BULK_UPDATE', 'Waiting for bulk update', 'ok'),
-  ('APPLYING_BULK_UPDATE', 'Applying bulk update', 'ok'),
-  ('POLL_EXTERNAL_IDS', 'Polling external ids', 'ok'),
-  ('ABORTED', 'Aborted', 'ok'),
-  ('INITIAL', 'Creating', 'temporary'),
-  ('SCHEMA_CHANGED', 'Altering DB schema', 'temporary'),
-  ('RECOVERY', 'Recovering', 'temporary'),
-  ('BULK_LOAD_ERROR', 'Bulk load error', 'error'),
-  ('SYSTEM_ERROR', 'Unexpected error', 'error'),
-  ('DB_UNAVAILABLE', 'Database unavailable', 'error'),
-  ('BAD_CONFIG', 'Bad configuration', 'error'),
-  ('SYNC_REMOVED', 'Orphaned (object removed in Salesforce)', 'error'),
-  ('INACTIVE_ORG', 'Inactive org', 'error'),
-  ('UNAUTHORIZED', 'Salesforce authorization expired', 'error');
+insert into hc.mapping_states (state, label, category, phase, abortable, holds_writes) values
+  ('DATA_SYNCED', 'OK', 'ok', 'live', false, false),
+  ('RESYNC', 'Loading new columns', 'ok', 'load', true, false),
+  ('RELOAD_TABLE', 'Reloading', 'ok', 'reload', true, true),
+  ('POLLING_SF_CHANGES', 'Polling SF', 'ok', 'load', true, true),
+  ('POLLING_SF_BULK', 'Polling SF [bulk]', 'ok', 'load', true, true),
+  ('POLLING_SF_FOR_DELETES', 'Polling SF [deletes]', 'ok', 'live', true, false),
+  -- Heroku Connect's bulk-job states: in the vocabulary (imported status, dashboards), never entered here.
+  ('WAIT_BULK_LOAD', 'Waiting for bulk job', 'ok', 'stopped', true, false),
+  ('LOADING_BULK_JOB', 'Loading bulk job', 'ok', 'stopped', true, false),
+  ('RESOLVE_EXTERNAL_IDS', 'Resolving external ids', 'ok', 'stopped', true, false),
+  ('WAIT_BULK_UPDATE', 'Waiting for bulk update', 'ok', 'stopped', true, false),
+  ('APPLYING_BULK_UPDATE', 'Applying bulk update', 'ok', 'stopped', true, false),
+  ('POLL_EXTERNAL_IDS', 'Polling external ids', 'ok', 'stopped', true, false),
+  ('ABORTED', 'Aborted', 'ok', 'stopped', false, false),
+  ('INITIAL', 'Creating', 'temporary', 'describe', true, false),
+  ('SCHEMA_CHANGED', 'Altering DB schema', 'temporary', 'describe', true, false),
+  ('RECOVERY', 'Recovering', 'temporary', 'live', false, false),
+  ('BULK_LOAD_ERROR', 'Bulk load error', 'error', 'stopped', false, false),
+  ('SYSTEM_ERROR', 'Unexpected error', 'error', 'stopped', false, false),
+  ('DB_UNAVAILABLE', 'Database unavailable', 'error', 'stopped', false, false),
+  ('BAD_CONFIG', 'Bad configuration', 'error', 'stopped', false, false),
+  ('SYNC_REMOVED', 'Orphaned (object removed in Salesforce)', 'error', 'stopped', false, false),
+  ('INACTIVE_ORG', 'Inactive org', 'error', 'stopped', false, false),
+  ('UNAUTHORIZED', 'Salesforce authorization expired', 'error', 'stopped', false, false);
+-- The allowed transitions (any state may also stay where it is, e.g. to change its message):
+--   INITIAL is only ever the first state;
+--   SCHEMA_CHANGED, RESYNC (hc.update_mapping), and the error states (BAD_CONFIG after a describe,
+--     SYNC_REMOVED from the orphan check, ...) can follow any state;
+--   RELOAD_TABLE (a reload taken, hc.take_request) any state but BAD_CONFIG and SYNC_REMOVED, which
+--     only a config change or removal ends (hc._request refuses their reload);
+--   POLLING_SF_CHANGES / POLLING_SF_BULK (the load's reading) follow a describe, load or reload state;
+--   DATA_SYNCED follows any state but an error state (those leave through hc.recover, a config change
+--     or a reload): a load, a live state, ABORTED (a poll restarts it), and INITIAL too, as tools and
+--     tests mark a mapping whose table is already filled as loaded;
+--   ABORTED follows an abortable state or a live one (its poll or recovery re-read is stopped);
+--   RECOVERY follows an error state (hc.recover).
+update hc.mapping_states f set next = array(
+  select t.state from hc.mapping_states t
+   where t.state = f.state
+      or t.state in ('SCHEMA_CHANGED', 'RESYNC') or t.category = 'error'
+      or (t.state = 'RELOAD_TABLE' and f.state not in ('BAD_CONFIG', 'SYNC_REMOVED'))
+      or (t.state in ('POLLING_SF_CHANGES', 'POLLING_SF_BULK') and f.phase in ('describe', 'load', 'reload'))
+      or (t.state = 'DATA_SYNCED' and f.category <> 'error')
+      or (t.state = 'ABORTED' and (f.abortable or f.phase = 'live'))
+      or (t.state = 'RECOVERY' and f.category = 'error')
+   order by t.state);
 
 -- ---------------------------------------------------------------------------------------------------
 -- Control tables. Tables an operator never needs to touch start with "_"; operators read the views.
@@ -246,6 +292,19 @@ create table hc.api_calls (
 );
 create index api_calls_connection_at on hc.api_calls (connection_id, at);
 
+-- Change events delivered to the sidecar, per hour, transport (pubsub, cometd) and channel: what it
+-- spends of the org's event delivery allowance, which Salesforce counts per event and subscriber (a
+-- shared /data/ChangeEvents stream is counted once, per-object channels once each). Written with the
+-- API-call ledger, read by hc.status (last 24 hours) and hc.metrics().
+create table hc.event_deliveries (
+  connection_id  integer not null references hc.connections on delete cascade,
+  hour           timestamptz not null,
+  transport      text not null check (transport in ('pubsub', 'cometd')),
+  channel        text not null,
+  delivered      bigint not null default 0,
+  primary key (connection_id, hour, transport, channel)
+);
+
 -- Roles whose application writes go to a connection's mapped tables (hc.grant_app_access); new
 -- mappings grant them DML on the new table.
 create table hc._app_roles (
@@ -333,6 +392,49 @@ begin
   insert into hc.audit_log (connection_id, mapping_id, action, detail) values (c.id, mapping_id, action, detail);
   perform pg_notify('hc_control', c.schema_name);
 end;
+$$;
+
+-- The connections a name or schema names (all when null), or the one with this schema or id: what the sidecar and the CLI read of hc.connections.
+create or replace function hc._connections(p_connection text default null, p_schema text default null, p_id integer default null)
+returns setof hc.connections
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select * from hc.connections c
+   where (p_connection is null or c.name = p_connection or c.schema_name = p_connection)
+     and (p_schema is null or c.schema_name = p_schema)
+     and (p_id is null or c.id = p_id);
+$$;
+
+-- The connection's sync log with each entry's object, newest first, as the CLI and the dashboard filter it (null: any), at most p_limit entries (null: all).
+create or replace function hc._sync_log(p_connection_id integer, p_limit integer default null, p_object text default null, p_mapping_id integer default null,
+                                        p_min_level text default null, p_levels text[] default null, p_direction text default null, p_event text default null,
+                                        p_before bigint default null, p_after bigint default null)
+returns table (id bigint, at timestamptz, direction text, level text, event text, message text, detail jsonb, object_name text)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select l.id, l.at, l.direction, l.level, l.event, l.message, l.detail, m.object_name
+    from hc.sync_log l left join hc._mappings m on m.id = l.mapping_id
+   where l.connection_id = p_connection_id
+     and (p_object is null or lower(m.object_name) = lower(p_object))
+     and (p_mapping_id is null or l.mapping_id = p_mapping_id)
+     and (p_min_level is null or array_position(array['debug','info','warn','error'], l.level) >= array_position(array['debug','info','warn','error'], p_min_level))
+     and (p_levels is null or l.level = any (p_levels))
+     and (p_direction is null or l.direction = p_direction)
+     and (p_event is null or l.event = p_event)
+     and (p_before is null or l.id < p_before)
+     and (p_after is null or l.id > p_after)
+   order by l.id desc limit p_limit;
+$$;
+
+-- The id of the sync log's latest entry (0 when it is empty): where the CLI's follow of the log starts.
+create or replace function hc._sync_log_last_id()
+returns bigint
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select coalesce(max(id), 0) from hc.sync_log;
 $$;
 
 -- ---------------------------------------------------------------------------------------------------

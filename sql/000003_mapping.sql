@@ -110,6 +110,29 @@ begin
         using errcode = 'invalid_parameter_value', hint = 'Add it to "fields" (it should be a unique External ID field in Salesforce) or remove upsert_field.';
     end if;
   end if;
+  -- Conflict handling (sql/000050_conflicts.sql); Heroku Connect ignores both keys.
+  if config ? 'conflict_policy' and (jsonb_typeof(config->'conflict_policy') <> 'string'
+                                     or config->>'conflict_policy' not in ('manual', 'sf_wins', 'pg_wins', 'latest')) then
+    raise exception 'hcsync: mapping %: conflict_policy must be "manual", "sf_wins", "pg_wins" or "latest", not %', object_name, config->'conflict_policy'
+      using errcode = 'invalid_parameter_value',
+            hint = 'manual (the default) parks a field changed on both sides until hc.resolve_conflict decides; latest keeps the later change.';
+  end if;
+  if config ? 'field_ownership' then
+    if jsonb_typeof(config->'field_ownership') <> 'object' then
+      raise exception 'hcsync: mapping %: field_ownership must be an object of field names and owners, not %', object_name, config->'field_ownership'
+        using errcode = 'invalid_parameter_value', hint = 'e.g. "field_ownership": {"Phone": "pg", "Rating": "sf"}';
+    end if;
+    for k, v in select * from jsonb_each(config->'field_ownership') loop
+      if v not in ('"pg"', '"sf"') then
+        raise exception 'hcsync: mapping %: field_ownership of "%" must be "pg" or "sf", not %', object_name, k, v
+          using errcode = 'invalid_parameter_value', hint = '"pg": the Postgres value always wins; "sf": Salesforce''s value always wins.';
+      end if;
+      if not exists (select 1 from jsonb_object_keys(config->'fields') f where lower(f) = lower(k)) then
+        raise exception 'hcsync: mapping %: field_ownership names "%", which is not a mapped field', object_name, k
+          using errcode = 'invalid_parameter_value', hint = 'Add the field to "fields" or remove it from field_ownership.';
+      end if;
+    end loop;
+  end if;
   -- Numeric settings are whole numbers within a range the sync can honour: a poll interval past Node's
   -- timer limit (2,147,483 s) fired at once, so the mapping polled back to back; a day is the longest
   -- interval that still means "poll" (the drift sweep runs hourly anyway).
@@ -602,6 +625,12 @@ begin
   if m.config = config and describe is null then
     return m.id;  -- nothing changed
   end if;
+  -- Only the conflict keys changed: nothing to describe or build, and the sync goes on as it is.
+  if (m.config - 'conflict_policy' - 'field_ownership') = (config - 'conflict_policy' - 'field_ownership') and describe is null then
+    update hc._mappings set config = update_mapping.config, updated_at = now() where id = m.id;
+    perform hc._control(c, 'update_mapping', m.id, jsonb_build_object('object_name', m.object_name, 'config', config, 'previous', m.config));
+    return m.id;
+  end if;
   update hc._mappings set config = update_mapping.config, revision = revision + 1, updated_at = now() where id = m.id;
   perform hc._control(c, 'update_mapping', m.id, jsonb_build_object('object_name', m.object_name, 'config', config, 'previous', m.config));
   if describe is not null then
@@ -670,7 +699,9 @@ begin
 end;
 $$;
 
--- The sidecar reports a mapping's state here (SQL owns the vocabulary). Also logged to hc.sync_log.
+-- The sidecar reports a mapping's state here (SQL owns the vocabulary and the lifecycle: a move that
+-- hc.mapping_states.next does not allow is refused, naming the states that may follow). Also logged to
+-- hc.sync_log.
 create or replace function hc.set_mapping_state(mapping_id integer, state text, message text default null)
 returns void
 language plpgsql
@@ -689,6 +720,12 @@ begin
     raise exception 'hcsync: "%" is not a mapping state', state using errcode = 'invalid_parameter_value',
       hint = 'Valid states: ' || (select string_agg(s.state, ', ' order by s.state) from hc.mapping_states s) || '.';
   end if;
+  if not exists (select 1 from hc.mapping_states s where s.state = m.state and set_mapping_state.state = any (s.next)) then
+    raise exception 'hcsync: mapping % cannot go from % to %', m.object_name, m.state, set_mapping_state.state
+      using errcode = 'object_not_in_prerequisite_state',
+            hint = 'From ' || m.state || ' it may go to: ' || (select array_to_string(s.next, ', ') from hc.mapping_states s where s.state = m.state)
+                   || '. The lifecycle is in select * from hc.mapping_states.';
+  end if;
   if m.state = set_mapping_state.state and m.state_message is not distinct from message then
     return;
   end if;
@@ -698,4 +735,17 @@ begin
           case when (select category from hc.mapping_states s where s.state = set_mapping_state.state) = 'error' then 'error' else 'info' end,
           'state', message, jsonb_build_object('from', m.state, 'to', state));
 end;
+$$;
+
+-- The mappings of a connection, or one mapping by id (null: any), with their state's phase: what the sidecar and the CLI read of hc._mappings.
+create or replace function hc._mapping_rows(p_connection_id integer default null, p_id integer default null)
+returns table (id integer, connection_id integer, object_name text, table_name text, config jsonb, state text, state_message text,
+               phase text, requested text, revision integer, progress jsonb)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select m.id, m.connection_id, m.object_name, m.table_name, m.config, m.state, m.state_message, s.phase, m.requested, m.revision, m.progress
+    from hc._mappings m join hc.mapping_states s on s.state = m.state
+   where (p_connection_id is null or m.connection_id = p_connection_id)
+     and (p_id is null or m.id = p_id);
 $$;

@@ -167,9 +167,8 @@ begin
       perform hc._control(c, 'abort', m.id, jsonb_build_object('object_name', m.object_name, 'cancelled', m.requested));
       return 'cancelled';
     end if;
-    if m.requested is null and m.state not in ('INITIAL', 'RESYNC', 'RELOAD_TABLE', 'POLLING_SF_CHANGES', 'POLLING_SF_BULK',
-        'POLLING_SF_FOR_DELETES', 'WAIT_BULK_LOAD', 'LOADING_BULK_JOB', 'RESOLVE_EXTERNAL_IDS', 'WAIT_BULK_UPDATE',
-        'APPLYING_BULK_UPDATE', 'POLL_EXTERNAL_IDS', 'SCHEMA_CHANGED') then
+    -- Whether a state has a load or poll to stop is the lifecycle's (hc.mapping_states.abortable).
+    if m.requested is null and not (select s.abortable from hc.mapping_states s where s.state = m.state) then
       raise exception 'hcsync: nothing to abort on % (state %)', m.object_name, m.state
         using errcode = 'object_not_in_prerequisite_state', hint = 'Abort stops a running load or poll; none is running or requested.';
     end if;
@@ -631,7 +630,9 @@ select c.id as connection_id,
        (select max(m.last_poll_at) from hc._mappings m where m.connection_id = c.id) as last_poll_at,
        (select max(m.last_write_at) from hc._mappings m where m.connection_id = c.id) as last_write_at,
        c.created_at,
-       c.updated_at
+       c.updated_at,
+       coalesce((select sum(d.delivered) from hc.event_deliveries d
+                  where d.connection_id = c.id and d.hour > now() - interval '24 hours'), 0)::bigint as events_delivered_24h
   from hc.connections c
   join hc.connection_states s on s.state = c.state;
 

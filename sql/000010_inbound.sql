@@ -92,11 +92,33 @@ $$;
 -- locked) is replaced by a re-read of its record: queued here in the transaction that moves the replay id
 -- past it, so a crash between the two loses nothing, and read outside any transaction.
 create table hc.inbound_rereads (
-  mapping_id  integer not null references hc._mappings on delete cascade,
-  sfid        text not null,
-  not_before  timestamptz not null default now(),
+  mapping_id    integer not null references hc._mappings on delete cascade,
+  sfid          text not null,
+  not_before    timestamptz not null default now(),
+  -- Read only once no local change of the record waits (NEW or PENDING) as well: the value kept while one
+  -- was on its way may be what Salesforce rewrote of it (a flow), and only a read after it can tell.
+  after_writes  boolean not null default false,
   primary key (mapping_id, sfid)
 );
+
+-- Change events of creates of ours that arrived before the writer wrote the new sfid back to the
+-- application's row (hc.outbound_echo_pending). Nothing can receive them yet, and a row of their own would
+-- be a duplicate; but they carry what Salesforce did on save (a flow's values, SystemModstamp), so they
+-- wait here, in the transaction that moves the replay id past them, and are applied by the first batch
+-- after the write-back, before its own events (hc.inbound_apply). check_at re-arms the reader's timer
+-- (hc.inbound_rereads_next) so they are applied even when no further event comes. A create the application
+-- deleted before its write-back leaves its entry unclaimed: it goes after an hour.
+create table hc.inbound_deferred_echoes (
+  id          bigserial primary key,
+  mapping_id  integer not null references hc._mappings on delete cascade,
+  sfid        text not null,
+  origin      text not null,
+  fields      text[],                 -- null: the record was deleted
+  row         jsonb,
+  deferred_at timestamptz not null default now(),
+  check_at    timestamptz not null default now() + interval '1 second'
+);
+create index inbound_deferred_echoes_sfid on hc.inbound_deferred_echoes (mapping_id, sfid);
 
 -- Applies rows to a mapping's table. p_source is either 'json' (p_rows is a JSON array of objects keyed
 -- by soql name, values as Salesforce sends them) or the name of a staging table with one text column per
@@ -141,6 +163,8 @@ declare
   rid text;
   err_msg text;
   err_state text;
+  conf jsonb;
+  kept text[] := '{}';
 begin
   t := hc._inbound_target(p_mapping_id);
   tbl := format('%I.%I', t.schema_name, (t.m).table_name);
@@ -211,15 +235,19 @@ begin
   if at_expr <> 'null::timestamptz' or waiting then
   execute format($q$
     with b as (select distinct t.id, %1$s - interval '5 seconds' as since
-                 from %2$s join %3$s t on t.sfid = %4$s),
+                 from %2$s join %3$s t on (t.sfid = %4$s %8$s)),
+    -- (each row's entries are found by record_id alone, the rest filtered after: the planner's figures
+    -- for the queue lag behind a burst, and a plan that also read the state index, 10,000 new entries,
+    -- once per row took seconds with the rows locked)
     e as (
-      select b.id, l.state, l.action, l."values" from b join %5$s l on l.record_id = b.id
+      select b.id, l.state, l.action, l."values"
+        from b cross join lateral (select * from %5$s l where l.record_id = b.id offset 0) l
        where l.table_name = %6$L and l.action in ('INSERT', 'UPDATE')
          and (l.state in ('NEW', 'PENDING') or (l.state in ('SUCCESS', 'MERGED') and l.processed_at >= b.since))
       union all
-      select b.id, l.state, l.action, l."values" from b join %7$s l on l.record_id = b.id
-       where b.since is not null and l.table_name = %6$L and l.action in ('INSERT', 'UPDATE')
-         and l.state in ('SUCCESS', 'MERGED') and l.processed_at >= b.since)
+      select b.id, l.state, l.action, l."values"
+        from b cross join lateral (select * from %7$s l where b.since is not null and l.record_id = b.id offset 0) l
+       where l.table_name = %6$L and l.action in ('INSERT', 'UPDATE') and l.state in ('SUCCESS', 'MERGED') and l.processed_at >= b.since)
     select coalesce(jsonb_object_agg(id::text, cols), '{}') from (
       select id, jsonb_object_agg(k, st) as cols from (
         select e.id, kv.key as k, case when bool_or(e.state in ('NEW', 'PENDING')) then 'pending' else 'sent' end as st
@@ -227,8 +255,32 @@ begin
         -- an INSERT entry lists every column: the NULL ones were not set, so not sent either
         where e.state in ('NEW', 'PENDING') or e.action = 'UPDATE' or kv.value is not null
         group by e.id, kv.key) y
-      group by id) x$q$, at_expr, src, tbl, id_expr, tlog, (t.m).table_name, format('%I._trigger_log_archive', t.schema_name))
+      group by id) x$q$, at_expr, src, tbl, id_expr, tlog, (t.m).table_name, format('%I._trigger_log_archive', t.schema_name),
+      -- a row our writer created and has not stamped with its sfid yet is found by its external id (the
+      -- adopt step below): its pending changes count too
+      case when upsert_col is null then '' else format('or (t.sfid is null and t.%s = %s)', upsert_col, upsert_expr) end)
     using p_rows into pend;
+  end if;
+
+  -- Conflicts (sql/000050_conflicts.sql): a column changed here and in Salesforce since the value both
+  -- last agreed on is decided by the mapping's conflict_policy and recorded in hc.conflicts; a column
+  -- Salesforce wins is marked "take", a parked or Postgres-won one "pending".
+  conf := hc._conflicts_inbound(p_mapping_id, p_origin, src, p_fields, p_rows, pend);
+  pend := conf->'pend';
+  n_conflicts := (conf->>'conflicts')::integer;
+
+  -- Rows Salesforce reports deleted (IsDeleted) while changed here: the policy decides; those kept stay.
+  if has_isdeleted then
+    begin
+      execute format('select coalesce(array_agg(%s), ''{}'') from %s where coalesce(%s, false)', id_expr, src, isdeleted_expr)
+        using p_rows into kept;
+    exception when others then
+      kept := '{}';
+    end;
+    if cardinality(kept) > 0 then
+      kept := array(select x from unnest(kept) x
+                     except select y from unnest(hc._conflicts_sf_delete(p_mapping_id, kept, p_origin, null)) y);
+    end if;
   end if;
 
   -- The SET list: a pending local column keeps its value; a column a write of ours may have changed
@@ -239,25 +291,52 @@ begin
     into sets from unnest(cols) c;
 
   -- Records with such a "sent" column that differs: queued to be read again as they are now (after the
-  -- 5 s, so that the re-read sees every write of ours answered so far). Rows that do not cast are left to
-  -- the apply below, which fails them alone.
-  if pend::text like '%"sent"%' then
-    begin
-      execute format($q$
-        insert into hc.inbound_rereads as q (mapping_id, sfid, not_before)
-        select %1$s, t.sfid, now() + interval '5 seconds'
-          from (select %2$s as sfid %3$s from %4$s) s join %5$s t on t.sfid = s.sfid
-         where %6$s
-        on conflict (mapping_id, sfid) do update set not_before = greatest(q.not_before, excluded.not_before)$q$,
+  -- 5 s, so that the re-read sees every write of ours answered so far). So are records whose incoming
+  -- value differs from a "pending" column (but for someone else's change event, which the conflict rules
+  -- judge): it may be that very write, answered but not recorded yet (its answer lost, say), with a value
+  -- Salesforce rewrote on save (a flow); those are read once the local change is no longer waiting
+  -- (after_writes), since a read before that keeps the pending value again, and nothing else would bring
+  -- the rewritten value back. Rows that do not cast are left to the apply below, which fails them alone.
+  if pend::text like '%"sent"%' or (p_origin <> 'cdc' and pend::text like '%"pending"%') then
+    stmt := format($q$
+        insert into hc.inbound_rereads as q (mapping_id, sfid, not_before, after_writes)
+        select %1$s, s.sfid, now() + interval '5 seconds', %8$s
+          from (select %2$s as sfid %3$s from %4$s where true %%s) s join %5$s t on (t.sfid = s.sfid %7$s)
+         where %6$s or %8$s
+        on conflict (mapping_id, sfid) do update set not_before = greatest(q.not_before, excluded.not_before),
+                                                     after_writes = q.after_writes or excluded.after_writes$q$,
         p_mapping_id, id_expr,
         (select coalesce(string_agg(format(', %s as %s', e, c), ''), '') from unnest(sel, cols) as u(e, c)),
         src, tbl,
         (select coalesce(string_agg(format('(($2 -> t.id::text ->> %2$L) = ''sent'' and t.%1$s is distinct from s.%1$s)', c, trim(both '"' from c)), ' or '), 'false')
-           from unnest(cols) c))
-        using p_rows, pend;
+           from unnest(cols) c),
+        case when upsert_col is null then '' else format('or (t.sfid is null and t.%1$s = s.%1$s)', upsert_col) end,
+        -- (not for a column an open conflict parks, nor a record an open delete conflict keeps: those
+        -- values wait for hc.resolve_conflict on purpose, whose writes bring their own echoes; read again,
+        -- they would be queued again, for ever. Another column of that record is read as any other.)
+        case when p_origin = 'cdc' then 'false'
+             else (select coalesce('coalesce(' || string_agg(format('(($2 -> t.id::text ->> %2$L) = ''pending'' and t.%1$s is distinct from s.%1$s
+                                                                      and not exists (select 1 from hc.conflicts k where k.mapping_id = %3$s and k.sfid = t.sfid
+                                                                                       and k.resolved_at is null and (k.kind <> ''update'' or %2$L = any (k.columns))))',
+                                                                    c, trim(both '"' from c), p_mapping_id), ' or ')
+                                   || ', false)',
+                                   'false')
+                     from unnest(cols) c) end);
+    begin
+      execute format(stmt, '') using p_rows, pend;
       get diagnostics n_reread = row_count;
     exception when others then
-      null;
+      -- A row whose values do not cast (the apply below fails it alone, into the sync log) must not keep
+      -- the others from being queued: one row at a time, each in its own subtransaction.
+      for rid in execute format('select %s from %s', id_expr, src) using p_rows loop
+        begin
+          execute format(stmt, format('and %s = %L', id_expr, rid)) using p_rows, pend;
+          get diagnostics n = row_count;
+          n_reread := n_reread + n;
+        exception when others then
+          null;   -- (that row's own failure is logged by the apply)
+        end;
+      end loop;
     end;
   end if;
 
@@ -277,7 +356,7 @@ begin
       where %2$s is not null %%s
     ),
     gone as (   -- rows Salesforce reports deleted (IsDeleted = true from a queryAll)
-      delete from %1$s t using src where src._del and t.sfid = src.sfid returning 1
+      delete from %1$s t using src where src._del and t.sfid = src.sfid and not src.sfid = any ($3) returning 1
     ),
     adopt as (  -- a row our writer created and is about to stamp with its sfid
       %6$s
@@ -321,23 +400,6 @@ begin
          then 'where t.systemmodstamp is null or excluded.systemmodstamp is null or excluded.systemmodstamp >= t.systemmodstamp'
          else '' end);
 
-  -- Conflicts: incoming rows touching a column with a newer local change pending.
-  if pend::text like '%"pending"%' then
-    execute format($q$
-      with src as (select %1$s as sfid from %2$s)
-      insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
-      select %3$s, %4$s, 'inbound', 'info', 'conflict',
-             format('%%s %%s: local change to %%s is pending and newer; it is kept and will be sent', %5$L, t.sfid,
-                    (select string_agg(k, ', ') from jsonb_each_text($2 -> t.id::text) p(k, v) where v = 'pending' and k = any ($3))),
-             jsonb_build_object('sfid', t.sfid, 'record_id', t.id, 'origin', %6$L,
-                                'columns', (select jsonb_agg(k) from jsonb_each_text($2 -> t.id::text) p(k, v) where v = 'pending' and k = any ($3)))
-      from src join %7$s t on t.sfid = src.sfid
-      where exists (select 1 from jsonb_each_text($2 -> t.id::text) p(k, v) where v = 'pending' and k = any ($3))$q$,
-      id_expr, src, (t.m).connection_id, p_mapping_id, (t.m).object_name, p_origin, tbl)
-      using p_rows, pend, (select array_agg(trim(both '"' from c)) from unnest(cols) c);
-    get diagnostics n_conflicts = row_count;
-  end if;
-
   -- Rows whose local DELETE is pending are not brought back (HC's "temporarily revived deletes").
   execute format($q$select count(*) from (select %1$s as sfid from %2$s) src
                    where exists (select 1 from %3$s l where l.state in ('NEW', 'PENDING') and l.action = 'DELETE'
@@ -345,7 +407,7 @@ begin
     using p_rows into n_skipped;
 
   begin
-    execute format(stmt, '') using p_rows, pend into n_applied, n_deleted;
+    execute format(stmt, '') using p_rows, pend, kept into n_applied, n_deleted;
   exception when others then
     -- The set failed on some row: apply one row at a time, each in its own subtransaction, so only the
     -- rows that do not fit fail (into the sync log, with the record id and the fix).
@@ -353,7 +415,7 @@ begin
     n_deleted := 0;
     for rid in execute format('select %s from %s', id_expr, src) using p_rows loop
       begin
-        execute format(stmt, format('and %s = %L', id_expr, rid)) using p_rows, pend into n, n_deleted;
+        execute format(stmt, format('and %s = %L', id_expr, rid)) using p_rows, pend, kept into n, n_deleted;
         n_applied := n_applied + n;
       exception when others then
         get stacked diagnostics err_msg = message_text, err_state = returned_sqlstate;
@@ -366,6 +428,11 @@ begin
       end;
     end loop;
   end;
+
+  -- A local delete still waiting while Salesforce changed the record: the policy decides.
+  if n_skipped > 0 then
+    n_conflicts := n_conflicts + hc._conflicts_pg_delete(p_mapping_id, p_origin, src, p_fields, p_rows);
+  end if;
 
   -- A refused value is still in the row: it reads FAILED with its error, not SYNCED (a sync session's
   -- explicit status is kept by the status trigger).
@@ -381,8 +448,9 @@ end;
 $fn$;
 
 -- Salesforce deleted these records (CDC DELETE, getDeleted/queryAll IsDeleted): the rows go (HC removes
--- them). Returns how many rows were removed.
-create or replace function hc.inbound_delete(p_mapping_id integer, p_sfids text[], p_origin text default 'cdc')
+-- them), except rows changed here meanwhile, which the mapping's conflict_policy decides (p_at: when
+-- Salesforce deleted them, at the latest). Returns how many rows were removed.
+create or replace function hc.inbound_delete(p_mapping_id integer, p_sfids text[], p_origin text default 'cdc', p_at timestamptz default null)
 returns integer
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -392,6 +460,7 @@ declare
   n integer;
 begin
   t := hc._inbound_target(p_mapping_id);
+  p_sfids := hc._conflicts_sf_delete(p_mapping_id, p_sfids, p_origin, p_at);
   execute format('delete from %I.%I where sfid = any ($1)', t.schema_name, (t.m).table_name) using p_sfids;
   get diagnostics n = row_count;
   return n;
@@ -415,7 +484,8 @@ $$;
 --      200 ms; rows the application still holds then are skipped, and their records queued for a re-read
 --      instead: the application never waits on a change-event batch for longer than that;
 --   3. the re-reads done are taken off the queue; echoes of creates of ours not written back yet are left
---      out (hc.outbound_echo_pending);
+--      out (hc.outbound_echo_pending) and wait in hc.inbound_deferred_echoes; those whose create has been
+--      written back since are applied, before this batch's own events;
 --   4. wave by wave, each group goes through hc.inbound_merge, which compares it with the pending (and
 --      recently sent) local changes of these rows only, and the wave's deletes follow; then the position.
 -- Returns the summed counts of hc.inbound_merge plus {"deferred": n} (records queued for a re-read).
@@ -438,6 +508,9 @@ declare
   total jsonb := '{"applied": 0, "deleted": 0, "failed": 0, "conflicts": 0, "skipped_deleted": 0, "reread": 0}';
   dels text[];
   k text;
+  ready text[];
+  deferred jsonb := '[]';
+  applied bigint[];
   lock_wait text := current_setting('lock_timeout');
 begin
   t := hc._inbound_target(p_mapping_id);
@@ -446,6 +519,14 @@ begin
   -- 1. Only the current leader's batch commits.
   if p_batch->>'epoch' is not null then
     perform hc.inbound_fence((t.m).connection_id, (p_batch->>'epoch')::bigint);
+  end if;
+
+  -- Deferred echoes whose create has been written back since: applied first, so their rows are locked too.
+  delete from hc.inbound_deferred_echoes e where e.mapping_id = p_mapping_id and e.deferred_at < now() - interval '1 hour';
+  if exists (select 1 from hc.inbound_deferred_echoes e where e.mapping_id = p_mapping_id) then
+    execute format('select coalesce(array_agg(distinct e.sfid), ''{}'') from hc.inbound_deferred_echoes e join %s t on t.sfid = e.sfid where e.mapping_id = $1', tbl)
+      using p_mapping_id into ready;
+    touched := touched || ready;
   end if;
 
   -- 2. Lock the rows in id order. An application transaction holding one of them makes us wait 200 ms at
@@ -479,9 +560,42 @@ begin
   if jsonb_array_length(coalesce(p_batch->'echo', '[]')) > 0 then
     ours := hc.outbound_echo_pending(p_mapping_id, array(select jsonb_array_elements_text(p_batch->'echo')));
   end if;
+  -- Echoes of creates not written back yet wait (in their order) for the write-back.
+  if cardinality(ours) > 0 then
+    insert into hc.inbound_deferred_echoes (mapping_id, sfid, origin, fields, row)
+    select p_mapping_id, x.sfid, x.origin, x.fields, x.row from (
+      select w.i, g.j, r.k, r.x->>'Id' as sfid, g.x->>'origin' as origin,
+             array(select jsonb_array_elements_text(g.x->'fields')) as fields, r.x as row
+        from jsonb_array_elements(coalesce(p_batch->'waves', '[]')) with ordinality w(x, i),
+             jsonb_array_elements(coalesce(w.x->'groups', '[]')) with ordinality g(x, j),
+             jsonb_array_elements(g.x->'rows') with ordinality r(x, k)
+       where r.x->>'Id' = any (ours)
+      union all
+      select w.i, 1e9::bigint, d.k, d.x, 'cdc', null::text[], null::jsonb
+        from jsonb_array_elements(coalesce(p_batch->'waves', '[]')) with ordinality w(x, i),
+             jsonb_array_elements_text(coalesce(w.x->'deletes', '[]')) with ordinality d(x, k)
+       where d.x = any (ours)) x
+     order by x.i, x.j, x.k;
+  end if;
+  -- Deferred echoes whose record a row holds now (and not left to a re-read above): applied as waves of
+  -- their own, one each, oldest first, before this batch's waves.
+  if cardinality(ready) > 0 then
+    select coalesce(jsonb_agg(case when e.fields is null
+                                   then jsonb_build_object('groups', '[]'::jsonb, 'deletes', jsonb_build_array(e.sfid))
+                                   else jsonb_build_object('groups', jsonb_build_array(jsonb_build_object(
+                                          'origin', e.origin, 'fields', to_jsonb(e.fields), 'rows', jsonb_build_array(e.row))),
+                                        'deletes', '[]'::jsonb) end order by e.id), '[]'),
+           array_agg(e.id)
+      into deferred, applied
+      from hc.inbound_deferred_echoes e
+     where e.mapping_id = p_mapping_id and e.sfid = any (ready) and not e.sfid = any (skipped);
+    delete from hc.inbound_deferred_echoes e where e.id = any (applied);
+  end if;
+  update hc.inbound_deferred_echoes e set check_at = now() + interval '1 second'
+   where e.mapping_id = p_mapping_id and e.check_at <= now();
 
   -- 4. Wave by wave: the rows, group by group (each group shares one field list), then the deletes.
-  for w in select x from jsonb_array_elements(coalesce(p_batch->'waves', '[]')) x loop
+  for w in select x from jsonb_array_elements(deferred || coalesce(p_batch->'waves', '[]')) x loop
     for g in select x from jsonb_array_elements(coalesce(w->'groups', '[]')) x loop
       select coalesce(jsonb_agg(x), '[]') into rows from jsonb_array_elements(g->'rows') x
        where not (x->>'Id') = any (ours || skipped);
@@ -491,15 +605,42 @@ begin
         total := jsonb_set(total, array[k], to_jsonb(coalesce((total->>k)::bigint, 0) + coalesce((r->>k)::bigint, 0)));
       end loop;
     end loop;
-    dels := array(select x from jsonb_array_elements_text(coalesce(w->'deletes', '[]')) x where not x = any (skipped));
+    dels := array(select x from jsonb_array_elements_text(coalesce(w->'deletes', '[]')) x where not x = any (skipped || ours));
     if cardinality(dels) > 0 then
-      total := jsonb_set(total, '{deleted}', to_jsonb((total->>'deleted')::bigint + hc.inbound_delete(p_mapping_id, dels, 'cdc')));
+      -- (when Salesforce deleted them, at the latest: the batch's last commit; a conflict under latest compares it)
+      total := jsonb_set(total, '{deleted}', to_jsonb((total->>'deleted')::bigint
+                                                      + hc.inbound_delete(p_mapping_id, dels, 'cdc', (p_batch->>'watermark')::timestamptz)));
     end if;
   end loop;
   if p_batch->>'replay_id' is not null then
     perform hc.inbound_position(p_mapping_id, p_batch->>'channel', p_batch->>'replay_id', (p_batch->>'watermark')::timestamptz);
   end if;
   return total || jsonb_build_object('deferred', cardinality(skipped));
+end;
+$fn$;
+
+-- The queued re-reads of a mapping that may go when their time comes: all but those waiting for a local
+-- change of their record to be sent (after_writes while a NEW or PENDING entry names the row).
+create or replace function hc._inbound_rereads_open(p_mapping_id integer)
+returns table (sfid text, not_before timestamptz)
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  t record;
+begin
+  if not exists (select 1 from hc.inbound_rereads q where q.mapping_id = p_mapping_id) then
+    return;
+  end if;
+  t := hc._inbound_target(p_mapping_id);
+  return query execute format($q$
+    select q.sfid, q.not_before from hc.inbound_rereads q
+     where q.mapping_id = $1
+       and (not q.after_writes or not exists (
+             select 1 from %1$s r join %2$s l on l.record_id = r.id
+              where r.sfid = q.sfid and l.table_name = $2 and l.state in ('NEW', 'PENDING')))$q$,
+    format('%I.%I', t.schema_name, (t.m).table_name), format('%I._trigger_log', t.schema_name))
+    using p_mapping_id, (t.m).table_name;
 end;
 $fn$;
 
@@ -510,17 +651,48 @@ language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
   select coalesce(array_agg(sfid), '{}') from (
-    select sfid from hc.inbound_rereads where mapping_id = p_mapping_id and not_before <= now()
+    select sfid from hc._inbound_rereads_open(p_mapping_id) where not_before <= now()
      order by not_before limit p_limit) x;
 $$;
 
--- When the next queued re-read of a mapping is due (null: none queued).
+-- When the reader should look at its queued re-reads next (null: none queued). Those waiting for local
+-- changes to be sent are looked at again every second, as the deferred echoes are: a change may be
+-- recorded without any further change event to wake the reader.
 create or replace function hc.inbound_rereads_next(p_mapping_id integer)
 returns timestamptz
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select min(not_before) from hc.inbound_rereads where mapping_id = p_mapping_id;
+  select min(x) from (select min(not_before) x from hc._inbound_rereads_open(p_mapping_id)
+                      union all
+                      select min(check_at) from hc.inbound_deferred_echoes where mapping_id = p_mapping_id
+                      union all
+                      select now() + interval '1 second'
+                       where exists (select 1 from hc.inbound_rereads q where q.mapping_id = p_mapping_id and q.after_writes)) y;
+$$;
+
+-- Where the mapping's inbound sync stands (its hc.sync_positions row, none before its first position): what the sidecar reads of it.
+create or replace function hc._sync_position(p_mapping_id integer)
+returns setof hc.sync_positions
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select * from hc.sync_positions where mapping_id = p_mapping_id;
+$$;
+
+-- Logs an inbound event of the sidecar to hc.sync_log (a finished load or reload, a drift repair); no level: the column's default.
+create or replace function hc.inbound_log(p_connection_id integer, p_mapping_id integer, p_event text, p_message text, p_detail jsonb, p_level text default null)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  if p_level is null then
+    insert into hc.sync_log (connection_id, mapping_id, direction, event, message, detail) values (p_connection_id, p_mapping_id, 'inbound', p_event, p_message, p_detail);
+  else
+    insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail) values (p_connection_id, p_mapping_id, 'inbound', p_level, p_event, p_message, p_detail);
+  end if;
+end;
 $$;
 
 -- Records how far the inbound reader has applied, in the caller's transaction (the same one that applied
@@ -719,7 +891,10 @@ begin
   tbl := format('%I.%I', t.schema_name, (t.m).table_name);
   execute format('delete from %s x where x.sfid is not null
                   and (x.systemmodstamp < $1 or x.sfid !~ ''^[a-zA-Z0-9]{15}([a-zA-Z0-9]{3})?$'')
-                  and not exists (select 1 from %s l where l.sfid = x.sfid)', tbl, p_listing) using cutoff;
+                  and not exists (select 1 from %s l where l.sfid = x.sfid)
+                  -- (a row kept by an open conflict, deleted in Salesforce while changed here, waits for its decision)
+                  and not exists (select 1 from hc.conflicts k where k.mapping_id = $2 and k.sfid = x.sfid and k.resolved_at is null)',
+                 tbl, p_listing) using cutoff, p_mapping_id;
   get diagnostics removed = row_count;
   execute format('select coalesce(array_agg(x.sfid), ''{}'') from %s x where x.sfid is not null
                   and (x.systemmodstamp is null or x.systemmodstamp >= $1)
@@ -749,7 +924,7 @@ $$;
 -- connection would both load, both subscribe to the same change events and both move the same replay
 -- ids and watermarks: double the API calls, and positions written by whichever commits last. So the
 -- inbound side has a leader: the sidecar whose dedicated session holds the session-level advisory lock
--- (classid 1751347067, objid = connection id). The others stand by and try again every few seconds; when
+-- (hc.lock_class('inbound_lead'), the connection id). The others stand by and try again every few seconds; when
 -- the leader dies (even kill -9) Postgres ends its session and releases the lock, and a standby takes
 -- over from the positions the leader committed.
 --
@@ -774,7 +949,7 @@ as $$
 declare
   e bigint;
 begin
-  if not pg_try_advisory_lock(1751347067, p_connection_id) then
+  if not pg_try_advisory_lock(hc.lock_class('inbound_lead'), p_connection_id) then
     return null;
   end if;
   insert into hc.inbound_leases as l (connection_id, epoch) values (p_connection_id, 1)
@@ -807,7 +982,7 @@ from hc.connections c
 left join pg_locks l on l.locktype = 'advisory' and l.granted
   -- advisory locks are per database, pg_locks shows every database's
   and l.database = (select oid from pg_database where datname = current_database())
-  and l.classid::bigint = 1751347067 and l.objid::bigint = c.id and l.objsubid = 2
+  and l.classid::bigint = hc.lock_class('inbound_lead') and l.objid::bigint = c.id and l.objsubid = 2
 left join pg_stat_activity a on a.pid = l.pid
 left join hc.inbound_leases e on e.connection_id = c.id;
 

@@ -48,6 +48,11 @@ begin
               where a.connection_id = c.id and a.at > now() - interval '24 hours' group by a.kind loop
       metric := 'hcsync_api_calls_24h'; labels := cl || jsonb_build_object('kind', r.kind); value := r.n; return next;
     end loop;
+    for r in select d.transport, d.channel, sum(d.delivered)::float8 as n from hc.event_deliveries d
+              where d.connection_id = c.id and d.hour > now() - interval '24 hours' group by d.transport, d.channel loop
+      metric := 'hcsync_change_events_delivered_24h'; labels := cl || jsonb_build_object('transport', r.transport, 'channel', r.channel);
+      value := r.n; return next;
+    end loop;
     for r in select a.api_used, a.api_limit from hc.api_calls a
               where a.connection_id = c.id and a.api_limit is not null order by a.id desc limit 1 loop
       metric := 'hcsync_api_usage_used'; labels := cl; value := r.api_used; return next;
@@ -59,8 +64,17 @@ begin
     for m in select * from hc._mappings where connection_id = c.id order by object_name loop
       ml := cl || jsonb_build_object('object', m.object_name);
       metric := 'hcsync_mapping_state'; labels := ml || jsonb_build_object('state', m.state); value := 1; return next;
+      -- Conflicts (hc.conflicts): open = parked, waiting for hc.resolve_conflict; resolved = decided.
+      for r in select s.state, (select count(*) from hc.conflicts k where k.mapping_id = m.id
+                                  and (k.resolved_at is null) = (s.state = 'open'))::float8 as n
+                 from (values ('open'), ('resolved')) s(state) loop
+        metric := 'hcsync_conflicts'; labels := ml || jsonb_build_object('state', r.state); value := r.n; return next;
+      end loop;
       metric := 'hcsync_inbound_lag_seconds'; labels := ml;
-      value := case when m.last_poll_at is null then null else extract(epoch from now() - m.last_poll_at) end;
+      -- Since the mapping last heard from Salesforce: a poll, or a batch of change events applied (its
+      -- replay position stored). A CDC mapping is not polled while its events arrive.
+      value := extract(epoch from now() - greatest(m.last_poll_at,
+                 (select p.updated_at from hc.sync_positions p where p.mapping_id = m.id and p.replay_id is not null)));
       if value is not null then return next; end if;
       if to_regclass(format('%I.%I', c.schema_name, m.table_name)) is null then continue; end if;
       -- Exact counts while tables are small; past a million rows the planner's estimate is close enough

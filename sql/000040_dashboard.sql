@@ -140,3 +140,48 @@ begin
       from buckets left join ledger using (b) order by 1;
 end;
 $$;
+
+-- ---------------------------------------------------------------------------------------------------
+-- The event types of the sync log over the last `hours` (by the (connection_id, at) index), with how
+-- many lines each and the latest: what the Logs tab offers to filter by, most frequent first.
+create or replace function hc.dashboard_log_events(hours integer default 168, connection_name text default null)
+returns table (event text, lines bigint, last_at timestamptz, worst_level text)
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  c hc.connections := hc._connection(connection_name);
+begin
+  if hours is null or hours < 1 or hours > 24 * 90 then
+    raise exception 'hcsync: the log period must be 1 to 2160 hours, not %', hours using errcode = 'invalid_parameter_value',
+      hint = 'Pass hours => 168 (a week).';
+  end if;
+  return query
+    select l.event, count(*), max(l.at),
+           (array['debug', 'info', 'warn', 'error'])[max(array_position(array['debug', 'info', 'warn', 'error'], l.level))]
+      from hc.sync_log l
+     where l.connection_id = c.id and l.at >= now() - make_interval(hours => hours)
+     group by l.event
+     order by count(*) desc, l.event;
+end;
+$$;
+
+-- The connection's state, its message and the state's category: the dashboard's /healthz.
+create or replace function hc._connection_health(p_connection_id integer)
+returns table (state text, state_message text, category text)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select c.state, c.state_message, s.category from hc.connections c join hc.connection_states s using (state) where c.id = p_connection_id;
+$$;
+
+-- The audit trail of the connection and of no connection with each entry's object, newest first, at most p_limit entries (null: all): the dashboard's.
+create or replace function hc._audit_trail(p_connection_id integer, p_limit integer default null)
+returns table (id bigint, at timestamptz, actor text, principal text, action text, object_name text, detail jsonb)
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select a.id, a.at, a.actor, a.principal, a.action, m.object_name, a.detail
+    from hc.audit_log a left join hc._mappings m on m.id = a.mapping_id
+   where a.connection_id = p_connection_id or a.connection_id is null order by a.id desc limit p_limit;
+$$;

@@ -35,22 +35,35 @@ grant execute on function
   hc.retry(integer[], text, text),
   hc.discard(integer[], text, text),
   hc.set_write_algorithm(text, text),
+  hc.set_api_budget(text, integer, integer, integer, boolean),
   hc.grant_app_access(text, text),
   hc.revoke_app_access(text, text),
+  hc.resolve_conflict(bigint, jsonb),
+  hc.resolve_conflict(bigint, text),
   hc.uninstall_script()
 to hcsync_admin;
 
 -- The operator and the viewer: reads (hc.mappings, hc.write_errors and hc.status call _mapping_counts,
--- _failed_writes and _unmapped_writes; the CLI resolves names with _connection and _mapping, invoker's rights).
+-- _failed_writes and _unmapped_writes; the CLI resolves names with _connection and _mapping, and reads
+-- connections, mappings, the sync log, conflicts and the governor's waits with _connections, _mapping_rows,
+-- _sync_log, _sync_log_last_id, _conflicts_of and _api_budget_waits, invoker's rights).
 grant execute on function
   hc._connection(text),
   hc._mapping(text, text),
+  hc._connections(text, text, integer),
+  hc._mapping_rows(integer, integer),
+  hc._sync_log(integer, integer, text, integer, text, text[], text, text, bigint, bigint),
+  hc._sync_log_last_id(),
+  hc._conflicts_of(integer, text, text, boolean, bigint),
+  hc._api_budget_waits(text),
   hc.diagnose(),
   hc.metrics(),
+  hc.api_budget_metrics(),
   hc.export_config(text),
   hc._mapping_counts(integer),
   hc._failed_writes(hc.connections),
-  hc._unmapped_writes(hc.connections)
+  hc._unmapped_writes(hc.connections),
+  hc.notifications_list(integer, text)
 to hcsync_admin, hcsync_viewer;
 
 -- Heroku Connect's loop-prevention flag: every session's trigger WHEN clauses call it.
