@@ -132,7 +132,9 @@ export class RestApi {
     switch (p[0]) {
       case 'sobjects': return this.sobjects(req, p.slice(1));
       case 'query': case 'queryAll': return this.query(req, p[0] === 'queryAll', p[1]);
-      case 'limits': return { status: 200, body: this.limitsBody() };
+      case 'limits':
+        if (p[1] === 'recordCount' && p.length === 2 && m === 'GET') return this.recordCount(req);
+        return { status: 200, body: this.limitsBody() };
       case 'composite':
         if (p[1] === 'sobjects') return this.collections(req, p.slice(2));
         if (p.length === 1 && m === 'POST') return this.composite(req);
@@ -161,6 +163,18 @@ export class RestApi {
       jobs: `${b}/jobs`, query: `${b}/query`, queryAll: `${b}/queryAll`, sobjects: `${b}/sobjects`, limits: `${b}/limits`,
       composite: `${b}/composite`, recent: `${b}/recent`, identity: `${baseUrl}/id/${this.org.orgId}/${userId}`,
     };
+  }
+
+  /** GET /limits/recordCount?sObjects=A,B: each object's record count (an estimate in real orgs, here live unless set). */
+  recordCount(req: ApiRequest): ApiResponse {
+    const wanted = req.query.get('sObjects')?.split(',').map((x) => x.trim().toLowerCase()).filter(Boolean);
+    const sObjects = [...this.org.meta.objects.values()]
+      .filter((o) => !wanted || wanted.includes(o.name.toLowerCase()))
+      .map((o) => ({
+        count: this.org.recordCountEstimates.get(o.name.toLowerCase()) ?? [...this.org.table(o).values()].filter((r) => !r.IsDeleted).length,
+        name: o.name,
+      }));
+    return { status: 200, body: { sObjects } };
   }
 
   limitsBody() {

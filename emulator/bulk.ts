@@ -14,7 +14,8 @@ const DELIMS: Record<string, string> = { COMMA: ',', TAB: '\t', SEMICOLON: ';', 
 interface IngestJob {
   id: string; object: string; operation: string; externalIdFieldName?: string; state: IngestState;
   createdById: string; createdDate: string; systemModstamp: string; apiVersion: number; lineEnding: 'LF' | 'CRLF'; columnDelimiter: string;
-  client?: string; uploads: string[]; header: string[]; successful: string[][]; failed: string[][]; unprocessed: string[][];
+  client?: string; uploads: string[]; header: string[]; /** Result rows as CSV lines, rendered once: a row kept as an array of cells cost three times its text. */
+  successful: string[]; failed: string[]; unprocessed: string[][];
   processed: number; failedCount: number; errorMessage?: string; started?: number; finished?: number;
 }
 
@@ -145,8 +146,9 @@ export class BulkApi {
     }
     if (m !== 'GET') return sfError(405, 'METHOD_NOT_ALLOWED', `HTTP Method '${m}' not allowed. Allowed are GET`);
     const csv = (rows: string[][], cols: string[]) => [cols.map(q).join(','), ...rows.map((r) => r.map(q).join(','))].join('\n') + '\n';
-    if (sub === 'successfulResults') return { status: 200, contentType: 'text/csv', raw: csv(j.successful, ['sf__Id', 'sf__Created', ...j.header]) };
-    if (sub === 'failedResults') return { status: 200, contentType: 'text/csv', raw: csv(j.failed, ['sf__Id', 'sf__Error', ...j.header]) };
+    const lines = (rows: string[], cols: string[]) => [cols.map(q).join(','), ...rows].join('\n') + '\n';
+    if (sub === 'successfulResults') return { status: 200, contentType: 'text/csv', raw: lines(j.successful, ['sf__Id', 'sf__Created', ...j.header]) };
+    if (sub === 'failedResults') return { status: 200, contentType: 'text/csv', raw: lines(j.failed, ['sf__Id', 'sf__Error', ...j.header]) };
     if (sub === 'unprocessedrecords') {
       let rows = j.unprocessed;
       if (j.state === 'Aborted' && j.processed === 0 && j.uploads.length) { try { const { header, rows: r } = this.parseUpload(j); if (!j.header.length) j.header = header; rows = r; } catch { rows = []; } }
@@ -206,11 +208,11 @@ export class BulkApi {
       const res = this.org.dml(ops, ctx);
       res.forEach((r, k) => {
         const row = chunk[k];
-        if (r.success) j.successful.push([r.id ?? '', String(j.operation === 'insert' ? true : j.operation === 'upsert' ? !!r.created : false), ...row]);
+        if (r.success) j.successful.push([r.id ?? '', String(j.operation === 'insert' ? true : j.operation === 'upsert' ? !!r.created : false), ...row].map(q).join(','));
         else {
           const e = r.errors[0];
           const id = j.operation === 'insert' ? '' : (r.id ?? (idCol >= 0 ? row[idCol] : ''));
-          j.failed.push([id, `${e.statusCode}:${e.message}:${e.fields.join(',')} --`, ...row]);
+          j.failed.push([id, `${e.statusCode}:${e.message}:${e.fields.join(',')} --`, ...row].map(q).join(','));
           j.failedCount++;
         }
         j.processed++;

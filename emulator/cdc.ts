@@ -39,9 +39,16 @@ const faye = createRequire(import.meta.url)('faye') as { NodeAdapter: new (o: ob
 const AUTH_INVALID = '401::Authentication invalid';
 const ALL_CHANNEL = '/data/ChangeEvents';
 
+/**
+ * A retained event, packed: only its change (the source), as one JSON string. Kept as objects, an event
+ * cost about 2.5 KiB (the payload and the source each hold every field value) and up to 500,000 are
+ * retained; packed it costs about its JSON text. The payload is rebuilt from it when replayed.
+ */
+interface PackedEvent { replayId: number; at: number; entity: string; packed: string }
+
 export class CdcBus {
   adapter: any;
-  private log: StoredEvent[] = [];
+  private log: PackedEvent[] = [];
   private head = 0; // index of the first retained event in log
   private lastReplayId = 0;
   private purgedUpTo = 0;
@@ -115,7 +122,7 @@ export class CdcBus {
     let lo = this.head, hi = this.log.length;
     while (lo < hi) { const mid = (lo + hi) >>> 1; if (this.log[mid].replayId <= after) lo = mid + 1; else hi = mid; }
     const out: StoredEvent[] = [];
-    for (let i = lo; i < this.log.length && out.length < limit; i++) if (filter(this.log[i].entity)) out.push(this.log[i]);
+    for (let i = lo; i < this.log.length && out.length < limit; i++) if (filter(this.log[i].entity)) out.push(this.unpack(this.log[i]));
     return out;
   }
 
@@ -134,41 +141,54 @@ export class CdcBus {
     return this.lastReplayId;
   }
 
+  /** The stored event (payload as subscribers get it) of a change, at its replay id. */
+  private stored(e: ChangeEvent, replayId: number, at: number): StoredEvent | undefined {
+    const obj = this.org.object(e.entityName);
+    if (!obj) return undefined;
+    const payload: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(e.fields)) {
+      const f = obj.fieldsByLower.get(k.toLowerCase());
+      payload[k] = f?.type === 'datetime' && typeof v === 'string' ? toZulu(v) : v;
+    }
+    payload.ChangeEventHeader = {
+      entityName: e.entityName,
+      recordIds: e.recordIds,
+      changeType: e.changeType,
+      changeOrigin: e.changeOrigin,
+      transactionKey: e.transactionKey,
+      sequenceNumber: e.sequenceNumber,
+      commitTimestamp: e.commitTimestamp,
+      commitNumber: e.commitNumber,
+      commitUser: e.commitUser,
+      nulledFields: e.nulledFields,
+      diffFields: e.diffFields,
+      changedFields: e.changedFields,
+    };
+    return {
+      replayId, at, entity: obj.name, channel: `/data/${obj.changeEventName}`,
+      data: { schema: this.schemaId(obj.name), payload, event: { replayId } }, source: e,
+    };
+  }
+
+  /** A retained event as it was published: rebuilt from its change, which is all that is kept. */
+  private unpack(p: PackedEvent): StoredEvent {
+    return this.stored(JSON.parse(p.packed) as ChangeEvent, p.replayId, p.at) ?? {
+      replayId: p.replayId, at: p.at, entity: p.entity, channel: `/data/${p.entity}ChangeEvent`,
+      data: { schema: '', payload: {}, event: { replayId: p.replayId } }, source: JSON.parse(p.packed) as ChangeEvent,
+    };
+  }
+
   publish(events: ChangeEvent[]): void {
     const batch: StoredEvent[] = [];
     for (const e of events) {
-      const obj = this.org.object(e.entityName);
-      if (!obj) continue;
-      const payload: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(e.fields)) {
-        const f = obj.fieldsByLower.get(k.toLowerCase());
-        payload[k] = f?.type === 'datetime' && typeof v === 'string' ? toZulu(v) : v;
-      }
-      payload.ChangeEventHeader = {
-        entityName: e.entityName,
-        recordIds: e.recordIds,
-        changeType: e.changeType,
-        changeOrigin: e.changeOrigin,
-        transactionKey: e.transactionKey,
-        sequenceNumber: e.sequenceNumber,
-        commitTimestamp: e.commitTimestamp,
-        commitNumber: e.commitNumber,
-        commitUser: e.commitUser,
-        nulledFields: e.nulledFields,
-        diffFields: e.diffFields,
-        changedFields: e.changedFields,
-      };
-      const replayId = this.nextReplayId();
-      const stored: StoredEvent = {
-        replayId, at: Date.now(), entity: obj.name, channel: `/data/${obj.changeEventName}`,
-        data: { schema: this.schemaId(obj.name), payload, event: { replayId } }, source: e,
-      };
-      this.log.push(stored);
+      if (!this.org.object(e.entityName)) continue;
+      const stored = this.stored(e, this.nextReplayId(), Date.now())!;
+      this.log.push({ replayId: stored.replayId, at: stored.at, entity: stored.entity, packed: JSON.stringify(e) });
       batch.push(stored);
       this.published++;
       this.engine.publish({ channel: stored.channel, data: stored.data });
       this.engine.publish({ channel: ALL_CHANNEL, data: stored.data });
-      for (const [channel, members] of this.channels) if (members.has(obj.name)) this.engine.publish({ channel, data: stored.data });
+      for (const [channel, members] of this.channels) if (members.has(stored.entity)) this.engine.publish({ channel, data: stored.data });
     }
     this.trim();
     if (batch.length > 0) for (const l of this.eventListeners) l(batch);
@@ -186,7 +206,10 @@ export class CdcBus {
 
   setRetention(ms: number): void { this.retentionMs = ms; this.trim(); }
 
-  retained(): StoredEvent[] { this.trim(); return this.log.slice(this.head); }
+  retained(): StoredEvent[] { this.trim(); return this.log.slice(this.head).map((p) => this.unpack(p)); }
+
+  /** How many events are retained (without unpacking them). */
+  retainedCount(): number { this.trim(); return this.log.length - this.head; }
 
   clear(): void { this.log = []; this.head = 0; this.purgedUpTo = this.lastReplayId; }
 

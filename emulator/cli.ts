@@ -1,6 +1,6 @@
 // `hcsync emulator [--port N] [--org FILE] [--seed Account=1000,Contact=5000] [--state FILE]`
 import { pathToFileURL } from 'node:url';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Command } from 'commander';
@@ -38,15 +38,19 @@ export async function runEmulatorCli(argv: string[]): Promise<void> {
     `export SF_LOGIN_URL=${c.loginUrl}`,
     `export SF_CLIENT_ID=${c.clientId}`,
     `export SF_CLIENT_SECRET=${c.clientSecret}`,
+    // hcsync signs in by client credentials with these (it would infer the username-password flow, which
+    // Salesforce retires, from SF_USERNAME and SF_PASSWORD); those two stay for clients that need a user.
+    `export SF_AUTH=client_credentials`,
     `export SF_USERNAME=${c.username}`,
     `export SF_PASSWORD=${c.password}`,
   ];
   if (emu.httpsUrl) lines.push(`export SF_HTTPS_URL=${emu.httpsUrl}`);
   if (emu.pubsubEndpoint) lines.push(`export SF_PUBSUB_ENDPOINT=${emu.pubsubEndpoint}`);
+  let certFile: string | undefined;
   if (emu.certificate) {
     // Node clients (jsforce, the sf CLI) trust the certificate through NODE_EXTRA_CA_CERTS, read at their start;
     // gRPC clients take the same file as their root certificate (or turn verification off).
-    const certFile = join(tmpdir(), `hcsync-emulator-${new URL(emu.url).port}.pem`);
+    certFile = join(tmpdir(), `hcsync-emulator-${new URL(emu.url).port}.pem`);
     writeFileSync(certFile, emu.certificate);
     lines.push(`export NODE_EXTRA_CA_CERTS=${certFile}`);
   }
@@ -58,6 +62,8 @@ export async function runEmulatorCli(argv: string[]): Promise<void> {
     process.on('SIGTERM', stop);
   });
   await emu.stop();
+  // (the exports printed above name it for this run only)
+  if (certFile) rmSync(certFile, { force: true });
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {

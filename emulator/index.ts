@@ -47,6 +47,10 @@ export interface Emulator {
   undelete(ids: string[]): SaveResult[];
   /** Rows per Bulk 2.0 query results page when the client sends no maxRecords. */
   setBulkQueryPageSize(n: number): void;
+  /** What /limits/recordCount reports for the object (real orgs report estimates); undefined: the live count. */
+  setRecordCountEstimate(objectName: string, count: number | undefined): void;
+  /** The object is deleted from the org's schema (describe and queries answer NOT_FOUND / INVALID_TYPE). */
+  removeObject(objectName: string): void;
   server: EmulatorServer;
 }
 
@@ -83,6 +87,16 @@ export async function startEmulator(opts: EmulatorOptions = {}): Promise<Emulato
     events: (after = -1) => s.cdc.retained().filter((e) => e.replayId > after),
     undelete: (ids) => s.undelete(ids),
     setBulkQueryPageSize: (n) => { s.bulk.defaultPageSize = n; },
+    setRecordCountEstimate: (name, count) => {
+      if (count === undefined) s.org.recordCountEstimates.delete(name.toLowerCase());
+      else s.org.recordCountEstimates.set(name.toLowerCase(), count);
+    },
+    removeObject: (name) => {
+      const o = s.org.object(name);
+      if (!o) throw new Error(`the org has no object ${name}`);
+      s.org.meta.objects.delete(o.name.toLowerCase());
+      s.org.meta.ordered.splice(s.org.meta.ordered.indexOf(o), 1);
+    },
     server: s,
   };
 }

@@ -5,6 +5,7 @@ import { normalizeOrg } from './schema.js';
 import { makeId, normalizeId, ORG_ID } from './ids.js';
 import { coerce, formatDateTime, type FieldError } from './values.js';
 import { evalCondition, evalFormula } from './expr.js';
+import { RecordTable } from './store.js';
 
 export type Rec = Record<string, unknown>;
 
@@ -57,7 +58,7 @@ export class DmlError extends Error {
   constructor(public status: number, public errorCode: string, message: string, public fields?: string[]) { super(message); }
 }
 
-interface Undo { table: Map<string, Rec>; id: string; before: Rec | undefined; obj: ObjectMeta }
+interface Undo { table: RecordTable; id: string; before: Rec | undefined; obj: ObjectMeta }
 
 const err = (statusCode: string, message: string, fields: string[] = []): FieldError => ({ statusCode, message, fields });
 
@@ -65,12 +66,14 @@ export interface OrgStats { created: number; updated: number; deleted: number; u
 
 export class Org {
   meta: OrgMeta;
-  tables = new Map<string, Map<string, Rec>>(); // object name -> id -> record
-  /** object.field(lower) -> normalised value -> ids (unique / external id fields) */
-  private indexes = new Map<string, Map<string, Set<string>>>();
+  tables = new Map<string, RecordTable>(); // object name -> id -> record (packed: store.ts)
+  /** object.field(lower) -> normalised value -> id, or ids when several (unique / external id fields) */
+  private indexes = new Map<string, Map<string, string | Set<string>>>();
   private seq = 0;
   private commitNumber = 1_000_000;
   lockFailures = 0;
+  /** What /limits/recordCount reports instead of the live count (Salesforce's figures are estimates). */
+  recordCountEstimates = new Map<string, number>();
   stats: OrgStats = { created: 0, updated: 0, deleted: 0, undeleted: 0 };
   defaultUserId = '';
   listeners: Array<(events: ChangeEvent[]) => void> = [];
@@ -87,7 +90,7 @@ export class Org {
     this.seq = 0;
     this.stats = { created: 0, updated: 0, deleted: 0, undeleted: 0 };
     for (const o of this.meta.ordered) {
-      this.tables.set(o.name, new Map());
+      this.tables.set(o.name, new RecordTable());
       for (const f of o.fields) if (f.unique || f.externalId) this.indexes.set(`${o.name}.${f.name.toLowerCase()}`, new Map());
     }
     this.seedUsers();
@@ -115,7 +118,7 @@ export class Org {
 
   objectForId(id: string): ObjectMeta | undefined { return this.meta.byPrefix.get(id.slice(0, 3)); }
 
-  table(o: ObjectMeta): Map<string, Rec> { return this.tables.get(o.name)!; }
+  table(o: ObjectMeta): RecordTable { return this.tables.get(o.name)!; }
 
   /** Live or deleted record by id (any object). */
   find(id: string): { obj: ObjectMeta; rec: Rec } | undefined {
@@ -211,7 +214,8 @@ export class Org {
   indexKey(f: FieldMeta, v: unknown): string { return f.caseSensitive ? String(v) : String(v).toLowerCase(); }
 
   indexGet(obj: ObjectMeta, f: FieldMeta, v: unknown): Set<string> | undefined {
-    return this.indexes.get(`${obj.name}.${f.name.toLowerCase()}`)?.get(this.indexKey(f, v));
+    const hit = this.indexes.get(`${obj.name}.${f.name.toLowerCase()}`)?.get(this.indexKey(f, v));
+    return typeof hit === 'string' ? new Set([hit]) : hit;
   }
 
   indexSet(obj: ObjectMeta, rec: Rec, add: boolean): void {
@@ -221,9 +225,17 @@ export class Org {
       if (v == null) continue;
       const idx = this.indexes.get(`${obj.name}.${f.name.toLowerCase()}`)!;
       const k = this.indexKey(f, v);
-      let s = idx.get(k);
-      if (add) { if (!s) idx.set(k, (s = new Set())); s.add(rec.Id as string); }
-      else if (s) { s.delete(rec.Id as string); if (s.size === 0) idx.delete(k); }
+      const id = rec.Id as string;
+      const s = idx.get(k);
+      // One id is held as the string itself: a Set per value would cost more than the record.
+      if (add) {
+        if (s === undefined) idx.set(k, id);
+        else if (typeof s === 'string') { if (s !== id) idx.set(k, new Set([s, id])); }
+        else s.add(id);
+      } else if (s !== undefined) {
+        if (typeof s === 'string') { if (s === id) idx.delete(k); }
+        else { s.delete(id); if (s.size === 1) idx.set(k, s.values().next().value as string); else if (s.size === 0) idx.delete(k); }
+      }
     }
   }
 

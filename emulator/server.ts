@@ -387,7 +387,7 @@ export class EmulatorServer {
       notCounted: { oauth: this.notCounted.oauth, versions: this.notCounted.versions, streamingHandshakes: this.cdc.handshakes, streamingConnects: this.cdc.connects, streamingSubscribes: this.cdc.subscribes, rejected: this.notCounted.rejected },
       records: { ...this.org.stats },
       bulk: { ...this.bulk.stats },
-      events: { published: this.cdc.published, retained: this.cdc.retained().length },
+      events: { published: this.cdc.published, retained: this.cdc.retainedCount() },
       pubsub: { ...this.pubsub.stats },
       counts,
     };
@@ -466,7 +466,7 @@ export class EmulatorServer {
       try { return json(reply, this.cdc.defineChannel(String(b.name ?? ''), Array.isArray(b.objects) ? b.objects.map(String) : [])); }
       catch (e) { return json(reply, { error: (e as Error).message }, 400); }
     });
-    app.post('/__emulator/streaming/retention', async (req, reply) => { this.cdc.setRetention(Number(body(req).ms)); return json(reply, { retentionMs: this.cdc.retentionMs, retained: this.cdc.retained().length }); });
+    app.post('/__emulator/streaming/retention', async (req, reply) => { this.cdc.setRetention(Number(body(req).ms)); return json(reply, { retentionMs: this.cdc.retentionMs, retained: this.cdc.retainedCount() }); });
     app.post('/__emulator/streaming/gap', async (req, reply) => {
       const b = body(req);
       try { this.injectGap(b.object, b.changeType ?? 'GAP_UPDATE', b.recordIds ?? []); } catch (e) { return json(reply, { error: (e as Error).message }, 400); }
