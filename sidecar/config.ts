@@ -59,31 +59,59 @@ function whole(what: string, min: number, max: number, fallback: number) {
 }
 
 const Env = z.object({
+  /** The Postgres database to sync (the sync's own sessions, migrations and the CLI's verbs). */
   DATABASE_URL: z
     .string({ error: 'DATABASE_URL is not set: give the Postgres URL, e.g. postgres://user:pass@host:5432/db' })
     .refine((v) => /^postgres(ql)?:\/\//.test(v), 'DATABASE_URL must start with postgres:// or postgresql://'),
+  /** The connection's schema: where the mapped tables and Heroku Connect's _trigger_log live. */
   HC_SCHEMA: z.string().regex(schemaName, 'HC_SCHEMA must be a lower-case Postgres identifier of at most 48 characters, such as salesforce').default('salesforce'),
+  /** The connection's name in hc.connections (default: the schema name), and the CLI's default for --connection. */
   HC_CONNECTION_NAME: z.string().min(1).optional(),
+  /** Where to sign in: https://login.salesforce.com, https://test.salesforce.com for sandboxes, or a My Domain URL. */
   SF_LOGIN_URL: z.url({ error: 'SF_LOGIN_URL must be a URL such as https://login.salesforce.com (or https://test.salesforce.com for sandboxes)' }).default('https://login.salesforce.com'),
+  /** The Salesforce API version every call uses; hcsync run refuses one the org does not serve. */
   SF_API_VERSION: z.string().regex(apiVersion, 'SF_API_VERSION must look like 65.0').default('65.0'),
+  /** How to sign in (OAuth flow); unset, it is inferred from the SF_* variables given. */
   SF_AUTH: z.enum(['password', 'refresh_token', 'client_credentials', 'jwt'], { error: 'SF_AUTH must be password, refresh_token, client_credentials or jwt (or unset: inferred from the SF_* variables given)' }).optional(),
+  /** The connected app's consumer key. */
   SF_CLIENT_ID: z.string().min(1).optional(),
+  /** The connected app's consumer secret. */
   SF_CLIENT_SECRET: z.string().min(1).optional(),
+  /** The integration user (password and JWT flows). */
   SF_USERNAME: z.string().min(1).optional(),
+  /** The integration user's password, with its security token appended when the org asks for one (password flow). */
   SF_PASSWORD: z.string().min(1).optional(),
+  /** A refresh token of the connected app for the integration user (refresh_token flow). */
   SF_REFRESH_TOKEN: z.string().min(1).optional(),
   /** JWT bearer flow: the private key (PEM) whose certificate is uploaded to the connected app. */
   SF_PRIVATE_KEY: z.string().min(1).optional(),
+  /** JWT bearer flow: a file holding that private key (PEM), instead of SF_PRIVATE_KEY. */
   SF_PRIVATE_KEY_FILE: z.string().min(1).optional(),
+  /** The address the HTTP server (dashboard, /api, /healthz, /metrics) listens on. */
   HC_HTTP_HOST: z.string().default('127.0.0.1'),
+  /** The HTTP server's port (0 picks a free one and logs it). */
   HC_HTTP_PORT: z.coerce.number({ error: 'HC_HTTP_PORT must be a port number (0 picks a free one, logged at start)' }).int().min(0).max(65535).default(9464),
   /** The dashboard's and HTTP API's tokens: admin (every action) and viewer (read only). Admin is generated when unset. */
   HC_DASHBOARD_TOKEN: z.string().min(16, 'HC_DASHBOARD_TOKEN must be at least 16 characters: use a random string, e.g. openssl rand -hex 24').optional(),
+  /** The dashboard's and HTTP API's read-only token (GET only); unset, there is no viewer access. */
   HC_DASHBOARD_VIEWER_TOKEN: z.string().min(16, 'HC_DASHBOARD_VIEWER_TOKEN must be at least 16 characters: use a random string, e.g. openssl rand -hex 24').optional(),
+  /** Notifications (write failures, error states) are also POSTed here as JSON, retried; each attempt is recorded in hc.notification_deliveries. */
+  HC_NOTIFY_WEBHOOK_URL: z
+    .url({ protocol: /^https?$/, error: 'must be an http:// or https:// URL that accepts a JSON POST (a Slack or Teams incoming webhook, say), or unset' })
+    .optional(),
+  HC_NOTIFY_WEBHOOK_ATTEMPTS: whole('attempts per notification before the webhook gives up on it', 1, 20, 6),
+  /** The least severe log level written. */
   HC_LOG_LEVEL: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info'),
+  /** 1: readable log lines instead of JSON; 0: JSON (default: readable when stdout is a terminal). */
   HC_LOG_PRETTY: z.enum(['0', '1']).optional(),
   HC_ARCHIVE_RETENTION_DAYS: whole('days processed _trigger_log entries are kept; Heroku Connect keeps 31', 1, 3650, 31),
+  /** While the API budget holds background reads back: ask Salesforce for the usage (one GET /limits) when no call has reported it for this long. */
+  HC_BUDGET_PROBE_SECONDS: duration('s', '300', 1000, 86_400_000),
   HC_BULK_WRITE_THRESHOLD: whole('records of one object and operation in one ordered batch that go as one Bulk 2.0 job', 1, 150_000_000, 2000),
+  /** Salesforce write calls (collections calls or Bulk 2.0 jobs) the writer keeps in flight at once. */
+  HC_WRITE_CONCURRENCY: whole('Salesforce write calls the writer keeps in flight at once; 1 sends one call at a time', 1, 32, 4),
+  /** A stop (SIGTERM) waits this long for calls in flight, then hands back what is left and exits. */
+  HC_STOP_SECONDS: duration('s', '8', 1000, 600_000),
   /** Rows per Bulk 2.0 query result page of a load or id listing. */
   HC_BULK_PAGE_SIZE: whole('rows per Bulk 2.0 result page', 1, 1_000_000, 25_000),
   /** The drift sweep: every mapping compares its row count with Salesforce's this often. */
@@ -96,6 +124,21 @@ const Env = z.object({
   HC_INBOUND_STANDBY_MS: duration('ms', '2000', 10, 3_600_000),
   /** The connection supervisor checks the org (and the connection's state) this often. */
   HC_CONNECTION_CHECK_MS: duration('ms', '30000', 10, 86_400_000),
+  /** How change events arrive: the Pub/Sub API (gRPC) or the Streaming API (CometD). */
+  HC_CHANGE_STREAM: z.enum(['pubsub', 'cometd'], { error: 'HC_CHANGE_STREAM must be pubsub (the Pub/Sub API, the default) or cometd (the Streaming API)' }).default('pubsub'),
+  /** The one Pub/Sub channel carrying every mapped object (/data/ChangeEvents or a custom /data/<Name>__chn); "per-object" subscribes to each object's own channel. */
+  HC_CHANGE_CHANNEL: z
+    .string()
+    .regex(/^(per-object|\/data\/ChangeEvents|\/data\/[A-Za-z][A-Za-z0-9_]*__chn)$/, 'HC_CHANGE_CHANNEL must be /data/ChangeEvents, a custom channel such as /data/Sync__chn, or per-object')
+    .default('/data/ChangeEvents'),
+  /** The Pub/Sub API's host:port (HC_CHANGE_STREAM=pubsub). */
+  SF_PUBSUB_ENDPOINT: z
+    .string()
+    .regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, 'SF_PUBSUB_ENDPOINT must be host:port, such as api.pubsub.salesforce.com:7443 (api.deu.pubsub.salesforce.com:8443 for Hyperforce Germany)')
+    .refine((v) => { const port = /:(\d{1,5})$/.exec(v)?.[1]; return port === undefined || (Number(port) >= 1 && Number(port) <= 65535); }, "SF_PUBSUB_ENDPOINT's port must be from 1 to 65535, such as api.pubsub.salesforce.com:7443")
+    .default('api.pubsub.salesforce.com:7443'),
+  /** PEM file of a certificate authority the Pub/Sub endpoint is trusted by, besides the system's (a test endpoint's self-signed certificate). */
+  SF_PUBSUB_CA_FILE: z.string().min(1).optional(),
 });
 
 export type SalesforceAuth = 'password' | 'refresh_token' | 'client_credentials' | 'jwt';
@@ -116,16 +159,26 @@ export interface Config {
   databaseUrl: string;
   schema: string;
   connectionName: string;
+  /** HC_BUDGET_PROBE_SECONDS in milliseconds (hc.api_budget_probe_due). */
+  budgetProbeMs: number;
   salesforce: SalesforceConfig;
   /** adminToken/viewerToken: the dashboard's tokens (HC_DASHBOARD_TOKEN, HC_DASHBOARD_VIEWER_TOKEN). */
   http: { host: string; port: number; adminToken?: string; viewerToken?: string };
+  /** The notification webhook (HC_NOTIFY_WEBHOOK_URL) and its attempts per notification. */
+  notify: { webhookUrl?: string; attempts: number };
   log: { level: string; pretty: boolean };
   archiveRetentionDays: number;
   /** Ordered writer: this many updates/upserts/deletes of one object in one batch go as one Bulk 2.0 ingest job. */
   bulkWriteThreshold: number;
+  /** The writer's Salesforce calls in flight at once (HC_WRITE_CONCURRENCY). */
+  writeConcurrency: number;
+  /** HC_STOP_SECONDS in milliseconds: how long a stop waits for work in flight before handing it back. */
+  stopMs: number;
   /** Inbound timings (milliseconds) and the Bulk 2.0 result page size. */
   inbound: { driftMs: number; reconcileIntervalMs: number; reconcileMs: number; standbyMs: number; bulkPageSize: number };
   connectionCheckMs: number;
+  /** The change stream: transport, the Pub/Sub channel (or per-object), endpoint and extra CA (PEM text). */
+  changeStream: { transport: 'pubsub' | 'cometd'; channel: string; pubsubEndpoint: string; pubsubCa?: string };
 }
 
 export class ConfigError extends Error {
@@ -213,9 +266,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { salesfo
       privateKey,
     },
     http: { host: e.HC_HTTP_HOST, port: e.HC_HTTP_PORT, adminToken: e.HC_DASHBOARD_TOKEN, viewerToken: e.HC_DASHBOARD_VIEWER_TOKEN },
+    notify: { webhookUrl: e.HC_NOTIFY_WEBHOOK_URL, attempts: e.HC_NOTIFY_WEBHOOK_ATTEMPTS },
     log: { level: e.HC_LOG_LEVEL, pretty: e.HC_LOG_PRETTY ? e.HC_LOG_PRETTY === '1' : Boolean(process.stdout.isTTY) },
     archiveRetentionDays: e.HC_ARCHIVE_RETENTION_DAYS,
+    budgetProbeMs: e.HC_BUDGET_PROBE_SECONDS,
     bulkWriteThreshold: e.HC_BULK_WRITE_THRESHOLD,
+    writeConcurrency: e.HC_WRITE_CONCURRENCY,
+    stopMs: e.HC_STOP_SECONDS,
     inbound: {
       driftMs: e.HC_DRIFT_SECONDS,
       reconcileIntervalMs: e.HC_RECONCILE_SECONDS,
@@ -224,7 +281,38 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { salesfo
       bulkPageSize: e.HC_BULK_PAGE_SIZE,
     },
     connectionCheckMs: e.HC_CONNECTION_CHECK_MS,
+    changeStream: { transport: e.HC_CHANGE_STREAM, channel: e.HC_CHANGE_CHANNEL, pubsubEndpoint: e.SF_PUBSUB_ENDPOINT, pubsubCa: pubsubRoots(readPubsubCa(e.SF_PUBSUB_CA_FILE), env.NODE_EXTRA_CA_CERTS) },
   };
+}
+
+/**
+ * The certificates the Pub/Sub endpoint is checked against besides the system's: SF_PUBSUB_CA_FILE's,
+ * and Node's NODE_EXTRA_CA_CERTS (which gRPC does not read by itself; the emulator prints it). An
+ * unreadable NODE_EXTRA_CA_CERTS is Node's to warn about at start.
+ */
+function pubsubRoots(ca: string | undefined, nodeExtra: string | undefined): string | undefined {
+  let extra: string | undefined;
+  if (nodeExtra) {
+    try {
+      extra = readFileSync(nodeExtra, 'utf8');
+    } catch {
+      extra = undefined;
+    }
+  }
+  const all = [ca, extra].filter((x): x is string => Boolean(x));
+  return all.length ? all.join('\n') : undefined;
+}
+
+function readPubsubCa(path: string | undefined): string | undefined {
+  if (!path) return undefined;
+  let pem: string;
+  try {
+    pem = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`SF_PUBSUB_CA_FILE=${path} cannot be read (${(err as Error).message}): give the PEM file of the certificate the Pub/Sub endpoint presents, or unset it`]);
+  }
+  if (!/-----BEGIN CERTIFICATE-----/.test(pem)) throw new ConfigError([`SF_PUBSUB_CA_FILE=${path}: not a PEM certificate (-----BEGIN CERTIFICATE-----): give the certificate the Pub/Sub endpoint presents`]);
+  return pem;
 }
 
 /** The configuration as it may be logged or printed: secrets and URL passwords masked. */
@@ -235,6 +323,8 @@ export function redacted(c: Config): Record<string, unknown> {
     ...c,
     databaseUrl: url.toString(),
     http: { ...c.http, adminToken: c.http.adminToken && '***', viewerToken: c.http.viewerToken && '***' },
+    // A webhook's path is often its secret (Slack, Teams): only the origin is shown.
+    notify: { ...c.notify, webhookUrl: c.notify.webhookUrl && `${new URL(c.notify.webhookUrl).origin}/***` },
     salesforce: {
       ...c.salesforce,
       clientSecret: c.salesforce.clientSecret && '***',
@@ -244,3 +334,67 @@ export function redacted(c: Config): Record<string, unknown> {
     },
   };
 }
+
+/** A port setting: 0 to 65535, 0 picking a free port; anything else refused naming the variable. */
+function port(name: string, fallback: number) {
+  const error = `${name} must be a port number from 0 to 65535 (0 picks a free one)`;
+  return z.coerce.number({ error }).int({ error }).min(0, { error }).max(65535, { error }).default(fallback);
+}
+
+/**
+ * Settings only `hcsync demo` reads. The demo starts before any database exists, so they stand apart from
+ * Env; it also reads HC_HTTP_PORT, HC_LOG_LEVEL and HC_LOG_PRETTY, with Env's rules (see loadDemoConfig).
+ */
+const DemoEnv = z.object({
+  /** Where hcsync demo keeps its Postgres data, the emulator's state and demo.json (--data wins over it). */
+  HC_DEMO_DATA: z.string().min(1).default('.data'),
+  /** The demo's Postgres port (any free one when it is taken; 0 picks any free port). */
+  HC_DEMO_PG_PORT: port('HC_DEMO_PG_PORT', 54329),
+  /** The demo's Salesforce emulator port (any free one when it is taken; 0 picks any free port). */
+  HC_DEMO_SF_PORT: port('HC_DEMO_SF_PORT', 54330),
+});
+
+export interface DemoConfig {
+  dataDir: string;
+  pgPort: number;
+  sfPort: number;
+  httpPort: number;
+  log: { level: string; pretty: boolean };
+}
+
+function withoutEmpty(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => typeof e[1] === 'string' && e[1] !== ''));
+}
+
+function problems(issues: z.core.$ZodIssue[]): ConfigError {
+  return new ConfigError(issues.map((i) => (i.path.length ? `${String(i.path[0])}: ${i.message}` : i.message)));
+}
+
+/** hcsync demo's settings: its own, and HC_HTTP_PORT, HC_LOG_LEVEL (warn here) and HC_LOG_PRETTY (on here). */
+export function loadDemoConfig(env: NodeJS.ProcessEnv = process.env): DemoConfig {
+  const schema = DemoEnv.extend({
+    HC_HTTP_PORT: Env.shape.HC_HTTP_PORT,
+    HC_LOG_LEVEL: Env.shape.HC_LOG_LEVEL.unwrap().default('warn'),
+    HC_LOG_PRETTY: Env.shape.HC_LOG_PRETTY,
+  });
+  const parsed = schema.safeParse(withoutEmpty(env));
+  if (!parsed.success) throw problems(parsed.error.issues);
+  const e = parsed.data;
+  return {
+    dataDir: e.HC_DEMO_DATA,
+    pgPort: e.HC_DEMO_PG_PORT,
+    sfPort: e.HC_DEMO_SF_PORT,
+    httpPort: e.HC_HTTP_PORT,
+    log: { level: e.HC_LOG_LEVEL, pretty: e.HC_LOG_PRETTY !== '0' },
+  };
+}
+
+/** HC_CONNECTION_NAME as the CLI's default for --connection: null when unset (the SQL API then takes the one connection). */
+export function connectionSetting(env: NodeJS.ProcessEnv = process.env): string | null {
+  const parsed = Env.shape.HC_CONNECTION_NAME.safeParse(env.HC_CONNECTION_NAME || undefined);
+  if (!parsed.success) throw problems(parsed.error.issues.map((i) => ({ ...i, path: ['HC_CONNECTION_NAME'] })));
+  return parsed.data ?? null;
+}
+
+/** Every variable the schemas above read: docs/SETTINGS.md lists each (scripts/settings-doc.mjs). */
+export const SETTING_NAMES: readonly string[] = [...Object.keys(Env.shape), ...Object.keys(DemoEnv.shape)];

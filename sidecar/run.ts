@@ -7,13 +7,15 @@ import { ConfigError, redacted } from './config.js';
 import { createLogger, type Logger } from './log.js';
 import { migrate } from './db/contractor.js';
 import { syncPool } from './db/pool.js';
-import { backoff } from './db/notifier.js';
-import { isRefusal, SalesforceClient } from './salesforce/client.js';
+import { backoff, createListener } from './db/notifier.js';
+import { SalesforceClient } from './salesforce/client.js';
+import { isRefusal } from './salesforce/errors.js';
 import type { ConnectionRef, Service, SyncContext } from './context.js';
 import { startInbound } from './sync/inbound/index.js';
 import { startOutbound } from './sync/outbound/index.js';
 import { startHttp } from './http/server.js';
 import { startConnectionSupervisor } from './sync/connection.js';
+import { createConnection, findConnection, inboundLeaderPid, setConnectionState } from './db/hc/control.js';
 
 export interface Sidecar extends Service {
   ctx: SyncContext;
@@ -22,11 +24,10 @@ export interface Sidecar extends Service {
 /** The connection row for the configured schema, created (with its HC objects) on first start. */
 async function ensureConnection(ctx: Pick<SyncContext, 'db' | 'config'>): Promise<ConnectionRef> {
   const { schema, connectionName } = ctx.config;
-  const found = await ctx.db.query('select id, name, schema_name from hc.connections where schema_name = $1', [schema]);
-  if (found.rows[0]) return { id: found.rows[0].id, name: found.rows[0].name, schema };
-  await ctx.db.query('select hc.create_connection($1, $2)', [connectionName, schema]);
-  const made = await ctx.db.query('select id, name from hc.connections where schema_name = $1', [schema]);
-  return { id: made.rows[0].id, name: made.rows[0].name, schema };
+  const found = await findConnection(ctx.db, schema);
+  if (found) return { id: found.id, name: found.name, schema };
+  const made = await createConnection(ctx.db, connectionName, schema);
+  return { id: made.id, name: made.name, schema };
 }
 
 /**
@@ -51,8 +52,8 @@ async function signIn(config: Config, opts: { log: Logger; db: SyncContext['db']
  * the inbound leader's lock, see hc.inbound_try_lead).
  */
 async function holdsConnection(db: SyncContext['db'], connectionId: number): Promise<boolean> {
-  const r = await db.query('select pid from hc.inbound_leaders where connection_id = $1', [connectionId]).catch(() => undefined);
-  return !r?.rows[0]?.pid; // cannot tell: say what we know
+  const pid = await inboundLeaderPid(db, connectionId).catch(() => undefined);
+  return !pid; // cannot tell: say what we know
 }
 
 /** A taken HTTP port is found before any work (a load would otherwise run first and be left half done). */
@@ -82,14 +83,43 @@ async function assertApiVersion(sf: SalesforceClient, wanted: string): Promise<v
   ]);
 }
 
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+/**
+ * A database session ended under a start that was going well (pg_terminate_backend, a server restart
+ * or failover): that says nothing about the settings, so the start is made again. A server that cannot
+ * be reached at all is a setting to fix and still stops the start.
+ */
+function interruptedStart(err: unknown): boolean {
+  const e = err as { code?: string; message?: string } | undefined;
+  return ['57P01', '57P02', '57P03'].includes(String(e?.code)) ||
+    /Connection terminated|encountered a connection error|terminating connection/i.test(String(e?.message ?? ''));
+}
+
 export async function startSidecar(config: Config, opts: { log?: Logger } = {}): Promise<Sidecar> {
   const log = opts.log ?? createLogger({ level: config.log.level, pretty: config.log.pretty });
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce(config, log);
+    } catch (err) {
+      if (!interruptedStart(err) || attempt >= 10) throw err;
+      const wait = Math.min(5000, 500 * attempt);
+      log.warn({ err, attempt, retryInMs: wait }, 'a database session ended while starting: starting again');
+      await new Promise((r) => setTimeout(r, wait)); // (a timer that keeps the process alive meanwhile)
+    }
+  }
+}
+
+async function startOnce(config: Config, log: Logger): Promise<Sidecar> {
   log.info({ config: redacted(config) }, 'hcsync starting');
   await assertPortFree(config.http.host, config.http.port);
   const { applied } = await migrate(config.databaseUrl);
   if (applied.length) log.info({ applied }, 'database migrated');
   const db = syncPool(config.databaseUrl, { onIdleError: (err) => log.warn({ err }, 'an idle database session died; the pool replaces it') });
-  const connection = await ensureConnection({ db, config });
+  const connection = await ensureConnection({ db, config }).catch(async (err) => {
+    await db.end().catch(() => {});
+    throw err;
+  });
   let sf: SalesforceClient;
   try {
     sf = await signIn(config, { log, db, connection });
@@ -97,12 +127,7 @@ export async function startSidecar(config: Config, opts: { log?: Logger } = {}):
     // Refused credentials: shown where operators look (hc.status) as well as in the exit message, unless
     // another sidecar holds this connection (the state is its to report, and it is syncing).
     if (await holdsConnection(db, connection.id)) {
-      await db
-        .query('select hc.set_connection_state($1, $2, $3)', [
-          'UNAUTHORIZED',
-          `${(err as Error).message}. Fix the SF_* settings and start hcsync again.`,
-          connection.name,
-        ])
+      await setConnectionState(db, 'UNAUTHORIZED', `${(err as Error).message}. Fix the SF_* settings and start hcsync again.`, connection.name)
         .catch(() => {});
     } else {
       log.error({ err }, 'another sidecar holds this connection: its state is left as that sidecar reports it');
@@ -117,16 +142,19 @@ export async function startSidecar(config: Config, opts: { log?: Logger } = {}):
     await db.end();
     throw err;
   }
-  const ctx: SyncContext = { config, db, log, sf, connection };
-  const services: Service[] = [];
+  // One LISTEN session for the whole process: every service below subscribes to its channels on it.
+  const notifications = await createListener(config.databaseUrl, { log: log.child({ part: 'listen' }), application_name: 'hcsync listen' });
+  const ctx: SyncContext = { config, db, log, sf, connection, notifications };
+  const services: (Service & { name: string })[] = [];
   try {
     const inbound = await startInbound(ctx);
-    services.push(inbound);
-    services.push(await startConnectionSupervisor(ctx, { holds: () => inbound.leading() }));
-    services.push(await startOutbound(ctx));
-    services.push(await startHttp(ctx));
+    services.push(Object.assign(inbound, { name: 'inbound reader' }));
+    services.push(Object.assign(await startConnectionSupervisor(ctx, { holds: () => inbound.leading() }), { name: 'connection supervisor' }));
+    services.push(Object.assign(await startOutbound(ctx), { name: 'outbound writer' }));
+    services.push(Object.assign(await startHttp(ctx), { name: 'http' }));
   } catch (err) {
     for (const s of services.reverse()) await s.stop().catch(() => {});
+    await notifications.close();
     await sf.close();
     await db.end();
     throw err;
@@ -135,11 +163,39 @@ export async function startSidecar(config: Config, opts: { log?: Logger } = {}):
   return {
     ctx,
     async stop() {
-      log.info('hcsync stopping');
-      for (const s of services.reverse()) await s.stop().catch((e) => log.error({ err: e }, 'stop failed'));
-      await sf.close();
-      await db.end();
-      log.info('hcsync stopped');
+      // HTTP first (no new requests), then the sync services side by side: each finishes or hands back
+      // its work in flight. The whole stop is bounded by HC_STOP_SECONDS; what a service still waits for
+      // is logged every second. Past the bound the process exits without it: what it had claimed is
+      // taken over by the next start (its session, and with it its claims' lock, ends with the process).
+      const deadline = Date.now() + config.stopMs;
+      log.info({ services: services.map((s) => s.name), withinMs: config.stopMs }, 'hcsync stopping');
+      const late: string[] = [];
+      const stopOne = async (s: Service & { name: string }): Promise<void> => {
+        const t0 = Date.now();
+        log.info({ service: s.name, waitingFor: s.waitingFor?.() }, 'stopping service');
+        const tick = setInterval(() => log.info({ service: s.name, waitingFor: s.waitingFor?.() ?? 'its work in flight', forMs: Date.now() - t0 }, 'still stopping'), 1000);
+        const done = await Promise.race([
+          s.stop().then(() => true, (e) => { log.error({ err: e, service: s.name }, 'stop failed'); return true; }),
+          sleep(Math.max(0, deadline - Date.now())).then(() => false),
+        ]);
+        clearInterval(tick);
+        if (done) log.info({ service: s.name, ms: Date.now() - t0 }, 'service stopped');
+        else {
+          late.push(s.name);
+          log.warn({ service: s.name, waitingFor: s.waitingFor?.() ?? 'its work in flight', ms: Date.now() - t0 },
+            'service did not stop within HC_STOP_SECONDS: exiting without it; the next start takes over what it holds');
+        }
+      };
+      const [http, ...sync] = [...services].reverse();
+      await stopOne(http);
+      await Promise.all(sync.map(stopOne));
+      const rest = Math.max(500, deadline - Date.now());
+      await Promise.race([notifications.close().catch(() => {}), sleep(rest)]);
+      await Promise.race([sf.close().catch(() => {}), sleep(rest)]);
+      // A pool still serving a late service's query would wait for it: not past the bound.
+      if (late.length) void db.end().catch(() => {});
+      else await Promise.race([db.end().catch(() => {}), sleep(rest)]);
+      log.info({ late }, 'hcsync stopped');
     },
   };
 }

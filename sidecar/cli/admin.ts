@@ -60,12 +60,12 @@ export function describeError(err: unknown): { message: string; code: number } {
 }
 
 /** Rows as an aligned text table (what `psql` would show), or "(none)". */
-export function table(rows: Record<string, unknown>[], columns?: string[]): string {
+export function table(rows: object[], columns?: string[]): string {
   if (!rows.length) return '(none)';
   const cols = columns ?? Object.keys(rows[0]);
   const text = (v: unknown) =>
     v === null || v === undefined ? '' : v instanceof Date ? v.toISOString() : typeof v === 'object' ? JSON.stringify(v) : String(v);
-  const cells = rows.map((r) => cols.map((c) => text(r[c]).replace(/\s+/g, ' ')));
+  const cells = rows.map((r) => cols.map((c) => text((r as Record<string, unknown>)[c]).replace(/\s+/g, ' ')));
   const widths = cols.map((c, i) => Math.min(60, Math.max(c.length, ...cells.map((r) => r[i].length))));
   const line = (vals: string[]) => vals.map((v, i) => (v.length > widths[i] ? v.slice(0, widths[i] - 1) + '…' : v.padEnd(widths[i]))).join('  ').trimEnd();
   return [line(cols), line(widths.map((w) => '-'.repeat(w))), ...cells.map(line)].join('\n');

@@ -3,8 +3,10 @@
 // hcsync expects?) and what only Salesforce knows (API version, remaining API requests).
 import type pg from 'pg';
 import { checkCompatible, migrations } from '../db/contractor.js';
+import { appliedMigrations, connectionIdBySchema, diagnoseChecks, hasDiagnose, schemaInstalled } from '../db/hc/ops.js';
 import { loadConfig, ConfigError } from '../config.js';
 import { SalesforceClient } from '../salesforce/client.js';
+import { apiVersions, limits } from '../salesforce/rest.js';
 import { adminPool } from '../db/pool.js';
 
 export type Status = 'RED' | 'YELLOW' | 'GREEN' | 'SKIPPED';
@@ -12,9 +14,8 @@ export interface Check { scope: string; subject: string | null; rule: string; st
 
 async function schemaChecks(c: pg.Client): Promise<Check[]> {
   const base = { scope: 'database', subject: null, rule: 'HCSYNC_SCHEMA' };
-  const exists = await c.query(`select to_regclass('hc.migrations') is not null as ok`);
-  if (!exists.rows[0].ok) return [{ ...base, status: 'RED', message: 'hcsync is not installed in this database: run hcsync migrate' }];
-  const { rows } = await c.query('select id, name, checksum, breaking from hc.migrations order by id');
+  if (!(await schemaInstalled(c))) return [{ ...base, status: 'RED', message: 'hcsync is not installed in this database: run hcsync migrate' }];
+  const rows = await appliedMigrations(c);
   try {
     checkCompatible(rows);
   } catch (e) {
@@ -25,30 +26,29 @@ async function schemaChecks(c: pg.Client): Promise<Check[]> {
   return [{ ...base, status: 'GREEN', message: `all ${rows.length} migrations applied (latest ${rows.at(-1)?.name})` }];
 }
 
-async function salesforceChecks(databaseUrl: string, c: pg.Client): Promise<Check[]> {
+async function salesforceChecks(databaseUrl: string, c: pg.Client, env: NodeJS.ProcessEnv): Promise<Check[]> {
   const base = { scope: 'salesforce', subject: null as string | null };
   let config;
   try {
-    config = loadConfig(process.env, { salesforce: true });
+    config = loadConfig(env, { salesforce: true });
   } catch (e) {
     const why = e instanceof ConfigError ? e.problems.join('; ') : (e as Error).message;
     return [{ ...base, rule: 'SALESFORCE', status: 'SKIPPED', message: `Salesforce is not configured (${why})` }];
   }
-  const conn = await c.query('select id from hc.connections where schema_name = $1', [config.schema]).catch(() => ({ rows: [] as { id: number }[] }));
+  const connectionId = await connectionIdBySchema(c, config.schema).catch(() => undefined);
   const pool = adminPool(databaseUrl, { max: 1, application_name: 'hcsync diagnose' });
   let sf: SalesforceClient;
   try {
     // Calls made by diagnose count against the org's allowance like any other: they go in the ledger.
-    sf = await SalesforceClient.connect(config.salesforce, { pool: conn.rows[0] ? pool : undefined, connectionId: conn.rows[0]?.id });
+    sf = await SalesforceClient.connect(config.salesforce, { pool: connectionId !== undefined ? pool : undefined, connectionId });
   } catch (e) {
     await pool.end();
     return [{ ...base, rule: 'SIGN_IN', status: 'RED', message: `cannot sign in to ${config.salesforce.loginUrl} (${config.salesforce.auth}): ${(e as Error).message}` }];
   }
-  const out: Check[] = [{ ...base, subject: sf.organizationId ?? null, rule: 'SIGN_IN', status: 'GREEN', message: `signed in to ${sf.conn.instanceUrl} (${config.salesforce.auth})` }];
+  const out: Check[] = [{ ...base, subject: sf.organizationId ?? null, rule: 'SIGN_IN', status: 'GREEN', message: `signed in to ${sf.instanceUrl} (${config.salesforce.auth})` }];
   base.subject = sf.organizationId ?? null;
   try {
-    const versions = (await sf.conn.request('/services/data/')) as { version: string }[];
-    const offered = versions.map((v) => v.version).sort((a, b) => Number(a) - Number(b));
+    const offered = (await apiVersions(sf)).sort((a, b) => Number(a) - Number(b));
     const latest = offered.at(-1);
     const mine = config.salesforce.apiVersion;
     if (!offered.includes(mine)) {
@@ -62,8 +62,7 @@ async function salesforceChecks(databaseUrl: string, c: pg.Client): Promise<Chec
     out.push({ ...base, rule: 'API_VERSION', status: 'RED', message: `cannot list API versions: ${(e as Error).message}` });
   }
   try {
-    const limits = (await sf.conn.request(`${sf.basePath}/limits`)) as Record<string, { Max: number; Remaining: number }>;
-    const d = limits.DailyApiRequests;
+    const d = (await limits(sf)).DailyApiRequests;
     if (!d) {
       out.push({ ...base, rule: 'API_LIMITS', status: 'YELLOW', message: 'the org reports no DailyApiRequests limit' });
     } else {
@@ -83,12 +82,12 @@ async function salesforceChecks(databaseUrl: string, c: pg.Client): Promise<Chec
   return out;
 }
 
-export async function diagnose(databaseUrl: string, c: pg.Client): Promise<Check[]> {
+/** The checks, with Salesforce's settings read from `env` (the environment of the command line). */
+export async function diagnose(databaseUrl: string, c: pg.Client, env: NodeJS.ProcessEnv): Promise<Check[]> {
   const checks = await schemaChecks(c);
   if (checks[0].status !== 'RED' || checks[0].message.includes('not applied')) {
-    const exists = await c.query(`select to_regproc('hc.diagnose') is not null as ok`);
-    if (exists.rows[0].ok) checks.push(...(await c.query<Check>('select scope, subject, rule, status, message from hc.diagnose()')).rows);
+    if (await hasDiagnose(c)) checks.push(...(await diagnoseChecks(c)));
   }
-  checks.push(...(await salesforceChecks(databaseUrl, c)));
+  checks.push(...(await salesforceChecks(databaseUrl, c, env)));
   return checks;
 }

@@ -7,13 +7,14 @@ import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { resolve } from 'node:path';
 import pg from 'pg';
-import { loadConfig } from '../config.js';
+import { loadConfig, loadDemoConfig } from '../config.js';
 import { createLogger } from '../log.js';
 import { migrate } from '../db/contractor.js';
+import { connectionIdBySchema, createConnection, createDatabase, createMapping, databaseExists, firstAccountSfid, mappingExists } from '../db/hc/ops.js';
 import { startSidecar } from '../run.js';
 import { freePort, removeDataDir, startEmbeddedPostgres } from './postgres.js';
 import { startTraffic } from './traffic.js';
-import { followMappings } from '../cli/follow.js';
+import { followMappings } from '../follow.js';
 
 export const DEMO_DB = 'hcsync_demo';
 export const DEMO_SCHEMA = 'salesforce';
@@ -46,8 +47,20 @@ export const DEMO_MAPPINGS = {
 interface Emulator {
   url: string;
   credentials: { loginUrl: string; clientId: string; clientSecret: string; username: string; password: string };
+  /** host:port of its Pub/Sub API, and the self-signed certificate it presents there. */
+  pubsubEndpoint?: string;
+  certificate?: string;
   stop(): Promise<void>;
   records(obj: string): Record<string, unknown>[];
+}
+
+/**
+ * How the demo signs in to Salesforce: OAuth client credentials, the flow new setups should use (the
+ * connected app's consumer key and secret; the org runs the calls as the app's Run As user). Salesforce
+ * retires the username-password flow (Summer '26 for new orgs, 2027-02-20 for the rest).
+ */
+export function demoSignIn(c: { loginUrl: string; clientId: string; clientSecret: string }): Record<string, string> {
+  return { SF_LOGIN_URL: c.loginUrl, SF_AUTH: 'client_credentials', SF_CLIENT_ID: c.clientId, SF_CLIENT_SECRET: c.clientSecret };
 }
 
 /** The preferred port when it is free (stable URLs across runs), otherwise any free one. */
@@ -64,8 +77,7 @@ async function portOr(preferred: number): Promise<number> {
 async function ensureDatabase(adminUrl: string): Promise<string> {
   const c = new pg.Client({ connectionString: adminUrl });
   await c.connect();
-  const exists = await c.query('select 1 from pg_database where datname = $1', [DEMO_DB]);
-  if (!exists.rowCount) await c.query(`create database ${DEMO_DB}`);
+  if (!(await databaseExists(c, DEMO_DB))) await createDatabase(c, DEMO_DB);
   await c.end();
   const u = new URL(adminUrl);
   u.pathname = `/${DEMO_DB}`;
@@ -76,11 +88,9 @@ async function ensureMappings(databaseUrl: string): Promise<void> {
   const c = new pg.Client({ connectionString: databaseUrl });
   await c.connect();
   try {
-    const conn = await c.query('select 1 from hc.connections where schema_name = $1', [DEMO_SCHEMA]);
-    if (!conn.rowCount) await c.query('select hc.create_connection($1, $2)', ['demo', DEMO_SCHEMA]);
+    if ((await connectionIdBySchema(c, DEMO_SCHEMA)) === undefined) await createConnection(c, 'demo', DEMO_SCHEMA);
     for (const [object, config] of Object.entries(DEMO_MAPPINGS)) {
-      const m = await c.query('select 1 from hc._mappings where lower(object_name) = lower($1)', [object]);
-      if (!m.rowCount) await c.query('select hc.create_mapping($1, $2::jsonb)', [object, JSON.stringify(config)]);
+      if (!(await mappingExists(c, object))) await createMapping(c, object, config, null);
     }
   } finally {
     await c.end();
@@ -114,11 +124,13 @@ async function discardUncleanData(dataDir: string, say: (s: string) => void): Pr
   rmSync(`${dataDir}/demo-sf.json`, { force: true });
 }
 
-export async function runDemo(opts: { dataDir: string; traffic: boolean }): Promise<void> {
-  const dataDir = resolve(opts.dataDir);
+export async function runDemo(opts: { dataDir?: string; traffic: boolean }): Promise<void> {
+  // Checked before anything starts: a bad HC_DEMO_* stops the demo naming the variable and the fix.
+  const settings = loadDemoConfig();
+  const dataDir = resolve(opts.dataDir ?? settings.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const say = (s: string) => process.stdout.write(s + '\n');
-  const log = createLogger({ level: process.env.HC_LOG_LEVEL ?? 'warn', pretty: process.env.HC_LOG_PRETTY !== '0' });
+  const log = createLogger({ level: settings.log.level, pretty: settings.log.pretty });
   const stops: (() => Promise<void>)[] = [];
   let stopping = false;
   let started = false;
@@ -153,7 +165,7 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
     await discardUncleanData(dataDir, say);
     rmSync(`${dataDir}/demo.clean`, { force: true });
     started = true;
-    const pgPort = await portOr(Number(process.env.HC_DEMO_PG_PORT ?? 54329));
+    const pgPort = await portOr(settings.pgPort);
     const server = await startEmbeddedPostgres(`${dataDir}/demo-pg`, { port: pgPort });
     stops.push(() => server.stop());
     ownSignals();
@@ -164,34 +176,37 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
       startEmulator(o: { port?: number; seed?: Record<string, number>; stateFile?: string }): Promise<Emulator>;
     };
     const emu = await startEmulator({
-      port: await portOr(Number(process.env.HC_DEMO_SF_PORT ?? 54330)),
+      port: await portOr(settings.sfPort),
       seed: { Account: 2000, Contact: 5000 },
       stateFile: `${dataDir}/demo-sf.json`,
     });
     stops.push(() => emu.stop());
-    say(`  salesforce ${emu.url} (emulator; user ${emu.credentials.username})`);
+    say(`  salesforce ${emu.url} (emulator; OAuth client credentials, running as ${emu.credentials.username})`);
 
     const { applied } = await migrate(databaseUrl);
     if (applied.length) say(`  migrated   ${applied.join(', ')}`);
     await ensureMappings(databaseUrl);
 
-    const httpPort = await portOr(Number(process.env.HC_HTTP_PORT ?? 9464));
+    const httpPort = await portOr(settings.httpPort);
+    // Change events over the emulator's Pub/Sub API (the default stream), trusting its certificate.
+    const pubsub: Record<string, string> = {};
+    if (emu.pubsubEndpoint && emu.certificate) {
+      writeFileSync(`${dataDir}/pubsub-ca.pem`, emu.certificate);
+      Object.assign(pubsub, { SF_PUBSUB_ENDPOINT: emu.pubsubEndpoint, SF_PUBSUB_CA_FILE: `${dataDir}/pubsub-ca.pem` });
+    } else pubsub.HC_CHANGE_STREAM = 'cometd';
     const env = {
       DATABASE_URL: databaseUrl,
       HC_SCHEMA: DEMO_SCHEMA,
-      SF_LOGIN_URL: emu.credentials.loginUrl,
-      SF_CLIENT_ID: emu.credentials.clientId,
-      SF_CLIENT_SECRET: emu.credentials.clientSecret,
-      SF_USERNAME: emu.credentials.username,
-      SF_PASSWORD: emu.credentials.password,
+      ...demoSignIn(emu.credentials),
       HC_HTTP_PORT: String(httpPort),
+      ...pubsub,
       // The dashboard's admin token for this run (printed below, in the URL that opens the dashboard).
       HC_DASHBOARD_TOKEN: randomBytes(24).toString('base64url'),
     };
     // The same settings for the CLI: `HC_CONFIG_FILE=<data>/demo.json npx hcsync …` talks to this demo.
     const configFile = `${dataDir}/demo.json`;
     writeFileSync(configFile, JSON.stringify(env, null, 2) + '\n', { mode: 0o600 });
-    const config = loadConfig({ ...env, HC_LOG_LEVEL: process.env.HC_LOG_LEVEL ?? 'warn' } as NodeJS.ProcessEnv);
+    const config = loadConfig({ ...env, HC_LOG_LEVEL: settings.log.level } as NodeJS.ProcessEnv);
     const sidecar = await startSidecar(config, { log });
     stops.push(() => sidecar.stop());
     say(`  sidecar    http://127.0.0.1:${httpPort}/metrics and /healthz`);
@@ -216,9 +231,9 @@ export async function runDemo(opts: { dataDir: string; traffic: boolean }): Prom
     const account = (await (async () => {
       const c = new pg.Client({ connectionString: databaseUrl });
       await c.connect();
-      const r = await c.query('select sfid from salesforce.account where sfid is not null order by sfid limit 1');
+      const sfid = await firstAccountSfid(c, DEMO_SCHEMA);
       await c.end();
-      return r.rows[0]?.sfid as string;
+      return sfid as string;
     })());
     const psql = `psql "${databaseUrl}"`;
     // DATABASE_URL too: a variable already set in the person's shell would otherwise win over the file.

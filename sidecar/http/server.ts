@@ -8,6 +8,8 @@ import type { Service, SyncContext } from '../context.js';
 import { registerDashboard } from './api.js';
 import { generateToken, Tokens } from './auth.js';
 import { startEvents } from './events.js';
+import { startWebhook } from '../sync/notify.js';
+import { connectionHealth, metricSamples } from '../db/hc/dashboard.js';
 
 /** Help text and label names of the samples hc.metrics() returns. */
 const CATALOG: Record<string, { help: string; labels: string[] }> = {
@@ -15,24 +17,37 @@ const CATALOG: Record<string, { help: string; labels: string[] }> = {
   hcsync_trigger_log_rows: { help: 'Outbound changes in _trigger_log and its archive, by state', labels: ['connection', 'state'] },
   hcsync_pending_writes: { help: 'Changes waiting to be written to Salesforce (NEW + PENDING)', labels: ['connection'] },
   hcsync_errored_writes: { help: 'Changes Salesforce rejected (FAILED), within the archive retention', labels: ['connection'] },
+  hcsync_conflicts: { help: 'Conflicts between Postgres and Salesforce (hc.conflicts): open = parked until resolved, resolved = decided by policy, ownership or an operator', labels: ['connection', 'object', 'state'] },
   hcsync_outbound_lag_seconds: { help: 'Age of the oldest change not yet written to Salesforce (0 when none)', labels: ['connection'] },
   hcsync_rows_synced: {
     help: 'Rows synced per direction: outbound = SUCCESS writes retained, inbound = rows whose current version came from Salesforce',
     labels: ['connection', 'direction'],
   },
   hcsync_api_calls_24h: { help: 'Salesforce API calls in the last 24 hours (the ledger), by kind', labels: ['connection', 'kind'] },
+  hcsync_change_events_delivered_24h: {
+    help: "Change events delivered to the sidecar in the last 24 hours (hc.event_deliveries), by transport and channel: what it spends of the org's event delivery allowance",
+    labels: ['connection', 'transport', 'channel'],
+  },
   hcsync_api_usage_used: { help: "The org's API requests used, as last reported by Salesforce", labels: ['connection'] },
   hcsync_api_usage_limit: { help: "The org's daily API request limit, as last reported by Salesforce", labels: ['connection'] },
   hcsync_api_usage_remaining: { help: "The org's API requests remaining, as last reported by Salesforce", labels: ['connection'] },
   hcsync_mapping_state: { help: 'The mapping state (1 for the current one)', labels: ['connection', 'object', 'state'] },
   hcsync_inbound_lag_seconds: { help: 'Seconds since the last successful poll of Salesforce', labels: ['connection', 'object'] },
   hcsync_table_rows: { help: 'Rows in the mapped table by _hc_lastop', labels: ['connection', 'object', 'lastop'] },
+  // The API budget governor (hc.api_budget_metrics()).
+  hcsync_api_budget_level: { help: 'The API budget level the governor acts on: normal, slow (from 70 %) or paused (from 90 %), 1 for the current one', labels: ['connection', 'level'] },
+  hcsync_api_budget_used_ratio: { help: "The org's reported API use as a share of its daily allowance", labels: ['connection'] },
+  hcsync_api_budget_forecast_ratio: { help: "The day's forecast use (others' use plus hcsync's at the last hour's pace) as a share of the allowance", labels: ['connection'] },
+  hcsync_api_budget_waiting: { help: 'Work held back by the API budget (object "" for the writer); cause org_allowance or mapping_cap', labels: ['connection', 'object', 'work', 'cause'] },
+  hcsync_api_budget_slowed: { help: 'Background reads running at a stretched interval (the slow level)', labels: ['connection', 'object', 'work'] },
+  hcsync_mapping_api_calls_24h: { help: "A mapping's own Salesforce calls in the last 24 hours", labels: ['connection', 'object'] },
+  hcsync_mapping_api_calls_max: { help: "A mapping's sf_max_daily_api_calls", labels: ['connection', 'object'] },
 };
 
 export interface MetricsSource {
   db: pg.Pool;
   /** The running client's in-memory ledger, when there is one. */
-  ledger?: { totals: Map<string, number>; lastUsage?: { used: number; limit: number } };
+  ledger?: { totals: Map<string, number>; received: Map<string, number>; lastUsage?: { used: number; limit: number } };
 }
 
 /** A registry whose `refresh()` re-reads hc.metrics(); render with `registry.metrics()` after it. */
@@ -54,17 +69,26 @@ export function metricsRegistry(src: MetricsSource): { registry: Registry; refre
     labelNames: ['figure'],
     registers: [registry],
   });
+  const received = new Gauge({
+    name: 'hcsync_change_events_received_process',
+    help: 'Change events delivered to this process since it started, by transport (pubsub, cometd) and channel: what it spends of the org\'s event delivery allowance',
+    labelNames: ['transport', 'channel'],
+    registers: [registry],
+  });
   return {
     registry,
     async refresh() {
-      const { rows } = await src.db.query<{ metric: string; labels: Record<string, string>; value: number }>(
-        'select metric, labels, value from hc.metrics()',
-      );
+      const rows = await metricSamples(src.db);
       for (const g of gauges.values()) g.reset();
       for (const r of rows) gauges.get(r.metric)?.set(r.labels, r.value);
       processCalls.reset();
       processUsage.reset();
       for (const [kind, n] of src.ledger?.totals ?? []) processCalls.set({ kind }, n);
+      received.reset();
+      for (const [key, n] of src.ledger?.received ?? []) {
+        const [transport, channel] = key.split(' ');
+        received.set({ transport, channel }, n);
+      }
       const u = src.ledger?.lastUsage;
       if (u) {
         processUsage.set({ figure: 'used' }, u.used);
@@ -84,11 +108,7 @@ export async function startHttp(ctx: SyncContext): Promise<Service & { port: num
   // the reason, so a load balancer or an orchestrator's probe can act on it.
   app.get('/healthz', async (_req, reply) => {
     try {
-      const { rows } = await ctx.db.query(
-        `select c.state, c.state_message, s.category from hc.connections c join hc.connection_states s using (state) where c.id = $1`,
-        [ctx.connection.id],
-      );
-      const r = rows[0];
+      const r = await connectionHealth(ctx.db, ctx.connection.id);
       const ok = r && r.category !== 'error';
       return reply.code(ok ? 200 : 503).send({
         status: ok ? 'ok' : 'error',
@@ -122,13 +142,17 @@ export async function startHttp(ctx: SyncContext): Promise<Service & { port: num
   const adminToken = ctx.config.http.adminToken ?? generateToken();
   const events = await startEvents(ctx);
   registerDashboard(app, ctx, new Tokens(adminToken, ctx.config.http.viewerToken), events);
+  // The notification webhook hears hc_notifications through the same LISTEN session as the pages.
+  const webhook = startWebhook(ctx, events);
   app.addHook('preClose', async () => {
+    await webhook.stop();
     await events.close();
   });
 
   try {
     await app.listen({ host, port });
   } catch (err) {
+    await webhook.stop();
     await events.close();
     throw err;
   }

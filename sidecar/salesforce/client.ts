@@ -2,11 +2,14 @@
 // OAuth) passes through here so it is counted in the API-call ledger (hc.api_calls) with the org's own
 // usage figure from `Sforce-Limit-Info`, and carries `Sforce-Call-Options: client=hcsync` so that the
 // Change Data Capture echo of our own writes can be recognised (changeOrigin).
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createSign } from 'node:crypto';
 import jsforce, { type Connection } from 'jsforce';
 import type pg from 'pg';
 import type { SalesforceConfig } from '../config.js';
 import type { Logger } from '../log.js';
+import { signInError, type SignInError } from './errors.js';
+import { recordApiCalls, recordDeliveries } from '../db/hc/ledger.js';
 
 export const CLIENT_NAME = 'hcsync';
 
@@ -18,6 +21,18 @@ export interface ApiCall {
   durationMs: number;
   apiUsed?: number;
   apiLimit?: number;
+  /** The mapping whose work made the call (withMapping), for its sf_max_daily_api_calls. */
+  mappingId?: number;
+}
+
+const callScope = new AsyncLocalStorage<{ mappingId: number }>();
+
+/**
+ * Runs `fn` with every Salesforce call it makes (awaited or not) counted in the ledger against the
+ * mapping: a mapping's own calls of the day are what its sf_max_daily_api_calls limits.
+ */
+export function withMapping<T>(mappingId: number, fn: () => Promise<T>): Promise<T> {
+  return callScope.run({ mappingId }, fn);
 }
 
 /** What kind of call a request is, in the terms Salesforce's limits use. */
@@ -49,8 +64,12 @@ interface TransportLike {
  */
 export class Ledger {
   private buf: (ApiCall & { at: Date })[] = [];
+  /** Change events delivered since the last flush, by "transport channel". */
+  private deliveries = new Map<string, number>();
   private timer?: NodeJS.Timeout;
   readonly totals = new Map<string, number>();
+  /** Change events delivered to this process since it started, by "transport channel" (for /metrics). */
+  readonly received = new Map<string, number>();
   lastUsage?: { used: number; limit: number };
 
   constructor(private readonly pool: pg.Pool | undefined, private readonly connectionId: number | undefined) {}
@@ -64,24 +83,31 @@ export class Ledger {
     else this.timer ??= setTimeout(() => void this.flush(), 500);
   }
 
+  /** Change events a stream delivered: counted in hc.event_deliveries with the next flush. */
+  delivered(transport: 'pubsub' | 'cometd', channel: string, n: number): void {
+    const k = `${transport} ${channel}`;
+    this.received.set(k, (this.received.get(k) ?? 0) + n);
+    if (!this.pool || this.connectionId === undefined) return;
+    this.deliveries.set(k, (this.deliveries.get(k) ?? 0) + n);
+    this.timer ??= setTimeout(() => void this.flush(), 500);
+  }
+
   async flush(): Promise<void> {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const rows = this.buf.splice(0);
+    const deliveries = [...this.deliveries].map(([k, n]) => ({ transport: k.split(' ')[0], channel: k.slice(k.indexOf(' ') + 1), n }));
+    this.deliveries.clear();
+    if (deliveries.length && this.pool) {
+      await recordDeliveries(this.pool, this.connectionId, deliveries).catch(() => {});
+    }
     if (!rows.length || !this.pool) return;
-    await this.pool
-      .query(
-        `insert into hc.api_calls (at, connection_id, kind, method, path, status, duration_ms, api_used, api_limit)
-         select * from jsonb_to_recordset($1::jsonb) as x(at timestamptz, connection_id int, kind text, method text, path text,
-                status int, duration_ms int, api_usage_used int, api_usage_limit int)`,
-        [JSON.stringify(rows.map((r) => ({
-          at: r.at, connection_id: this.connectionId, kind: r.kind, method: r.method, path: r.path.slice(0, 500),
-          status: r.status, duration_ms: Math.round(r.durationMs), api_usage_used: r.apiUsed ?? null, api_usage_limit: r.apiLimit ?? null,
-        })))],
-      )
-      .catch(() => {
-        // The ledger must never stop the sync; the in-memory totals still feed /metrics.
-      });
+    await recordApiCalls(this.pool, rows.map((r) => ({
+      at: r.at, connection_id: this.connectionId, mapping_id: r.mappingId ?? null, kind: r.kind, method: r.method, path: r.path.slice(0, 500),
+      status: r.status, duration_ms: Math.round(r.durationMs), api_usage_used: r.apiUsed ?? null, api_usage_limit: r.apiLimit ?? null,
+    }))).catch(() => {
+      // The ledger must never stop the sync; the in-memory totals still feed /metrics.
+    });
   }
 }
 
@@ -92,7 +118,12 @@ function instrument(transport: TransportLike, ledger: Ledger): void {
   const original = transport.httpRequest.bind(transport);
   transport.httpRequest = (req, opts) => {
     const started = performance.now();
-    const call = { kind: callKind(req.method, req.url), method: req.method, path: req.url.replace(/^https?:\/\/[^/]+/, '') };
+    const call = {
+      kind: callKind(req.method, req.url),
+      method: req.method,
+      path: req.url.replace(/^https?:\/\/[^/]+/, ''),
+      mappingId: callScope.getStore()?.mappingId,
+    };
     const p = original(req, opts);
     p.then(
       (res) => {
@@ -109,43 +140,6 @@ function instrument(transport: TransportLike, ledger: Ledger): void {
     );
     return p;
   };
-}
-
-/** OAuth errors that refuse the credentials themselves: no retry can succeed until they are fixed. */
-const REFUSED = new Set(['invalid_grant', 'invalid_client', 'invalid_client_id', 'unauthorized_client']);
-
-/**
- * A sign-in or session refresh that did not succeed. `refused` only for a definite refusal of the
- * credentials (invalid_grant, invalid_client); anything else (a 503 or an HTML page from the token
- * endpoint, a reset connection, a timeout) is transient and retried. Its errorCode is the call's own
- * answer, INVALID_SESSION_ID: the session could not be renewed (yet), so callers retry the work rather
- * than fail its rows.
- */
-export class SignInError extends Error {
-  readonly errorCode = 'INVALID_SESSION_ID';
-  constructor(
-    /** The token endpoint's error (invalid_grant, ERROR_HTTP_503, ...) or the network error's code. */
-    readonly oauthError: string,
-    message: string,
-    readonly refused: boolean,
-  ) {
-    super(message);
-    this.name = 'SignInError';
-  }
-}
-
-/** Classifies what a token request threw (jsforce names an OAuth error after its `error` field). */
-export function signInError(err: unknown, what = 'signing in to Salesforce'): SignInError {
-  if (err instanceof SignInError) return err;
-  const e = err as { name?: string; code?: string; message?: string };
-  const code = e?.name && e.name !== 'Error' ? e.name : (e?.code ?? 'Error');
-  const refused = REFUSED.has(code);
-  return new SignInError(code, `${what} failed: ${code}: ${e?.message ?? String(err)}`, refused);
-}
-
-/** True when Salesforce refused the credentials (not when it could not answer). */
-export function isRefusal(err: unknown): boolean {
-  return signInError(err).refused;
 }
 
 interface RefreshDelegateLike {
@@ -260,6 +254,16 @@ export class SalesforceClient {
     return this.conn.userInfo?.organizationId;
   }
 
+  /** The integration user's id, when the sign-in told it. */
+  get userId(): string | undefined {
+    return this.conn.userInfo?.id;
+  }
+
+  /** The org's instance, e.g. https://acme.my.salesforce.com ('' before the sign-in). */
+  get instanceUrl(): string {
+    return this.conn.instanceUrl;
+  }
+
   /** Base path of the pinned API version, e.g. /services/data/v62.0 */
   get basePath(): string {
     return `/services/data/v${this.apiVersion}`;
@@ -311,4 +315,19 @@ function parseIdUrl(url: string | undefined): { id: string; organizationId: stri
   if (!url) return undefined;
   const [organizationId, id] = url.split('/').slice(-2);
   return { id, organizationId, url };
+}
+
+/**
+ * What the operations of this module take: the client, or the jsforce connection it wraps (for the
+ * callers that are still handed the connection; they never call it themselves).
+ */
+export type Sf = SalesforceClient | Connection;
+
+export function connectionOf(sf: Sf): Connection {
+  return sf instanceof SalesforceClient ? sf.conn : sf;
+}
+
+/** Base path of the API version `sf` uses, e.g. /services/data/v62.0 */
+export function basePathOf(sf: Sf): string {
+  return sf instanceof SalesforceClient ? sf.basePath : `/services/data/v${sf.version}`;
 }

@@ -30,11 +30,13 @@ export interface ChangeEventHeader {
 
 export interface ChangeEvent {
   channel: string;
-  replayId: number;
+  /** CometD: the event's replay id; Pub/Sub: its 8-byte replay id as 16 hex digits. */
+  replayId: number | string;
   header: ChangeEventHeader;
   /** Record fields of the payload (the header removed). */
   fields: Record<string, unknown>;
 }
+
 
 export interface CdcHandlers {
   onEvent(ev: ChangeEvent): void;
@@ -118,6 +120,7 @@ export class CdcSubscriber {
       }
       this.lastSeen = replayId;
       this.retries = 0;
+      this.sf.ledger.delivered('cometd', this.channel, 1);
       this.handlers.onEvent({ channel: this.channel, replayId, header, fields: payload });
     });
     sub.then(

@@ -12,9 +12,11 @@
 // The state is reported by the sidecar that holds the connection (the inbound leader) only: a second,
 // misconfigured sidecar does not get to call a connection UNAUTHORIZED that another one keeps syncing.
 // It listens on hc_control like the rest of the sidecar; the table is the truth, the nudge only a hint.
-import { listen } from '../db/notifier.js';
+import { subscribeAll } from '../db/notifier.js';
 import type { Service, SyncContext } from '../context.js';
-import { isRefusal } from '../salesforce/client.js';
+import { isRefusal } from '../salesforce/errors.js';
+import { limits } from '../salesforce/rest.js';
+import { budgetProbeDue, connectionState, setConnectionState } from '../db/hc/control.js';
 
 export async function startConnectionSupervisor(ctx: SyncContext, opts: { holds: () => boolean }): Promise<Service> {
   const log = ctx.log.child({ part: 'connection' });
@@ -23,7 +25,7 @@ export async function startConnectionSupervisor(ctx: SyncContext, opts: { holds:
   let busy: Promise<void> | undefined;
 
   const setState = async (state: string, message: string | null) => {
-    await ctx.db.query('select hc.set_connection_state($1, $2, $3)', [state, message, name]);
+    await setConnectionState(ctx.db, state, message, name);
     log.info({ state, message }, 'connection state');
   };
 
@@ -37,21 +39,31 @@ export async function startConnectionSupervisor(ctx: SyncContext, opts: { holds:
     }
     void setState(
       'UNAUTHORIZED',
-      `Salesforce refused the credentials (${err.oauthError}): fix the SF_* credentials, restart hcsync, then select hc.recover();`,
+      `Salesforce refused the credentials (${err.oauthError}): fix the SF_* credentials, restart hcsync, then run hc.recover() (hcsync recover);`,
     ).catch((e) => log.error({ err: e }, 'could not record UNAUTHORIZED'));
   });
 
+  // While the API budget holds reads back, something must learn when the allowance returns: when no call
+  // has reported the org's use for HC_BUDGET_PROBE_SECONDS, one GET /limits does (hc.api_budget_probe_due).
+  const probeBudget = async () => {
+    const due = await budgetProbeDue(ctx.db, id, `${ctx.config.budgetProbeMs / 1000} seconds`);
+    if (!due) return;
+    await limits(ctx.sf).catch((err) => log.warn({ err }, 'asking Salesforce for the API usage failed'));
+    await ctx.sf.ledger.flush();
+  };
+
   const check = async () => {
     if (!opts.holds()) return;
-    const row = (await ctx.db.query('select state from hc.connections where id = $1', [id])).rows[0];
-    if (!row || (row.state !== 'RECOVERY' && row.state !== 'UNAUTHORIZED')) return;
+    await probeBudget();
+    const state = await connectionState(ctx.db, id);
+    if (state !== 'RECOVERY' && state !== 'UNAUTHORIZED') return;
     try {
       // One cheap authenticated call proves the session (and refreshes it if it had expired).
-      await ctx.sf.conn.request(`${ctx.sf.basePath}/limits`);
+      await limits(ctx.sf);
       await setState('IDLE', null);
     } catch (err) {
-      log.warn({ err, state: row.state }, 'connection check failed');
-      if (row.state === 'RECOVERY' && isRefusal(err)) {
+      log.warn({ err, state }, 'connection check failed');
+      if (state === 'RECOVERY' && isRefusal(err)) {
         await setState('UNAUTHORIZED', `recovery failed: ${(err as Error).message}`);
       }
     }
@@ -65,9 +77,9 @@ export async function startConnectionSupervisor(ctx: SyncContext, opts: { holds:
       });
   };
 
-  const listener = await listen(ctx.config.databaseUrl, ['hc_control'], (_ch, payload) => {
-    if (!payload || payload === ctx.connection.schema) nudge();
-  }, { log, onConnect: nudge, application_name: 'hcsync connection' });
+  const listener = await subscribeAll(ctx.notifications, ctx.config.databaseUrl, ['hc_control'], (_ch, payload) => {
+    if (!payload || payload === ctx.connection.schema) nudge(); // null: (re)connected, re-read
+  }, { log, application_name: 'hcsync connection' });
   const timer = setInterval(nudge, ctx.config.connectionCheckMs);
   // This process signed in before it started us: credentials that failed before work now.
   nudge();

@@ -13,12 +13,9 @@
 import type { SyncContext } from '../../context.js';
 import type { ChangeEvent } from '../../salesforce/streaming.js';
 import { CLIENT_NAME } from '../../salesforce/client.js';
-import { restQuery, type MappingRow, type SfRecord } from './rows.js';
-
-export interface CdcBatchResult {
-  events: number;
-  lastReplayId: number;
-}
+import { retrieveByIds } from '../../salesforce/rest.js';
+import { flatten, type MappingRow, type SfRecord } from './rows.js';
+import { applyBatch, batchPreread } from '../../db/hc/inbound.js';
 
 /** Compound values (Name: {FirstName, LastName}, BillingAddress: {City}) onto mapped field names. */
 function flattenPayload(fields: Record<string, unknown>, mapped: Set<string>): SfRecord {
@@ -37,7 +34,7 @@ function flattenPayload(fields: Record<string, unknown>, mapped: Set<string>): S
 
 export interface CdcBatchResult {
   events: number;
-  lastReplayId: number;
+  lastReplayId: number | string | null;
   /** Records queued for a re-read by this batch (their events could not be applied as they were). */
   deferred: number;
 }
@@ -45,18 +42,19 @@ export interface CdcBatchResult {
 /**
  * `epoch` is the inbound leadership this sidecar holds (hc.inbound_try_lead): the batch commits only while
  * it is current (hc.inbound_fence), so a leader that was replaced cannot move the replay id.
- * `events` may be empty: the call then applies the re-reads that are due.
+ * `events` may be empty: the call then applies the re-reads that are due, and moves the stored position to
+ * `position` when given (a shared Pub/Sub stream delivered nothing for this mapping up to that replay id).
+ * CometD replay ids are stored as numbers, Pub/Sub's 8-byte ones as 16 hex digits (pubsub.ts replayHex).
  */
-export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: string[], calculated: string[], events: ChangeEvent[], epoch?: number): Promise<CdcBatchResult> {
+export async function applyCdcBatch(
+  ctx: SyncContext, m: MappingRow, fields: string[], calculated: string[], events: ChangeEvent[], epoch?: number,
+  position?: { channel: string; replayId: string },
+): Promise<CdcBatchResult> {
   const mapped = new Set(fields);
-  const tbl = `"${ctx.connection.schema}"."${m.table_name}"`;
   const updateIds = [...new Set(events.filter((e) => e.header.changeType === 'UPDATE').flatMap((e) => e.header.recordIds))];
-  const pre = await ctx.db.query(
-    `select (select coalesce(array_agg(sfid), '{}') from ${tbl} where sfid = any($1)) as known, hc.inbound_rereads_due($2) as due`,
-    [updateIds, m.id],
-  );
-  const known = new Set<string>(pre.rows[0].known);
-  const due: string[] = pre.rows[0].due;
+  const pre = await batchPreread(ctx.db, ctx.connection.schema, m.table_name, updateIds, m.id);
+  const known = new Set<string>(pre.known);
+  const due: string[] = pre.due;
 
   // First pass: which records must be read whole (the events cannot describe them).
   const fetchFull = new Set<string>(due);
@@ -118,13 +116,9 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
   const readAt = new Date();
   const fetched = new Map<string, SfRecord>();
   const wanted = [...new Set([...fetchFull, ...fetchFormula])];
-  for (let i = 0; i < wanted.length; i += 200) {
-    const chunk = wanted.slice(i, i + 200);
-    // queryAll: a gap may hide a delete, which shows as IsDeleted = true (or as no row at all).
-    const soql = `SELECT ${fields.join(', ')} FROM ${m.object_name} WHERE Id IN (${chunk.map((x) => `'${x}'`).join(',')})`;
-    for await (const page of restQuery(ctx.sf, soql, { scanAll: fields.includes('IsDeleted') })) {
-      for (const r of page.records) fetched.set(String(r.Id), r);
-    }
+  // queryAll: a gap may hide a delete, which shows as IsDeleted = true (or as no row at all).
+  for await (const page of retrieveByIds(ctx.sf, m.object_name, wanted, fields, { scanAll: fields.includes('IsDeleted') })) {
+    for (const r of page.records.map((rec) => flatten(rec))) fetched.set(String(r.Id), r);
   }
 
   // The waves: rows of one wave are grouped by field list, so a field an event did not carry is left alone.
@@ -160,7 +154,7 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
   if (formulaWave.groups.size) waves.push(formulaWave);
 
   const touched = [...new Set([...changes.keys(), ...fetchFull])];
-  const last = events.length ? events[events.length - 1].replayId : NaN;
+  const last = events.length ? events[events.length - 1].replayId : (position?.replayId ?? null);
   const batch = {
     epoch: epoch ?? null,
     touched,
@@ -168,10 +162,10 @@ export async function applyCdcBatch(ctx: SyncContext, m: MappingRow, fields: str
     echo: [...echoIds],
     reread: due,
     read_at: readAt.toISOString(),
-    channel: events[0]?.channel ?? null,
-    replay_id: events.length ? String(last) : null,
+    channel: events[0]?.channel ?? position?.channel ?? null,
+    replay_id: last === null ? null : String(last),
     watermark: watermark?.toISOString() ?? null,
   };
-  const res = await ctx.db.query('select hc.inbound_apply($1, $2) as r', [m.id, JSON.stringify(batch)]);
-  return { events: events.length, lastReplayId: last, deferred: Number(res.rows[0].r.deferred ?? 0) + Number(res.rows[0].r.reread ?? 0) };
+  const res = await applyBatch(ctx.db, m.id, JSON.stringify(batch));
+  return { events: events.length, lastReplayId: last, deferred: Number(res.deferred ?? 0) + Number(res.reread ?? 0) };
 }

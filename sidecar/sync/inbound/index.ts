@@ -8,11 +8,14 @@
 // The others stand by, trying every HC_INBOUND_STANDBY_MS; a leader that loses its session stops its
 // workers at once and stands by too.
 import pg from 'pg';
-import { listen } from '../../db/notifier.js';
+import { subscribeAll } from '../../db/notifier.js';
 import { lockSession } from '../../db/pool.js';
 import type { Service, SyncContext } from '../../context.js';
 import { MappingWorker } from './mapping.js';
-import type { MappingRow } from './rows.js';
+import { ChangeStreams } from './streams.js';
+import { organizationId } from '../../salesforce/rest.js';
+import { bindOrg, listMappings, ping, tryInboundLead } from '../../db/hc/inbound.js';
+import { connectionState } from '../../db/hc/control.js';
 
 /** The inbound service; `leading()`: this sidecar holds the connection now (its state is ours to report). */
 export interface Inbound extends Service {
@@ -22,10 +25,12 @@ export interface Inbound extends Service {
 export async function startInbound(ctx: SyncContext): Promise<Inbound> {
   const log = ctx.log.child({ part: 'inbound' });
   // HC's rule: a connection belongs to one org. Refused (and the sidecar stops) when it is another.
-  const orgId = ctx.sf.organizationId ?? (await ctx.sf.conn.identity()).organization_id;
-  await ctx.db.query('select hc.bind_org($1, $2, $3)', [ctx.connection.id, orgId, ctx.sf.apiVersion]);
+  const orgId = await organizationId(ctx.sf);
+  await bindOrg(ctx.db, ctx.connection.id, orgId, ctx.sf.apiVersion);
 
   const workers = new Map<number, MappingWorker>();
+  // Pub/Sub (the default): the mappings share the connection's streams; CometD: one subscription each.
+  const streams = ctx.config.changeStream.transport === 'pubsub' ? new ChangeStreams(ctx) : undefined;
   let stopped = false;
   let running: Promise<void> | undefined;
   let again = false;
@@ -34,10 +39,13 @@ export async function startInbound(ctx: SyncContext): Promise<Inbound> {
   /** The fencing token of the current leadership (hc.inbound_leases.epoch). */
   let epoch: number | undefined;
 
+  /** Workers being stopped, for the stop's log lines (what each still has running). */
+  const stopping = new Set<MappingWorker>();
   const stopWorkers = async () => {
     const all = [...workers.values()];
     workers.clear();
-    await Promise.all(all.map((w) => w.stop()));
+    for (const w of all) stopping.add(w);
+    await Promise.all(all.map((w) => w.stop().finally(() => stopping.delete(w))));
   };
 
   // Leadership: a session of its own holds the lock; losing the session means losing the lead.
@@ -56,7 +64,7 @@ export async function startInbound(ctx: SyncContext): Promise<Inbound> {
     const c: pg.Client = lockSession(ctx.config.databaseUrl, 'hcsync inbound leader', (err) => lost(c, err));
     try {
       await c.connect();
-      const got = (await c.query('select hc.inbound_try_lead($1) as epoch', [ctx.connection.id])).rows[0].epoch as number | null;
+      const got = await tryInboundLead(c, ctx.connection.id);
       if (got === null || stopped) {
         await c.end();
         return;
@@ -76,7 +84,7 @@ export async function startInbound(ctx: SyncContext): Promise<Inbound> {
   let trying = false;
   const tick = () => {
     const c = lease;
-    if (c) void c.query('select 1').catch((err) => lost(c, err));
+    if (c) void ping(c).catch((err) => lost(c, err));
     else if (!trying) {
       trying = true;
       void tryLead().finally(() => {
@@ -90,18 +98,14 @@ export async function startInbound(ctx: SyncContext): Promise<Inbound> {
       await stopWorkers();
       return;
     }
-    const conn = await ctx.db.query('select state from hc.connections where id = $1', [ctx.connection.id]);
-    const paused = conn.rows[0]?.state === 'PAUSED';
-    const { rows } = await ctx.db.query<MappingRow>(
-      'select id, object_name, table_name, config, state, requested, revision from hc._mappings where connection_id = $1 order by id',
-      [ctx.connection.id],
-    );
+    const paused = (await connectionState(ctx.db, ctx.connection.id)) === 'PAUSED';
+    const rows = await listMappings(ctx.db, ctx.connection.id);
     const seen = new Set<number>();
     for (const m of rows) {
       seen.add(m.id);
       let w = workers.get(m.id);
       if (!w) {
-        w = new MappingWorker(ctx, m, nudge, () => epoch);
+        w = new MappingWorker(ctx, m, nudge, () => epoch, streams);
         workers.set(m.id, w);
       }
       try {
@@ -134,13 +138,15 @@ export async function startInbound(ctx: SyncContext): Promise<Inbound> {
     });
   }
 
-  const listener = await listen(
+  const listener = await subscribeAll(
+    ctx.notifications,
     ctx.config.databaseUrl,
     ['hc_control'],
     (_channel, payload) => {
+      // payload null: (re)connected, nudges may have been missed; '': every connection.
       if (!payload || payload === ctx.connection.schema) nudge();
     },
-    { log, onConnect: nudge, application_name: 'hcsync inbound listen' },
+    { log, application_name: 'hcsync inbound listen' },
   );
   const timer = setInterval(nudge, ctx.config.inbound.reconcileMs);
   timer.unref();
@@ -151,6 +157,10 @@ export async function startInbound(ctx: SyncContext): Promise<Inbound> {
 
   return {
     leading: () => leading,
+    waitingFor() {
+      const work = [...stopping, ...workers.values()].map((w) => w.busyWork()).filter(Boolean);
+      return work.length ? `mapping work to finish: ${work.join('; ')}` : 'the inbound leader session to close';
+    },
     async stop() {
       stopped = true;
       clearInterval(timer);
@@ -158,6 +168,7 @@ export async function startInbound(ctx: SyncContext): Promise<Inbound> {
       await listener.close();
       await running;
       await stopWorkers();
+      await streams?.stop();
       const c = lease;
       lease = undefined;
       leading = false;

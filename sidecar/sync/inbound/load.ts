@@ -4,6 +4,7 @@
 import type { SyncContext } from '../../context.js';
 import { bulkQuery } from '../../salesforce/bulk.js';
 import { CsvStage, countRecords, mergeRows, restQuery, type MappingRow, type MergeResult } from './rows.js';
+import { beginReload, finishReload, logLoadComplete, markReconciled, noteProgress, noteReloadSeen, noteReloadSeenStaged, nudgeControl, setMappingState, setWatermarks, soqlFields as inboundSoqlFields } from '../../db/hc/inbound.js';
 
 /** HC's large_query_threshold: above it a load goes through Bulk 2.0. */
 export const BULK_THRESHOLD = 10_000;
@@ -36,8 +37,7 @@ async function* untilAborted<T>(pages: AsyncGenerator<T>, signal: AbortSignal): 
 }
 
 export async function soqlFields(ctx: SyncContext, mappingId: number): Promise<string[]> {
-  const r = await ctx.db.query('select hc.inbound_soql_fields($1) as f', [mappingId]);
-  return r.rows[0].f as string[];
+  return inboundSoqlFields(ctx.db, mappingId);
 }
 
 export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reload: boolean; signal: AbortSignal }): Promise<void> {
@@ -49,11 +49,11 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
   if (opts.reload) {
     // The rows stay (and keep their ids) while the reload reads: each page refreshes them in place, and
     // rows Salesforce no longer has are removed only when every record has been read.
-    await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, 'RELOAD_TABLE', `reloading ${total} rows`]);
-    await ctx.db.query('select hc.inbound_begin_reload($1)', [m.id]);
+    await setMappingState(ctx.db, m.id, 'RELOAD_TABLE', `reloading ${total} rows`);
+    await beginReload(ctx.db, m.id);
     log.info({ table: m.table_name }, `RELOAD TABLE ${m.table_name}: reading every record again into the table`);
   } else {
-    await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, bulk ? 'POLLING_SF_BULK' : 'POLLING_SF_CHANGES', `loading ${total} rows`]);
+    await setMappingState(ctx.db, m.id, bulk ? 'POLLING_SF_BULK' : 'POLLING_SF_CHANGES', `loading ${total} rows`);
   }
   log.info({ total, api: bulk ? 'bulk2' : 'rest' }, `loading table ${m.table_name} via ${bulk ? 'Bulk API 2.0' : 'REST query'}`);
 
@@ -65,7 +65,7 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
     const rate = secs > 0 ? Math.round(rows / secs) : 0;
     const eta = rate > 0 ? Math.max(0, Math.round((total - rows) / rate)) : null;
     const progress = { phase: opts.reload ? 'reload' : 'load', api: bulk ? 'bulk2' : 'rest', rows, total, rate_per_s: rate, eta_s: eta, failed: sum.failed, started_at: started.toISOString() };
-    await ctx.db.query('select hc.inbound_progress($1, $2)', [m.id, progress]);
+    await noteProgress(ctx.db, m.id, progress);
     log.info(progress, `load ${m.table_name}: ${rows}/${total} rows, ${rate}/s${eta !== null ? `, ETA ${eta}s` : ''}`);
   };
   const add = (r: MergeResult) => {
@@ -77,7 +77,7 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
     try {
       for await (const page of bulkQuery(ctx.sf, soql, { pageSize: ctx.config.inbound.bulkPageSize, signal: opts.signal })) {
         if (opts.signal.aborted) throw new Aborted();
-        add(await stage.apply(page.csv, 'load', opts.reload ? (c, staged) => c.query(`select hc.inbound_reload_seen($1, array(select "Id" from ${staged}))`, [m.id]) : undefined));
+        add(await stage.apply(page.csv, 'load', opts.reload ? (c, staged) => noteReloadSeenStaged(c, m.id, staged) : undefined));
         rows += page.records;
         await report();
       }
@@ -89,7 +89,7 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
       if (opts.signal.aborted) throw new Aborted();
       add(await mergeRows(ctx.db, m.id, fields, page.records, 'load'));
       // Noted after the page is merged: a crash in between reads the page again on the next attempt.
-      if (opts.reload) await ctx.db.query('select hc.inbound_reload_seen($1, $2)', [m.id, page.records.map((r) => String(r.Id))]);
+      if (opts.reload) await noteReloadSeen(ctx.db, m.id, page.records.map((r) => String(r.Id)));
       rows += page.records.length;
       await report();
     }
@@ -97,19 +97,20 @@ export async function loadMapping(ctx: SyncContext, m: MappingRow, opts: { reloa
   if (opts.signal.aborted) throw new Aborted();
   let removed = 0;
   if (opts.reload) {
-    removed = (await ctx.db.query('select hc.inbound_finish_reload($1, $2) as n', [m.id, new Date(started.getTime() - OVERLAP_MS)])).rows[0].n;
+    removed = await finishReload(ctx.db, m.id, new Date(started.getTime() - OVERLAP_MS));
     if (removed) log.info({ removed }, `RELOAD ${m.table_name}: removed ${removed} rows Salesforce no longer has`);
   }
   // The first catch-up (CDC subscription without a replay id, or the first poll) re-reads from here.
-  await ctx.db.query('select hc.inbound_position($1, p_poll_watermark => $2, p_delete_watermark => $2)', [m.id, new Date(started.getTime() - OVERLAP_MS)]);
+  await setWatermarks(ctx.db, m.id, new Date(started.getTime() - OVERLAP_MS));
   // Every record was just read: the daily id reconciliation of the drift sweep counts from here.
-  await ctx.db.query('select hc.inbound_reconciled($1, $2)', [m.id, started]);
-  await ctx.db.query(
-    `insert into hc.sync_log (connection_id, mapping_id, direction, event, message, detail) values ($1, $2, 'inbound', $3, $4, $5)`,
-    [ctx.connection.id, m.id, opts.reload ? 'reload' : 'load', `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}: ${sum.applied} rows, ${sum.failed} failed${removed ? `, ${removed} removed` : ''}`, { ...sum, removed, rows, total, api: bulk ? 'bulk2' : 'rest', seconds: (Date.now() - started.getTime()) / 1000 }],
+  await markReconciled(ctx.db, m.id, started);
+  await logLoadComplete(
+    ctx.db, ctx.connection.id, m.id, opts.reload ? 'reload' : 'load',
+    `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}: ${sum.applied} rows, ${sum.failed} failed${removed ? `, ${removed} removed` : ''}`,
+    { ...sum, removed, rows, total, api: bulk ? 'bulk2' : 'rest', seconds: (Date.now() - started.getTime()) / 1000 },
   );
-  await ctx.db.query('select hc.set_mapping_state($1, $2, $3)', [m.id, 'DATA_SYNCED', null]);
+  await setMappingState(ctx.db, m.id, 'DATA_SYNCED', null);
   // The writer held this table's local changes while it loaded: they go now, not at its next sweep.
-  await ctx.db.query(`select pg_notify('hc_control', $1)`, [ctx.connection.schema]);
+  await nudgeControl(ctx.db, ctx.connection.schema);
   log.info({ ...sum, rows, seconds: (Date.now() - started.getTime()) / 1000 }, `${opts.reload ? 'RELOAD' : 'LOAD'} COMPLETE ${m.table_name}`);
 }

@@ -4,15 +4,20 @@
 // starts a little before the last applied point: re-reading is harmless, applying is idempotent.
 import type { SyncContext } from '../../context.js';
 import { mergeRows, restQuery, soqlDateTime, type MappingRow } from './rows.js';
-import { soqlFields } from './load.js';
+import { Aborted, soqlFields } from './load.js';
+import { markPolled, pollWatermark, setWatermarks } from '../../db/hc/inbound.js';
 
 /** How far before the watermark a poll starts again (long transactions commit with older stamps). */
 export const POLL_OVERLAP_MS = 5_000;
 
-export async function pollChanges(ctx: SyncContext, m: MappingRow, origin: 'poll' | 'reread'): Promise<{ rows: number; deleted: number }> {
+/**
+ * `stopped`: asked between pages; once it says so the poll ends there, unfinished, by throwing Aborted (the
+ * watermark has not moved, so the next poll reads the window again): a stopping sidecar does not wait for
+ * the rest of a large window.
+ */
+export async function pollChanges(ctx: SyncContext, m: MappingRow, origin: 'poll' | 'reread', stopped?: () => boolean): Promise<{ rows: number; deleted: number }> {
   const fields = await soqlFields(ctx, m.id);
-  const pos = await ctx.db.query('select poll_watermark from hc.sync_positions where mapping_id = $1', [m.id]);
-  const wm: Date | null = pos.rows[0]?.poll_watermark ?? null;
+  const wm = await pollWatermark(ctx.db, m.id);
   const hasDeleted = fields.includes('IsDeleted');
   const from = wm ? new Date(wm.getTime() - POLL_OVERLAP_MS) : null;
   const where = from ? ` WHERE SystemModstamp >= ${soqlDateTime(from)}` : '';
@@ -21,6 +26,7 @@ export async function pollChanges(ctx: SyncContext, m: MappingRow, origin: 'poll
   let rows = 0;
   let deleted = 0;
   for await (const page of restQuery(ctx.sf, soql, { scanAll: hasDeleted })) {
+    if (stopped?.()) throw new Aborted();
     const r = await mergeRows(ctx.db, m.id, fields, page.records, origin);
     rows += page.records.length;
     deleted += r.deleted;
@@ -29,8 +35,8 @@ export async function pollChanges(ctx: SyncContext, m: MappingRow, origin: 'poll
       if (s && !Number.isNaN(s.getTime()) && (!max || s > max)) max = s;
     }
   }
-  await ctx.db.query('select hc.inbound_position($1, p_poll_watermark => $2, p_delete_watermark => $2)', [m.id, max]);
-  await ctx.db.query('select hc.inbound_polled($1)', [m.id]);
+  await setWatermarks(ctx.db, m.id, max);
+  await markPolled(ctx.db, m.id);
   if (rows) ctx.log.info({ mapping: m.object_name, origin, rows, deleted }, `Polling Salesforce found ${rows} updated records`);
   else ctx.log.debug({ mapping: m.object_name, origin }, 'Polling Salesforce found 0 updated records');
   return { rows, deleted };

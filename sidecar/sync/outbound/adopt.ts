@@ -5,14 +5,30 @@
 //     created since the earliest attempt (minus clock skew) whose Id no row holds yet. Salesforce
 //     automation may have rewritten some of the sent values on save, so a record is that create when it
 //     still holds most of them (see evidence()); the best matches are paired first, one record per op.
-//     Its Id is adopted instead of creating the record again (the op is sent as an update of it);
+//     Its Id is adopted instead of creating the record again;
+//   * an insert with an external id: the record holding that value, if the integration user created it
+//     since the earliest attempt, is adopted the same way. One that existed before is upserted again:
+//     whether the lost answer changed it cannot be told;
+//   * an adopted create is sent as an update carrying only the fields whose values differ from what every
+//     attempt sent: the rest Salesforce holds already, or has changed since (another user, a flow), and
+//     sending them again would put older values over newer ones;
 //   * a delete of a row deleted before its create's outcome was known: the record is found the same way
 //     (or, for an upsert, by its external id value) and deleted; none found means none was created.
-import type { Connection } from 'jsforce';
 import type pg from 'pg';
+import type { Sf } from '../../salesforce/client.js';
+import { recordsCreatedSince, recordsWithValues, userId as integrationUser } from '../../salesforce/rest.js';
 import type { Op } from './salesforce.js';
+import { heldSfids } from '../../db/hc/outbound.js';
 
 const SKEW_MS = 120_000;
+// A create sent by a sidecar that is gone (kill -9, a crash, a lost host) may still land in Salesforce,
+// which goes on with a request whose client has died: its record is held back in SQL until 4 s after
+// that send (hc._outbound_holds) before it is claimed and looked up here. Our own calls are tracked in
+// memory (InFlight) instead.
+/** A Salesforce datetime ("2026-11-30T04:00:00.000+0000") in ms. */
+function sfTime(v: unknown): number {
+  return Date.parse(String(v).replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+}
 
 function same(sent: unknown, got: unknown): boolean {
   if (sent === null || sent === undefined) return got === null || got === undefined || got === '';
@@ -22,7 +38,7 @@ function same(sent: unknown, got: unknown): boolean {
   const a = String(sent);
   const b = String(got);
   if (a === b) return true;
-  if (/^\d{4}-\d{2}-\d{2}T/.test(a) && /^\d{4}-\d{2}-\d{2}T/.test(b)) return Date.parse(a) === Date.parse(b.replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+  if (/^\d{4}-\d{2}-\d{2}T/.test(a) && /^\d{4}-\d{2}-\d{2}T/.test(b)) return Date.parse(a) === sfTime(b);
   return false;
 }
 
@@ -57,26 +73,29 @@ function rank(a: { share: number; exactShare: number; gap: number }, b: { share:
   return b.share - a.share || b.exactShare - a.exactShare || a.gap - b.gap;
 }
 
-function soqlDateTime(ms: number): string {
-  return new Date(Math.floor(ms / 1000) * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
-}
-
-const soqlString = (v: unknown) => `'${String(v).replace(/\\/g, '\\\\').replace(/'/g, "\\'")}'`;
-
 /** Ids among `ids` that an application row of `table` already holds (see hc.outbound_held_sfids). */
 async function held(db: pg.Pool, connectionId: number, tables: string[], ids: string[]): Promise<Set<string>> {
   const taken = new Set<string>();
   if (!ids.length) return taken;
   for (const t of tables) {
-    const r = await db.query('select hc.outbound_held_sfids($1, $2, $3) as held', [connectionId, t, ids]);
-    for (const id of r.rows[0].held as string[]) taken.add(id);
+    for (const id of await heldSfids(db, connectionId, t, ids)) taken.add(id);
   }
   return taken;
 }
 
+function sameSent(sent: unknown, now: unknown): boolean {
+  if ((sent !== null && typeof sent === 'object') || (now !== null && typeof now === 'object')) return JSON.stringify(sent) === JSON.stringify(now);
+  return same(sent, now) && same(now, sent);
+}
+
 function found(o: Op, id: string): void {
   o.sfid = id;
-  if (o.action === 'insert') o.adopted = true;
+  if (o.action !== 'insert') return;
+  o.adopted = true;
+  // What a landed attempt already wrote is not sent again (see the top of this file).
+  for (const k of Object.keys(o.body)) {
+    if (o.attempts.length && o.attempts.every((a) => k in a.sent && sameSent(a.sent[k], o.body[k]))) delete o.body[k];
+  }
 }
 
 /**
@@ -84,11 +103,16 @@ function found(o: Op, id: string): void {
  * (sfid set); a delete gets the sfid of the record to delete (none found: sfid stays null, nothing to
  * delete). Returns how many were found.
  */
-export async function adoptLostCreates(conn: Connection, db: pg.Pool, connectionId: number, ops: Op[]): Promise<number> {
+export async function adoptLostCreates(sf: Sf, db: pg.Pool, connectionId: number, ops: Op[]): Promise<number> {
   const lost = ops.filter(
-    (o) => o.attempts.length && ((o.action === 'insert' && !o.adopted && !o.upsert_field) || (o.action === 'delete' && !o.sfid)),
+    (o) => o.attempts.length && ((o.action === 'insert' && !o.adopted) || (o.action === 'delete' && !o.sfid)),
   );
+  const userId = integrationUser(sf);
   if (!lost.length) return 0;
+  return lookUp(sf, db, connectionId, lost, userId);
+}
+
+async function lookUp(sf: Sf, db: pg.Pool, connectionId: number, lost: Op[], userId: string | undefined): Promise<number> {
   let adopted = 0;
 
   // Upserts: the external id names the record.
@@ -102,15 +126,14 @@ export async function adoptLostCreates(conn: Connection, db: pg.Pool, connection
   }
   for (const { object, field, ops: list } of byExtId.values()) {
     const value = (o: Op) => String(o.attempts.find((x) => x.upsert_field === field)!.sent[field]);
-    const records: Record<string, unknown>[] = [];
-    for (let i = 0; i < list.length; i += 100) {
-      const values = list.slice(i, i + 100).map((o) => soqlString(value(o)));
-      const res = await conn.query<Record<string, unknown>>(`SELECT Id, ${field} FROM ${object} WHERE ${field} IN (${values.join(', ')})`, { autoFetch: true, maxFetch: 100_000 });
-      records.push(...res.records);
-    }
+    const records = await recordsWithValues(sf, object, field, list.map(value), ['Id', field, 'CreatedDate', 'CreatedById']);
     const taken = await held(db, connectionId, [...new Set(list.map((o) => o.table))], records.map((r) => String(r.Id)));
     for (const o of list) {
-      const hit = records.find((r) => !taken.has(String(r.Id)) && String(r[field]) === value(o));
+      // A delete takes the record whoever made it; an insert only one it made itself (see the top).
+      const since = Math.min(...o.attempts.map((a) => Date.parse(a.started_at))) - SKEW_MS;
+      const ours = (r: Record<string, unknown>) =>
+        o.action === 'delete' || ((!userId || r.CreatedById === userId) && sfTime(r.CreatedDate) >= since);
+      const hit = records.find((r) => (!taken.has(String(r.Id)) || String(r.Id) === o.sfid) && String(r[field]) === value(o) && ours(r));
       if (hit) {
         found(o, String(hit.Id));
         adopted++;
@@ -119,7 +142,6 @@ export async function adoptLostCreates(conn: Connection, db: pg.Pool, connection
   }
 
   // Creates without an external id: the records the integration user created since the attempt.
-  const userId = conn.userInfo?.id;
   const byObject = new Map<string, Op[]>();
   for (const o of lost) {
     if (o.sfid || o.attempts.some((a) => a.upsert_field)) continue;
@@ -131,11 +153,7 @@ export async function adoptLostCreates(conn: Connection, db: pg.Pool, connection
       for (const [k, v] of Object.entries(a.sent)) if (v === null || typeof v !== 'object') fields.add(k);
     }
     const since = Math.min(...list.flatMap((o) => o.attempts.map((a) => Date.parse(a.started_at)))) - SKEW_MS;
-    const where = [`CreatedDate >= ${soqlDateTime(since)}`];
-    if (userId) where.push(`CreatedById = '${userId}'`);
-    const soql = `SELECT Id, CreatedDate${[...fields].filter((f) => f !== 'Id').map((f) => `, ${f}`).join('')} FROM ${object} WHERE ${where.join(' AND ')} ORDER BY CreatedDate`;
-    const res = await conn.query<Record<string, unknown>>(soql, { autoFetch: true, maxFetch: 100_000 });
-    const candidates = res.records;
+    const candidates = await recordsCreatedSince(sf, object, [...fields], since, userId);
     if (!candidates.length) continue;
     // Ids an application row already holds are taken (a row the read side stored for the lost create
     // itself is not: see hc.outbound_held_sfids).
@@ -145,7 +163,7 @@ export async function adoptLostCreates(conn: Connection, db: pg.Pool, connection
     for (const o of list) {
       for (const c of candidates) {
         if (taken.has(String(c.Id))) continue;
-        const created = Date.parse(String(c.CreatedDate).replace(/([+-]\d{2})(\d{2})$/, '$1:$2'));
+        const created = sfTime(c.CreatedDate);
         let best: (typeof pairs)[number] | undefined;
         for (const a of o.attempts) {
           const started = Date.parse(a.started_at);

@@ -1,16 +1,8 @@
 // Following long operations (initial load, reload) from hc.mappings: state, rows and the progress the
 // sidecar records (rows/total, rate, ETA), printed when they change, until the mappings are DATA_SYNCED.
-import type pg from 'pg';
-
-interface Row {
-  object_name: string;
-  state: string;
-  state_category: string;
-  state_message: string | null;
-  requested: string | null;
-  pg_rows: number | null;
-  progress: { rows?: number; total?: number; rate_per_s?: number; eta_s?: number | null } | null;
-}
+// The CLI's --wait and the demo's first load both follow this way.
+import { mappingProgress, reloadStatement, type MappingProgress as Row } from './db/hc/ops.js';
+import type { Session } from './db/hc/base.js';
 
 function describe(r: Row): string {
   const p = r.progress;
@@ -29,21 +21,14 @@ function describe(r: Row): string {
  * `say` gets one line per change.
  */
 export async function followMappings(
-  c: pg.ClientBase,
+  c: Session,
   opts: { objects?: string[]; connection?: string | null; say: (line: string) => void; aborted?: 'fail' | 'done' },
 ): Promise<void> {
   let last = '';
   let waitingSince = Date.now();
   let hinted = false;
   for (;;) {
-    const { rows } = await c.query<Row>(
-      `select m.object_name, m.state, m.state_category, m.state_message, m.requested, m.pg_rows, x.progress
-         from hc.mappings m join hc._mappings x on x.id = m.mapping_id
-        where ($1::text[] is null or lower(m.object_name) = any ($1))
-          and ($2::text is null or m.connection_name = $2 or m.schema_name = $2)
-        order by m.object_name`,
-      [opts.objects?.map((o) => o.toLowerCase()) ?? null, opts.connection ?? null],
-    );
+    const rows = await mappingProgress(c, opts.objects?.map((o) => o.toLowerCase()) ?? null, opts.connection ?? null);
     const line = rows.map(describe).join(', ');
     if (line !== last) {
       opts.say(line);
@@ -57,7 +42,7 @@ export async function followMappings(
     if (stopped && opts.aborted !== 'done') {
       throw new Error(
         `mapping ${stopped.object_name} is ABORTED${stopped.state_message ? ` (${stopped.state_message})` : ''}: the load did not complete ` +
-          `and the table keeps the rows it had. Start it again with hcsync mapping:reload ${stopped.object_name} (select hc.reload('${stopped.object_name}')).`,
+          `and the table keeps the rows it had. Start it again with hcsync mapping:reload ${stopped.object_name} (${reloadStatement(stopped.object_name)}).`,
       );
     }
     const done = (r: Row) => !r.requested && (r.state === 'DATA_SYNCED' || (opts.aborted === 'done' && r.state === 'ABORTED'));
