@@ -4,7 +4,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, loadConfig, parseDuration } from '../sidecar/config.js';
+import { ConfigError, connectionSetting, loadConfig, loadDemoConfig, parseDuration } from '../sidecar/config.js';
 import { MAX_TIMER_MS, setLongTimeout } from '../sidecar/timers.js';
 
 const base = { DATABASE_URL: 'postgres://u@127.0.0.1:5432/db' };
@@ -82,6 +82,43 @@ describe('no setting is read around zod', () => {
     const readers = ['sidecar/sync', 'sidecar/salesforce', 'sidecar/db', 'sidecar/http'].flatMap(files)
       .filter((f) => /process\.env\b/.test(readFileSync(f, 'utf8')));
     expect(readers).toEqual([]);
+  });
+
+  it('no module but config.ts reads an HC_* or SF_* variable from the environment itself (the CLI and the demo included)', () => {
+    const files = (dir: string): string[] =>
+      readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? files(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []));
+    const readers = files('sidecar')
+      .filter((f) => f !== join('sidecar', 'config.ts'))
+      .filter((f) => /process\.env\.(HC|SF)_|process\.env\[/.test(readFileSync(f, 'utf8')));
+    expect(readers).toEqual([]);
+  });
+});
+
+describe('hcsync demo\'s settings', () => {
+  it('have their defaults, and 0 picks a free port', () => {
+    expect(loadDemoConfig({})).toEqual({ dataDir: '.data', pgPort: 54329, sfPort: 54330, httpPort: 9464, log: { level: 'warn', pretty: true } });
+    expect(loadDemoConfig({ HC_DEMO_PG_PORT: '0', HC_DEMO_SF_PORT: '0', HC_HTTP_PORT: '0', HC_LOG_PRETTY: '0', HC_DEMO_DATA: '/tmp/d' }))
+      .toEqual({ dataDir: '/tmp/d', pgPort: 0, sfPort: 0, httpPort: 0, log: { level: 'warn', pretty: false } });
+  });
+
+  it('refuse a port that is not one, naming the variable and the fix (before, HC_DEMO_PG_PORT=abc became NaN)', () => {
+    for (const [k, v] of [['HC_DEMO_PG_PORT', 'abc'], ['HC_DEMO_SF_PORT', '70000'], ['HC_DEMO_PG_PORT', '-1'], ['HC_DEMO_SF_PORT', '5.5']]) {
+      let err: unknown;
+      try {
+        loadDemoConfig({ [k]: v });
+      } catch (e) {
+        err = e;
+      }
+      expect(err, `${k}=${v}`).toBeInstanceOf(ConfigError);
+      expect((err as ConfigError).problems).toEqual([`${k}: ${k} must be a port number from 0 to 65535 (0 picks a free one)`]);
+    }
+    expect(() => loadDemoConfig({ HC_LOG_LEVEL: 'loud' })).toThrow(/HC_LOG_LEVEL/);
+  });
+
+  it('HC_CONNECTION_NAME, the CLI\'s default connection, is null when unset', () => {
+    expect(connectionSetting({})).toBeNull();
+    expect(connectionSetting({ HC_CONNECTION_NAME: '' })).toBeNull();
+    expect(connectionSetting({ HC_CONNECTION_NAME: 'my-app' })).toBe('my-app');
   });
 });
 

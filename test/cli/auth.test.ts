@@ -1,13 +1,13 @@
-// The four ways to sign in to Salesforce, through the real binary against the emulator: username-
-// password, refresh token, client credentials and JWT bearer. Each is chosen by the variables given
-// (or SF_AUTH); what is missing or malformed is named with the fix (exit 2); a refused sign-in is exit 1.
+// The four ways to sign in to Salesforce, with `hcsync sf` (run in the test's process) against the
+// emulator: username-password, refresh token, client credentials and JWT bearer. Each is chosen by the
+// variables given (or SF_AUTH); what is missing or malformed is named with the fix (exit 2); a refused
+// sign-in is a configuration problem too (exit 2).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
-import { chmodSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { assertFreshBuild, hcsync } from '../support/cli.js';
+import { cli } from '../support/cli.js';
 import { startEmulator, type Emulator } from '../../emulator/index.js';
 import { tempDir } from '../support/tmp.js';
 
@@ -19,7 +19,6 @@ const pem = keys.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
 const keyFile = join(dir, 'server.key');
 
 beforeAll(async () => {
-  assertFreshBuild();
   db = await createTestDb();
   emu = await startEmulator({ jwtPublicKey: keys.publicKey.export({ type: 'spki', format: 'pem' }).toString() });
   writeFileSync(keyFile, pem);
@@ -31,7 +30,7 @@ afterAll(async () => {
 });
 
 const limits = async (env: Record<string, string>) => {
-  const r = await hcsync(['sf', 'GET', '/limits'], { DATABASE_URL: db.url, SF_LOGIN_URL: emu.credentials.loginUrl, ...env });
+  const r = await cli(['sf', 'GET', '/limits'], { DATABASE_URL: db.url, SF_LOGIN_URL: emu.credentials.loginUrl, ...env });
   return { ...r, max: r.code === 0 ? JSON.parse(r.stdout).DailyApiRequests?.Max : undefined };
 };
 
@@ -48,10 +47,10 @@ describe('Salesforce sign-in', () => {
     expect(oauthCalls).toBe(0); // no connection row yet: nothing is attributed, nothing is stored
   });
 
-  it('a key the connected app does not know is refused by Salesforce (exit 1)', async () => {
+  it('a key the connected app does not know is refused by Salesforce (exit 2)', async () => {
     const other = generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     const r = await limits({ SF_CLIENT_ID: emu.credentials.clientId, SF_USERNAME: emu.credentials.username, SF_PRIVATE_KEY: other });
-    expect(r.code).toBe(1);
+    expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/invalid assertion|invalid_grant/);
     expect(r.stderr).not.toContain('PRIVATE KEY');
   });
@@ -81,7 +80,7 @@ describe('Salesforce sign-in', () => {
     writeFileSync(file, JSON.stringify({ SF_CLIENT_ID: c.clientId, SF_CLIENT_SECRET: c.clientSecret, SF_USERNAME: c.username, SF_PASSWORD: 'wrong' }));
     expect(await limits({ HC_CONFIG_FILE: file, SF_PASSWORD: c.password })).toMatchObject({ code: 0, max: 1_000_000 });
     const refused = await limits({ HC_CONFIG_FILE: file });
-    expect(refused.code).toBe(1);
+    expect(refused.code).toBe(2);
     expect(refused.stderr).not.toContain(c.clientSecret);
     writeFileSync(file, '{"SF_CLIENT_ID": ');
     const broken = await limits({ HC_CONFIG_FILE: file });

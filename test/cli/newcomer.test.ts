@@ -1,12 +1,13 @@
 // What a newcomer typing the README's commands sees: the binary as npx runs it (package.json "bin"),
-// under the machine's own older Node too, piped into head, asked for its version, and refused by the
-// SQL API without the message saying "hcsync:" twice.
+// under the machine's own older Node too, piped into head, asked for its version, refused by the SQL API
+// without the message saying "hcsync:" twice, and exiting with the documented codes. The other CLI tests
+// run the verbs in their own process (cli()); these are the ones where the process is what is tested.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { assertFreshBuild, hcsync } from '../support/cli.js';
+import { assertFreshBuild, contactConfig, hcsync } from '../support/cli.js';
 
 const pkg = JSON.parse(readFileSync('package.json', 'utf8')) as { version: string; bin: Record<string, string> };
 const BIN = resolve(pkg.bin.hcsync);
@@ -52,6 +53,20 @@ describe('the hcsync binary as a newcomer meets it', () => {
     expect(r.stderr).toMatch(/^hcsync: connection "newcomer" is not paused/);
     expect(r.stderr).not.toMatch(/hcsync: hcsync:/);
     expect(r.stderr).toContain('hint: An error state is cleared with select hc.recover();');
+  });
+
+  it('the binary exits 2 for usage and for configuration, and 3 when diagnose finds a RED check (its whole report written first)', async () => {
+    const usage = await hcsync(['mapping:frobnicate']);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain("unknown command 'mapping:frobnicate'");
+    const unset = await hcsync(['status']);
+    expect(unset.code).toBe(2);
+    expect(unset.stderr).toContain('DATABASE_URL is not set');
+    // A read-write mapping without an upsert field is RED.
+    await db.query(`select hc.create_mapping('Contact', $1::jsonb)`, [JSON.stringify(contactConfig)]);
+    const red = await hcsync(['diagnose', '--json'], { DATABASE_URL: db.url });
+    expect(red.code).toBe(3);
+    expect(JSON.parse(red.stdout).red).toBeGreaterThan(0);
   });
 
   it("runs under the machine's older system Node by handing over to the Node that make fetched", async () => {

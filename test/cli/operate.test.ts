@@ -1,9 +1,10 @@
 // The operator's verbs beyond Heroku Connect's plugin: state, mapping:update, retry and discard of
-// failed writes, and the sync log (with --follow), through the built binary against a real Postgres.
+// failed writes, and the sync log, against a real Postgres. The verbs run in the test's process (cli());
+// logs --follow, which runs until Ctrl-C, runs as the built binary.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { assertFreshBuild, CLI, contactConfig, hcsync } from '../support/cli.js';
+import { assertFreshBuild, CLI, cli, contactConfig } from '../support/cli.js';
 
 let db: TestDb;
 let env: Record<string, string>;
@@ -35,24 +36,24 @@ afterAll(async () => {
 describe('hcsync operator verbs', () => {
   it('state prints the connection state', async () => {
     await db.query(`select hc.set_connection_state('IDLE')`);
-    const r = await hcsync(['state'], env);
+    const r = await cli(['state'], env);
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('IDLE');
   });
 
   it('status says when no sidecar is running for a connection, and stops saying it while one is', async () => {
-    const none = await hcsync(['status'], env);
+    const none = await cli(['status'], env);
     expect(none.stdout).toContain('no sidecar is running for ops: nothing syncs');
-    expect(JSON.parse((await hcsync(['status', '--json'], env)).stdout).connections[0].sidecar_running).toBe(false);
+    expect(JSON.parse((await cli(['status', '--json'], env)).stdout).connections[0].sidecar_running).toBe(false);
     // A running sidecar holds its connection's inbound lead (hc.inbound_leaders); one session stands in for it.
     const { default: pg } = await import('pg');
     const lead = new pg.Client({ connectionString: db.url });
     await lead.connect();
     try {
-      await lead.query('select pg_advisory_lock(1751347067, id) from hc.connections');
-      const running = await hcsync(['status'], env);
+      await lead.query(`select pg_advisory_lock(hc.lock_class('inbound_lead'), id) from hc.connections`);
+      const running = await cli(['status'], env);
       expect(running.stdout).not.toContain('no sidecar is running');
-      expect(JSON.parse((await hcsync(['status', '--json'], env)).stdout).connections[0].sidecar_running).toBe(true);
+      expect(JSON.parse((await cli(['status', '--json'], env)).stdout).connections[0].sidecar_running).toBe(true);
     } finally {
       await lead.end();
     }
@@ -60,22 +61,22 @@ describe('hcsync operator verbs', () => {
 
   it('mapping:update changes the config; a bad config is refused and changes nothing', async () => {
     const config = { ...contactConfig, sf_polling_seconds: 300 };
-    const r = await hcsync(['mapping:update', 'Contact', '--config', JSON.stringify(config)], env);
+    const r = await cli(['mapping:update', 'Contact', '--config', JSON.stringify(config)], env);
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('mapping Contact updated');
     const stored = async () => (await db.query(`select config from hc._mappings where object_name = 'Contact'`)).rows[0].config;
     expect((await stored()).sf_polling_seconds).toBe(300);
-    const bad = await hcsync(['mapping:update', 'Contact', '--config', JSON.stringify({ ...config, access: 'sometimes' })], env);
+    const bad = await cli(['mapping:update', 'Contact', '--config', JSON.stringify({ ...config, access: 'sometimes' })], env);
     expect(bad.code).toBe(1);
     expect((await stored()).sf_polling_seconds).toBe(300);
-    const unknown = await hcsync(['mapping:update', 'Nope', '--config', JSON.stringify(config)], env);
+    const unknown = await cli(['mapping:update', 'Nope', '--config', JSON.stringify(config)], env);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('Nope');
   });
 
   it('mapping:create --polling takes whole seconds in range, or refuses and creates nothing', async () => {
     for (const bad of ['abc', '1e3', '0', '86401', '2.5']) {
-      const r = await hcsync(['mapping:create', 'Lead', '--fields', 'LastName', '--polling', bad], env);
+      const r = await cli(['mapping:create', 'Lead', '--fields', 'LastName', '--polling', bad], env);
       expect(r.code, bad).toBe(2);
       expect(r.stderr).toContain('--polling is whole seconds from 1 to 86400');
     }
@@ -84,20 +85,20 @@ describe('hcsync operator verbs', () => {
 
   it('retry and discard act on the failed writes named, and refuse to guess when none are named', async () => {
     const ids = await failed(4);
-    const none = await hcsync(['retry'], env);
+    const none = await cli(['retry'], env);
     expect(none.code).toBe(2);
     expect(none.stderr).toContain('--all');
     expect(await states(ids)).toEqual(['FAILED', 'FAILED', 'FAILED', 'FAILED']);
-    const badId = await hcsync(['discard', 'x1'], env);
+    const badId = await cli(['discard', 'x1'], env);
     expect(badId.code).toBe(2);
 
-    const one = await hcsync(['retry', String(ids[0])], env);
+    const one = await cli(['retry', String(ids[0])], env);
     expect(one.stdout.trim()).toBe('1 write re-queued');
     expect(await states(ids)).toEqual(['NEW', 'FAILED', 'FAILED', 'FAILED']);
-    const two = await hcsync(['discard', String(ids[1]), String(ids[2])], env);
+    const two = await cli(['discard', String(ids[1]), String(ids[2])], env);
     expect(two.stdout.trim()).toBe('2 writes discarded');
     expect(await states(ids)).toEqual(['NEW', 'IGNORED', 'IGNORED', 'FAILED']);
-    const byTable = await hcsync(['retry', '--table', 'contact'], env);
+    const byTable = await cli(['retry', '--table', 'contact'], env);
     expect(byTable.stdout.trim()).toBe('1 write re-queued');
     expect(await states(ids)).toEqual(['NEW', 'IGNORED', 'IGNORED', 'NEW']);
     const audit = await db.query(`select action from hc.audit_log where action in ('retry', 'discard') order by id`);
@@ -114,14 +115,14 @@ describe('hcsync operator verbs', () => {
               ($1, $2, 'inbound', 'debug', 'poll', 'nothing new')`,
       [conn, mapping],
     );
-    const all = await hcsync(['logs'], env);
+    const all = await cli(['logs'], env);
     expect(all.code).toBe(0);
     expect(all.stdout).toMatch(/ERROR Contact write_failed: first failure\n.*INFO  - state: connection idle\n$/);
     expect(all.stdout).not.toContain('nothing new');
-    const errors = await hcsync(['logs', '--level', 'error', '--json'], env);
+    const errors = await cli(['logs', '--level', 'error', '--json'], env);
     const parsed = errors.stdout.trim().split('\n').map((l) => JSON.parse(l));
     expect(parsed.map((e) => e.event)).toEqual(['write_failed']);
-    expect((await hcsync(['logs', '--level', 'loud'], env)).code).toBe(2);
+    expect((await cli(['logs', '--level', 'loud'], env)).code).toBe(2);
 
     const child = spawn(process.execPath, [CLI, 'logs', '--follow', '--lines', '1'], { env: { PATH: process.env.PATH, HOME: process.env.HOME, ...env } });
     let out = '';

@@ -15,6 +15,9 @@
 //   stuck       work nothing will ever send: a _trigger_log entry still NEW or PENDING, or a row whose
 //               _hc_lastop is PENDING or FAILED (the workload writes only valid values, so a FAILED row
 //               is a write the sync gave up on).
+//   parked      an open conflict (hc.conflicts, policy manual): the fields both sides changed, or a delete
+//               against a change, wait for hc.resolve_conflict. Counted apart and left out of the other
+//               counts: each side keeps its own value on purpose, and the held entries are not stuck.
 // Flow-set values are compared between the sides (Rating, Last_Touched__c, the lower-cased Email) but not
 // with what the workload wrote: Salesforce changed them on purpose.
 import type jsforce from 'jsforce';
@@ -29,6 +32,10 @@ export interface Finding {
 }
 
 export interface CheckResult {
+  /** Open conflicts (records), not divergence. */
+  parked: number;
+  /** The open conflicts by kind: update (fields), pg_delete, sf_delete. */
+  parkedByKind?: Record<string, number>;
   lost: number;
   duplicated: number;
   diverged: number;
@@ -60,7 +67,7 @@ const stored = (object: ObjectName, field: string, v: unknown) => (object === 'C
 
 /** `ignore`: fields left out of the comparison (each with an open defect named where the run is configured). */
 export async function check(url: string, conn: jsforce.Connection, model: Map<string, LogicalRecord>, opts: { ignore?: string[] } = {}): Promise<CheckResult> {
-  const res: CheckResult = { lost: 0, duplicated: 0, diverged: 0, stuck: 0, records: { pg: 0, sf: 0 }, failedEntries: 0, findings: [] };
+  const res: CheckResult = { parked: 0, lost: 0, duplicated: 0, diverged: 0, stuck: 0, records: { pg: 0, sf: 0 }, failedEntries: 0, findings: [] };
   const find = (kind: Finding['kind'], key: string, detail: string) => {
     res[kind]++;
     res.findings.push({ kind, key, detail });
@@ -68,6 +75,22 @@ export async function check(url: string, conn: jsforce.Connection, model: Map<st
   const db = new pg.Client({ connectionString: url, application_name: 'convergence checker' });
   await db.connect();
   try {
+    // Open conflicts: per sfid, the parked columns (update) or the whole record (a delete against a change).
+    const open = (await db.query(`select object_name, sfid, record_id, kind, columns from hc.conflicts where resolved_at is null`)).rows as
+      { object_name: string; sfid: string; record_id: number; kind: string; columns: string[] }[];
+    res.parked = open.length;
+    res.parkedByKind = {};
+    for (const k of open) res.parkedByKind[k.kind] = (res.parkedByKind[k.kind] ?? 0) + 1;
+    const parkedFields = new Map(open.filter((k) => k.kind === 'update').map((k) => [k.sfid, new Set(k.columns)]));
+    const parkedRecords = new Set(open.filter((k) => k.kind !== 'update').map((k) => k.sfid));
+    const parkedRows = new Set(open.map((k) => `${k.object_name.toLowerCase()}:${k.record_id}`));
+    // Deletes a policy overruled: a local delete lost to a Salesforce change (the row came back, same
+    // sfid), a Salesforce delete lost to a local change (the record was created again from the row).
+    const kept = (await db.query(`select object_name, sfid, record_id, kind from hc.conflicts
+                                   where resolved_at is not null and ((kind = 'pg_delete' and winner = 'sf') or (kind = 'sf_delete' and winner = 'pg'))`)).rows as
+      { object_name: string; sfid: string; record_id: number; kind: string }[];
+    const keptSfids = new Set(kept.filter((k) => k.kind === 'pg_delete').map((k) => k.sfid));
+    const keptRows = new Set(kept.filter((k) => k.kind === 'sf_delete').map((k) => `${k.object_name.toLowerCase()}:${k.record_id}`));
     for (const object of OBJECTS) {
       const m = MAPPINGS[object];
       const data = m.fields.filter((f) => f !== 'Id');
@@ -99,9 +122,12 @@ export async function check(url: string, conn: jsforce.Connection, model: Map<st
         const rec = model.get(key);
         const p = ps[0];
         const s = ss[0];
+        if ((p?.sfid && parkedRecords.has(String(p.sfid))) || (s?.Id && parkedRecords.has(String(s.Id)))) continue; // parked, counted above
+        const parked = parkedFields.get(String(p?.sfid ?? s?.Id)) ?? new Set<string>();
         const ackedDelete = rec?.deletes.find((d) => d.acked);
         const triedDelete = Boolean(rec?.deletes.length);
-        if (ackedDelete) {
+        const overruled = (p && (keptRows.has(`${m.table}:${p.id}`) || keptSfids.has(String(p.sfid)))) || (s && keptSfids.has(String(s.Id)));
+        if (ackedDelete && !overruled) {
           if (p || s) find('lost', key, `${object}: deleted in ${ackedDelete.side === 'pg' ? 'Postgres' : 'Salesforce'} (acknowledged) but still ${p && s ? 'on both sides' : p ? 'in Postgres' : 'in Salesforce'}`);
           continue;
         }
@@ -117,13 +143,14 @@ export async function check(url: string, conn: jsforce.Connection, model: Map<st
         }
         const diffs: string[] = [];
         if (p.sfid !== s.Id) diffs.push(`sfid ${String(p.sfid)} vs Id ${String(s.Id)}`);
-        for (const f of data) if (!opts.ignore?.includes(f) && !same(f, p[f], s[f])) diffs.push(`${f}: pg ${JSON.stringify(p[f])} vs sf ${JSON.stringify(s[f])}`);
+        for (const f of data) if (!opts.ignore?.includes(f) && !parked.has(f.toLowerCase()) && !same(f, p[f], s[f])) diffs.push(`${f}: pg ${JSON.stringify(p[f])} vs sf ${JSON.stringify(s[f])}`);
         if (diffs.length) {
           find('diverged', key, `${object} ${String(s.Id)}: ${diffs.join('; ')} (_hc_lastop ${p._hc_lastop})`);
           continue;
         }
         if (!rec) continue;
         for (const f of WRITABLE[object]) {
+          if (parked.has(f.toLowerCase())) continue;
           const allowed = allowedValues(rec, f);
           if (!allowed) continue;
           const final = norm(f, s[f]);
@@ -137,10 +164,10 @@ export async function check(url: string, conn: jsforce.Connection, model: Map<st
     for (const object of OBJECTS) {
       const t = MAPPINGS[object].table;
       const rows = await db.query(`select id, sfid, _hc_lastop, _hc_err, ${MAPPINGS[object].key.toLowerCase()} k from salesforce.${t} where _hc_lastop in ('PENDING', 'FAILED', 'NEW')`);
-      for (const r of rows.rows) find('stuck', String(r.k), `${object} row ${r.id} (sfid ${r.sfid}): _hc_lastop ${r._hc_lastop}${r._hc_err ? `, ${String(r._hc_err).slice(0, 200)}` : ''}`);
+      for (const r of rows.rows.filter((x) => !parkedRows.has(`${t}:${x.id}`))) find('stuck', String(r.k), `${object} row ${r.id} (sfid ${r.sfid}): _hc_lastop ${r._hc_lastop}${r._hc_err ? `, ${String(r._hc_err).slice(0, 200)}` : ''}`);
     }
     const unsent = await db.query(`select l.id, l.table_name, l.action, l.state, l.record_id, l.sfid from salesforce._trigger_log l where l.state in ('NEW', 'PENDING') order by l.id`);
-    for (const r of unsent.rows) find('stuck', `_trigger_log ${r.id}`, `${r.action} on ${r.table_name} row ${r.record_id} (sfid ${r.sfid}) still ${r.state}`);
+    for (const r of unsent.rows.filter((x) => !parkedRows.has(`${x.table_name}:${x.record_id}`))) find('stuck', `_trigger_log ${r.id}`, `${r.action} on ${r.table_name} row ${r.record_id} (sfid ${r.sfid}) still ${r.state}`);
     const failed = await db.query(`select count(*)::int n from (select table_name, record_id from salesforce._trigger_log where state = 'FAILED'
                                                               union all select table_name, record_id from salesforce._trigger_log_archive where state = 'FAILED') f`);
     res.failedEntries = failed.rows[0].n;
@@ -162,8 +189,12 @@ function allowedValues(rec: LogicalRecord, field: string): unknown[] | undefined
     let i = ws.length - 1;
     while (i >= 0 && !ws[i].acked) out.push(ws[i--].value);
     if (i >= 0) {
-      out.push(ws[i].value);
+      const last = ws[i];
+      out.push(last.value);
       anyAcked = true;
+      // An earlier acknowledged write that was in flight together with the last one may have committed
+      // after it (Write.issued).
+      for (let j = i - 1; j >= 0; j--) if (ws[j].acked && ws[j].issued < last.seq && ws[j].seq > last.issued) out.push(ws[j].value);
     }
   }
   return anyAcked ? out : undefined;
@@ -177,6 +208,7 @@ function describeWrites(rec: LogicalRecord, field: string): string {
     .join(', ');
 }
 
-export function summary(r: Pick<CheckResult, 'lost' | 'duplicated' | 'diverged' | 'stuck'>): string {
-  return `lost ${r.lost}, duplicated ${r.duplicated}, diverged ${r.diverged}, stuck ${r.stuck}`;
+export function summary(r: Pick<CheckResult, 'lost' | 'duplicated' | 'diverged' | 'stuck'> & { parked?: number; parkedByKind?: Record<string, number> }): string {
+  const kinds = Object.entries(r.parkedByKind ?? {}).map(([k, n]) => `${k} ${n}`).join(', ');
+  return `lost ${r.lost}, duplicated ${r.duplicated}, diverged ${r.diverged}, stuck ${r.stuck}${r.parked ? `, parked ${r.parked} (open conflicts: ${kinds})` : ''}`;
 }

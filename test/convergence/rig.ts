@@ -46,7 +46,11 @@ export interface Rig {
   restartPostgres(downMs: number): Promise<void>;
   postgresDown(): boolean;
   sidecar: Supervisor;
-  close(): Promise<void>;
+  /**
+   * Stops everything. `keep`: the run failed, so its database stays for a look (the embedded server's data
+   * directory, or the database on the given server), and where it is is printed.
+   */
+  close(opts?: { keep?: boolean }): Promise<void>;
 }
 
 export interface Supervisor {
@@ -59,7 +63,7 @@ export interface Supervisor {
   stop(): Promise<void>;
 }
 
-export async function startRig(opts: { label: string; log?: (s: string) => void }): Promise<Rig> {
+export async function startRig(opts: { label: string; log?: (s: string) => void; conflictPolicy?: string }): Promise<Rig> {
   assertFreshBuild();
   const say = opts.log ?? (() => {});
   let server: RunningPostgres | undefined;
@@ -99,6 +103,7 @@ export async function startRig(opts: { label: string; log?: (s: string) => void 
     for (const [object, m] of Object.entries(MAPPINGS)) {
       const cfg: Record<string, unknown> = { access: 'read_write', fields: Object.fromEntries(m.fields.map((f) => [f, {}])) };
       if (m.upsert) cfg.upsert_field = m.upsert;
+      if (opts.conflictPolicy) cfg.conflict_policy = opts.conflictPolicy;
       await admin.query('select hc.create_mapping($1, $2)', [object, cfg]);
     }
   } finally {
@@ -136,9 +141,14 @@ export async function startRig(opts: { label: string; log?: (s: string) => void 
       }
     },
     sidecar,
-    async close() {
+    async close({ keep = false } = {}) {
       await sidecar.stop();
       await emu.stop();
+      if (keep) {
+        console.log(`convergence: the run's database is kept for a look: ${server ? `the data directory ${dataDir} (PostgreSQL, stopped; remove it when done)` : url}`);
+        if (server) await server.stop().catch(() => {});
+        return;
+      }
       if (server) {
         await server.stop().catch(() => {});
         if (dataDir) removeDataDir(dataDir);

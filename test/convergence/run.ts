@@ -31,6 +31,8 @@ export interface ConvergenceOptions {
   mix?: Mix;
   /** Fields the check before the drift sweep leaves out (each for an open defect, named by the caller). */
   ignoreBeforeSweep?: string[];
+  /** The mappings' conflict_policy (unset: the default, manual). */
+  conflictPolicy?: string;
   label?: string;
   log?: (s: string) => void;
 }
@@ -68,7 +70,9 @@ export function seedFromEnv(): number {
 
 export async function runConvergence(o: ConvergenceOptions): Promise<ConvergenceReport> {
   const say = o.log ?? ((s: string) => console.log(s));
-  const rig = await startRig({ label: o.label ?? 'run', log: say });
+  const rig = await startRig({ label: o.label ?? 'run', log: say, conflictPolicy: o.conflictPolicy });
+  // A run that finds anything (or ends in an error) keeps its database for a look.
+  let keep = true;
   try {
     const workload = await startWorkload({ seed: o.seed, url: rig.url, sf: rig.emu.credentials, pauseMs: o.pauseMs, mix: o.mix, log: () => {} });
     const nemesis = startNemesis(rig, { seed: o.seed, killEveryMs: o.killEveryMs, restartEveryMs: o.restartEveryMs, terminateEveryMs: o.terminateEveryMs, emulatorFaultEveryMs: o.emulatorFaultEveryMs, hangs: o.hangs, log: say });
@@ -112,6 +116,7 @@ export async function runConvergence(o: ConvergenceOptions): Promise<Convergence
     const faults = { ...nemesis.counts, total: nemesis.total() };
     const crashes = rig.sidecar.crashes.filter((c) => !c.whilePostgresDown).map((c) => ({ code: c.code, signal: c.signal, error: lastError(c.tail) }));
     const line = `faults ${faults.total}, ${summary(before)} | after drift sweep: ${summary(after)} | seed ${o.seed} (HCSYNC_SEED=${o.seed})`;
+    keep = !settled || [before, after].some((r) => r.lost || r.duplicated || r.diverged || r.stuck) || crashes.length > 0;
     return {
       seed: o.seed,
       mix: o.mix ?? FULL_MIX,
@@ -133,12 +138,12 @@ export async function runConvergence(o: ConvergenceOptions): Promise<Convergence
       evidence,
     };
   } finally {
-    await rig.close();
+    await rig.close({ keep });
   }
 }
 
 /**
- * Waits until nothing waits to be sent or read again (hc.inbound_rereads), the reader has applied (recorded the replay id of) the last change
+ * Waits until nothing waits to be sent (but what an open conflict holds) or read again (hc.inbound_rereads), the reader has applied (recorded the replay id of) the last change
  * event of every mapped object, and the tables have not changed for two seconds. False on timeout.
  */
 async function settle(rig: Rig, timeoutMs: number): Promise<{ ok: boolean; waiting: string }> {
@@ -152,22 +157,36 @@ async function settle(rig: Rig, timeoutMs: number): Promise<{ ok: boolean; waiti
     let stableSince = 0;
     while (Date.now() < end) {
       try {
-        const q = (await c.query(`select (select count(*) from salesforce._trigger_log where state in ('NEW', 'PENDING'))::int unsent,
+        // (entries of a record with an open conflict wait for hc.resolve_conflict: parked, not unsent)
+        const q = (await c.query(`select (select count(*) from salesforce._trigger_log l where l.state in ('NEW', 'PENDING')
+                                            and not exists (select 1 from hc.conflicts k join hc._mappings m on m.id = k.mapping_id
+                                                             where k.resolved_at is null and m.table_name = l.table_name
+                                                               and k.record_id = l.record_id))::int unsent,
                                          (select md5(coalesce(string_agg(t::text, '|' order by t.id), '')) from salesforce.account t) ||
                                          (select md5(coalesce(string_agg(t::text, '|' order by t.id), '')) from salesforce.contact t) print`)).rows[0];
         q.rereads = (await c.query(`select to_regclass('hc.inbound_rereads') is not null as has`)).rows[0].has
           ? (await c.query(`select count(*)::int n from hc.inbound_rereads`)).rows[0].n
           : 0;
-        const positions = (await c.query(`select m.object_name, p.replay_id from hc._mappings m left join hc.sync_positions p on p.mapping_id = m.id`)).rows;
+        // Echoes of our creates that wait for the write-back (hc.inbound_deferred_echoes), once a row holds the record.
+        q.deferred = (await c.query(`select to_regclass('hc.inbound_deferred_echoes') is not null as has`)).rows[0].has
+          ? (await c.query(`select count(*)::int n from hc.inbound_deferred_echoes e
+                             where exists (select 1 from salesforce.account a where a.sfid = e.sfid)
+                                or exists (select 1 from salesforce.contact t where t.sfid = e.sfid)`)).rows[0].n
+          : 0;
+        const positions = (await c.query(`select m.object_name, p.replay_channel, p.replay_id from hc._mappings m left join hc.sync_positions p on p.mapping_id = m.id`)).rows;
+        // Pub/Sub positions are 8-byte replay ids in hex; CometD's are numbers.
+        const replayOf = (p: { replay_channel: string | null; replay_id: string | null }) =>
+          p.replay_id == null ? NaN : p.replay_channel?.startsWith('pubsub:') ? Number(BigInt('0x' + p.replay_id)) : Number(p.replay_id);
         const events = rig.emu.events();
         const behind = positions.filter((p) => {
           const last = events.filter((e) => e.entity === p.object_name).at(-1);
-          return last && !(p.replay_id != null && Number(p.replay_id) >= last.replayId);
+          return last && !(replayOf(p) >= last.replayId);
         });
         const running = Boolean(rig.sidecar.current());
         waiting = [
           q.unsent ? `${q.unsent} entries to send` : '',
           q.rereads ? `${q.rereads} records to read again` : '',
+          q.deferred ? `${q.deferred} echoes of our creates to apply` : '',
           behind.length ? `reader behind on ${behind.map((b) => b.object_name).join(', ')}` : '',
           running ? '' : 'no sidecar running',
           q.print === lastPrint ? '' : 'tables changing',

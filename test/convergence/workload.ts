@@ -25,7 +25,11 @@ export interface Write {
   field: string;
   value: unknown;
   acked: boolean;
+  /** Order of acknowledgement (or failure); `issued`: the last seq handed out when the write was made.
+   * Two writes that were in flight at once (issued before the other was acknowledged) may have committed
+   * in either order: two sessions updating one row, whose answers Node reads in any order. */
   seq: number;
+  issued: number;
 }
 
 export interface LogicalRecord {
@@ -145,8 +149,8 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
     if (i >= 0) live.splice(i, 1);
   };
 
-  const note = (rec: LogicalRecord, side: Side, fields: Record<string, unknown>, acked: boolean) => {
-    for (const [field, v] of Object.entries(fields)) rec.writes.push({ side, field, value: v, acked, seq: ++seq });
+  const note = (rec: LogicalRecord, side: Side, fields: Record<string, unknown>, acked: boolean, issued: number) => {
+    for (const [field, v] of Object.entries(fields)) rec.writes.push({ side, field, value: v, acked, seq: ++seq, issued });
     if (acked) stats.acked++;
     else stats.unknown++;
   };
@@ -184,13 +188,14 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
       records.set(key, rec);
       const cols = Object.keys(fields);
       count(`pg insert ${object}`);
+      const issued = seq;
       try {
         await pool.query(`insert into ${schema}.${m.table} (${cols.map(col).join(', ')}) values (${cols.map((_, i) => `$${i + 1}`).join(', ')})`, cols.map((c) => fields[c]));
         rec.created = true;
-        note(rec, 'pg', fields, true);
+        note(rec, 'pg', fields, true, issued);
         live.push(rec);
       } catch {
-        note(rec, 'pg', fields, false);
+        note(rec, 'pg', fields, false, issued);
       }
       return;
     }
@@ -201,6 +206,7 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
       const fields = someFields(rec.object, r, ++counter, 'pg');
       const cols = Object.keys(fields);
       count(`pg update ${rec.object}`);
+      const issued = seq;
       // Without unchanged updates, a statement that would change nothing is not made (no row matches).
       const changes = mix.unchangedUpdates ? '' : ` and (${cols.map((c, i) => `${col(c)} is distinct from $${i + 2}`).join(' or ')})`;
       try {
@@ -208,10 +214,10 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
           `update ${schema}.${mm.table} set ${cols.map((c, i) => `${col(c)} = $${i + 2}`).join(', ')} where ${col(mm.key)} = $1${changes}`,
           [rec.key, ...cols.map((c) => fields[c])],
         );
-        if (res.rowCount) note(rec, 'pg', fields, true);
+        if (res.rowCount) note(rec, 'pg', fields, true, issued);
         else stats.noop++; // not arrived yet, or deleted meanwhile: nothing was written
       } catch {
-        note(rec, 'pg', fields, false);
+        note(rec, 'pg', fields, false, issued);
       }
       return;
     }
@@ -247,15 +253,16 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
       const rec: LogicalRecord = { object, key, origin: 'sf', created: false, writes: [], deletes: [] };
       records.set(key, rec);
       count(`sf create ${object}`);
+      const issued = seq;
       try {
         const res = (await within(conn.sobject(object).create(fields))) as { id: string; success: boolean };
         if (!res.success) throw new Error('not created');
         rec.sfid = res.id;
         rec.created = true;
-        note(rec, 'sf', fields, true);
+        note(rec, 'sf', fields, true, issued);
         live.push(rec);
       } catch {
-        note(rec, 'sf', fields, false);
+        note(rec, 'sf', fields, false, issued);
       }
       return;
     }
@@ -269,14 +276,15 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
     if (x < 0.9) {
       const fields = someFields(rec.object, r, ++counter, 'sf');
       count(`sf update ${rec.object}`);
+      const issued = seq;
       try {
         const res = (await within(conn.sobject(rec.object).update({ Id: id, ...fields }))) as { success: boolean };
         if (!res.success) throw new Error('not updated');
-        note(rec, 'sf', fields, true);
+        note(rec, 'sf', fields, true, issued);
       } catch (e) {
         // A record deleted meanwhile refuses the update: nothing was written.
         if (/ENTITY_IS_DELETED|NOT_FOUND/.test(String((e as { errorCode?: string }).errorCode ?? e))) stats.noop++;
-        else note(rec, 'sf', fields, false);
+        else note(rec, 'sf', fields, false, issued);
       }
       return;
     }

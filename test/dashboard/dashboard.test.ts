@@ -3,30 +3,25 @@
 // resume, the audit CSV download, a mapping file import, and the viewer's read-only page. Live updates
 // come through server-sent events: the page is never reloaded while waiting for a change. Each tab's
 // screenshot is taken too (HCSYNC_SCREENSHOTS=docs writes them to docs/, where the README shows them).
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { BrowserContext, Page } from 'playwright-core';
+import type { Page } from 'playwright-core';
 import { ADMIN, VIEWER, startDashboard, type Dashboard } from './harness.js';
-import { launchChromium } from './browser.js';
+import { launchChromium, openPage } from './browser.js';
 import { until } from '../support/until.js';
 import { tempDir } from '../support/tmp.js';
 import { tmpdir } from 'node:os';
 
 let d: Dashboard;
 let chrome: Awaited<ReturnType<typeof launchChromium>>;
-let ctx: BrowserContext;
 let page: Page;
 const errors: string[] = [];
 
 beforeAll(async () => {
   d = await startDashboard();
   chrome = await launchChromium();
-  ctx = await chrome.browser.newContext({ viewport: { width: 1200, height: 760 }, acceptDownloads: true });
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => m.type() === 'error' && errors.push(m.text()));
-  page.setDefaultTimeout(30_000);
+  page = await openPage(chrome.browser, errors);
 }, 240_000);
 afterAll(async () => {
   await chrome?.close();
@@ -83,14 +78,25 @@ describe('the dashboard in Chromium', () => {
     await shot('mapping-detail');
   });
 
-  it('logs: the failed write is there, filtered by level and mapping', async () => {
+  it('logs: the failed write is there, filtered by level, mapping and type', async () => {
     await page.click('nav >> text=Logs');
     await page.selectOption('[data-test=log-level]', 'warn');
     await page.selectOption('[data-test=log-object]', 'Account');
     await page.locator('[data-test=logs] tr', { hasText: 'write_failed' }).first().waitFor();
-    const levels = await page.locator('[data-test=logs] tbody tr td:nth-child(2)').allTextContents();
+    // The list is read again on each live nudge: wait for the filtered version rather than read it once.
+    const levels = await until(async () => {
+      const l = await page.locator('[data-test=logs] tbody tr td:nth-child(2)').allTextContents();
+      return l.length > 0 && l.every((x) => x === 'warn' || x === 'error') && l;
+    }, 'only warn and error lines listed', 15_000).catch(async () => page.locator('[data-test=logs] tbody tr td:nth-child(2)').allTextContents());
     expect(levels.length).toBeGreaterThan(0);
     expect(levels.every((l) => l === 'warn' || l === 'error')).toBe(true);
+    // And by type: only the failed writes.
+    await page.locator('[data-test=log-event] option[value=write_failed]').waitFor({ state: 'attached' });
+    await page.selectOption('[data-test=log-event]', 'write_failed');
+    await until(async () => {
+      const t = await page.locator('[data-test=logs] tbody tr td:nth-child(5)').allTextContents();
+      return t.length > 0 && t.every((x) => x === 'write_failed');
+    }, 'only write_failed lines listed', 15_000);
     await shot('logs');
   });
 
@@ -114,8 +120,12 @@ describe('the dashboard in Chromium', () => {
     delete exported.mappings[0].config.fields.Phone;
     const file = join(tmpdir(), `hcsync-import-${process.pid}.json`);
     writeFileSync(file, JSON.stringify(exported));
-    await page.setInputFiles('[data-test=import]', file);
-    await page.locator('[data-test=import-result]', { hasText: 'updated Account' }).waitFor();
+    try {
+      await page.setInputFiles('[data-test=import]', file);
+      await page.locator('[data-test=import-result]', { hasText: 'updated Account' }).waitFor();
+    } finally {
+      rmSync(file, { force: true }); // the browser has read it (it was left in the temp directory)
+    }
     expect((await d.db.query(`select config->'fields' ? 'Phone' as has from hc._mappings`)).rows[0].has).toBe(false);
     expect((await d.db.query(`select principal from hc.audit_log where action like '%import%' order by id desc limit 1`)).rows[0]?.principal).toBe('dashboard:admin');
     await shot('settings');

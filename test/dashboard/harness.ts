@@ -19,7 +19,8 @@ export interface Dashboard {
   stop(): Promise<void>;
 }
 
-export async function startDashboard(): Promise<Dashboard> {
+/** `env`: more settings for the sidecar (HC_NOTIFY_WEBHOOK_URL, say). */
+export async function startDashboard(env: Record<string, string> = {}): Promise<Dashboard> {
   assertFreshBuild();
   const db = await createTestDb();
   const emu = await startEmulator({ seed: { Account: 5 } });
@@ -38,6 +39,7 @@ export async function startDashboard(): Promise<Dashboard> {
     HC_LOG_PRETTY: '0',
     HC_DASHBOARD_TOKEN: ADMIN,
     HC_DASHBOARD_VIEWER_TOKEN: VIEWER,
+    ...env,
   });
   let base = '';
   try {
@@ -70,4 +72,38 @@ export async function startDashboard(): Promise<Dashboard> {
       await db.drop();
     },
   };
+}
+
+/** Parks a conflict on one Account record, the way test/conflicts/policies.test.ts forces one with the
+ * sync paused: the mapping's conflict_policy is manual, Phone is changed in Postgres and (by another
+ * Salesforce session) in Salesforce while paused, then the sync resumes and the reader meets the local
+ * change still waiting. Returns the record and its hc.conflicts row. */
+export async function parkConflict(d: Dashboard, pgPhone: string, sfPhone: string): Promise<{ id: number; sfid: string; conflict: Record<string, any> }> {
+  const cfg = (await d.db.query(`select config from hc._mappings where object_name = 'Account'`)).rows[0].config;
+  if (cfg.conflict_policy !== 'manual') {
+    await d.db.query(`select hc.update_mapping('Account', $1)`, [{ ...cfg, conflict_policy: 'manual' }]);
+  }
+  const { rows: [row] } = await d.db.query(
+    `select id, sfid from salesforce.account a
+      where sfid is not null and _hc_lastop = 'SYNCED'
+        and not exists (select 1 from hc.conflicts k where k.sfid = a.sfid) order by id limit 1`,
+  );
+  if (!row) throw new Error('no synced Account row without a conflict is left to park one on');
+  const { login } = await import('../emulator/helpers.js');
+  const other = await login(d.emu);
+  // The change stream is live first (a sidecar just started may not have subscribed yet, and a change
+  // made before it does is not an event it reads): a Salesforce change of the record reaches the row.
+  const probe = `${sfPhone}-probe`;
+  await other.sobject('Account').update({ Id: row.sfid, Phone: probe });
+  await until(async () => (await d.db.query(`select phone from salesforce.account where id = $1`, [row.id])).rows[0].phone === probe,
+    'a Salesforce change read into the row', 90_000, 200);
+  await d.db.query(`select hc.pause()`);
+  try {
+    await d.db.query(`update salesforce.account set phone = $2 where id = $1`, [row.id, pgPhone]);
+    await other.sobject('Account').update({ Id: row.sfid, Phone: sfPhone });
+  } finally {
+    await d.db.query(`select hc.resume()`);
+  }
+  const conflict = await until(async () => (await d.db.query(`select * from hc.conflicts where sfid = $1`, [row.sfid])).rows[0], `a conflict of ${row.sfid}`, 90_000, 200);
+  return { ...row, conflict };
 }

@@ -22,8 +22,14 @@ function commands(n: number): string[] {
   return section.split('\n').filter((l) => l.trimStart().startsWith('$ ')).map((l) => l.trimStart().slice(2));
 }
 
+/**
+ * The PATH of a newcomer's other terminal: without the Node that make fetched into .tools/ (make puts it
+ * first for its own commands only), so `npx hcsync` runs under the machine's own, older Node, as printed.
+ */
+const terminalPath = (process.env.PATH ?? '').split(':').filter((p) => !p.includes('.tools/node')).join(':');
+
 function sh(command: string): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('bash', ['-c', command], { cwd: resolve('.'), encoding: 'utf8', env: { ...process.env, PGCONNECT_TIMEOUT: '10' } });
+  const r = spawnSync('bash', ['-c', command], { cwd: resolve('.'), encoding: 'utf8', env: { ...process.env, PATH: terminalPath, PGCONNECT_TIMEOUT: '10' } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -149,6 +155,8 @@ describe('make demo', () => {
   });
 
   it('4. a change made in Salesforce arrives in Postgres', async () => {
+    // (run by the machine's own Node where make fetched a newer one: the terminal a newcomer opens)
+    if ((process.env.PATH ?? '').includes('.tools/node')) expect(sh('node -p process.versions.node').stdout.trim()).not.toBe(process.versions.node);
     const [patch, select] = commands(4);
     const r = sh(patch);
     expect(r.stderr.replace(/npm warn.*\n/g, '')).toBe('');

@@ -2,6 +2,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Emulator } from '../../emulator/index.js';
+import { loadConfig } from '../../sidecar/config.js';
 import { login, raw, start, VERSION, waitFor } from './helpers.js';
 
 let emu: Emulator;
@@ -117,8 +118,14 @@ describe('CLI', () => {
 
   it('prints the export lines and serves until killed', async () => {
     await withCli(['--seed', 'Account=3'], async (vars) => {
-      expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_USERNAME', 'SF_PASSWORD', 'SF_PUBSUB_ENDPOINT', 'NODE_EXTRA_CA_CERTS']);
+      expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_AUTH', 'SF_USERNAME', 'SF_PASSWORD', 'SF_PUBSUB_ENDPOINT', 'NODE_EXTRA_CA_CERTS']);
       expect(vars.SF_PUBSUB_ENDPOINT).toMatch(/^127\.0\.0\.1:\d+$/);
+      // hcsync, given these lines, signs in by client credentials, not by the username-password flow Salesforce retires.
+      expect(vars.SF_AUTH).toBe('client_credentials');
+      expect(loadConfig({ DATABASE_URL: 'postgres://localhost/x', ...vars }).salesforce.auth).toBe('client_credentials');
+      const cc = await fetch(`${vars.SF_LOGIN_URL}/services/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ grant_type: 'client_credentials', client_id: vars.SF_CLIENT_ID, client_secret: vars.SF_CLIENT_SECRET }) });
+      expect(cc.status).toBe(200);
       const tok = await fetch(`${vars.SF_LOGIN_URL}/services/oauth2/token`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' },
         body: new URLSearchParams({ grant_type: 'password', client_id: vars.SF_CLIENT_ID, client_secret: vars.SF_CLIENT_SECRET, username: vars.SF_USERNAME, password: vars.SF_PASSWORD }) });
       expect(tok.status).toBe(200);
@@ -129,7 +136,7 @@ describe('CLI', () => {
 
   it('--https-port prints the HTTPS URL and the certificate file that makes Node clients trust it', async () => {
     await withCli(['--https-port', '0'], async (vars) => {
-      expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_USERNAME', 'SF_PASSWORD', 'SF_HTTPS_URL', 'SF_PUBSUB_ENDPOINT', 'NODE_EXTRA_CA_CERTS']);
+      expect(Object.keys(vars)).toEqual(['SF_LOGIN_URL', 'SF_CLIENT_ID', 'SF_CLIENT_SECRET', 'SF_AUTH', 'SF_USERNAME', 'SF_PASSWORD', 'SF_HTTPS_URL', 'SF_PUBSUB_ENDPOINT', 'NODE_EXTRA_CA_CERTS']);
       expect(vars.SF_HTTPS_URL).toMatch(/^https:\/\/127\.0\.0\.1:\d+$/);
       // A fresh Node process with only NODE_EXTRA_CA_CERTS set trusts the emulator.
       const script = `fetch(process.argv[1] + '/services/data').then(async (r) => { console.log(r.status, (await r.json()).length); }, (e) => { console.log('refused', e.cause?.code); })`;

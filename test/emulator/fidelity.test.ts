@@ -70,6 +70,24 @@ describe('HTTP behaviour', () => {
     const composite = (await raw(emu, token, 'GET', `/services/data/v${VERSION}/composite`)).json();
     expect(composite).toEqual({ tree: `/services/data/v${VERSION}/composite/tree`, batch: `/services/data/v${VERSION}/composite/batch`, sobjects: `/services/data/v${VERSION}/composite/sobjects` });
   });
+
+  it('what docs/EMULATOR.md lists as not emulated (Bulk API 1.0, Metadata, Tooling, SOSL) answers NOT_FOUND and is not advertised', async () => {
+    const res = (await raw(emu, token, 'GET', `/services/data/v${VERSION}/`)).json() as Record<string, string>;
+    expect(Object.keys(res).sort()).toEqual(['composite', 'identity', 'jobs', 'limits', 'query', 'queryAll', 'recent', 'sobjects']);
+    const xml = { 'Content-Type': 'text/xml', SOAPAction: '""' };
+    for (const [method, path, body, headers] of [
+      ['POST', `/services/async/${VERSION}/job`, '<jobInfo xmlns="http://www.force.com/2009/06/asyncapi/dataload"><operation>insert</operation><object>Account</object></jobInfo>', { 'Content-Type': 'application/xml' }],
+      ['GET', `/services/async/${VERSION}/job/750000000000001AAA`, undefined, {}],
+      ['POST', `/services/Soap/m/${VERSION}`, '<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body><describeMetadata/></env:Body></env:Envelope>', xml],
+      ['GET', `/services/data/v${VERSION}/tooling/query?q=${encodeURIComponent('SELECT Id FROM ApexClass')}`, undefined, {}],
+      ['POST', `/services/Soap/T/${VERSION}`, '<env:Envelope xmlns:env="http://schemas.xmlsoap.org/soap/envelope/"><env:Body><query/></env:Body></env:Envelope>', xml],
+      ['GET', `/services/data/v${VERSION}/search?q=${encodeURIComponent('FIND {Acme}')}`, undefined, {}],
+    ] as Array<[string, string, string | undefined, Record<string, string>]>) {
+      const r = await raw(emu, token, method, path, body, headers);
+      expect([method, path, r.status]).toEqual([method, path, 404]);
+      expect(r.json(), path).toEqual([{ message: 'The requested resource does not exist', errorCode: 'NOT_FOUND' }]);
+    }
+  });
 });
 
 describe('SOQL', () => {

@@ -23,7 +23,7 @@ function spawn(): SidecarProcess {
 }
 const alive = (p: SidecarProcess) => p.child.exitCode === null && p.child.signalCode === null;
 /** The writer claimer number a sidecar registered (its log says so). */
-const claimerOf = (p: SidecarProcess) => [...p.output().matchAll(/"claimer":(\d+)[^\n]*writer claimer registered/g)].map((m) => Number(m[1]));
+const claimerOf = (p: SidecarProcess) => [...p.output().matchAll(/"claimers":\[([\d,]+)\][^\n]*writer claimers registered/g)].flatMap((m) => m[1].split(',').map(Number));
 
 beforeAll(async () => {
   h = await setup({ seed: { Account: 20 } });

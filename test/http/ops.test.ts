@@ -5,8 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import jsforce from 'jsforce';
 import { createTestDb, type TestDb } from '../support/db.js';
-import { assertFreshBuild, CLI, hcsync } from '../support/cli.js';
-import { spawnSidecar, type SidecarProcess } from '../support/sidecar.js';
+import { assertFreshBuild, CLI, cli, hcsync } from '../support/cli.js';
+import { spawnSidecar, testStreamEnv, type SidecarProcess } from '../support/sidecar.js';
 import { until as waitUntil } from '../support/until.js';
 import { startEmulator, type Emulator } from '../../emulator/index.js';
 
@@ -63,6 +63,7 @@ beforeAll(async () => {
     HC_HTTP_PORT: '0',
     HC_LOG_PRETTY: '0',
     HC_LOG_LEVEL: 'info',
+    ...testStreamEnv(emu),
   };
   await db.query(`select hc.create_connection('ops', 'salesforce')`);
   await db.query(`select hc.create_mapping('Account', $1::jsonb)`, [
@@ -133,7 +134,7 @@ describe('a running sidecar', () => {
   });
 
   it('mapping:create --wait and mapping:reload --wait follow the load until DATA_SYNCED', async () => {
-    const create = await hcsync(['mapping:create', 'Contact', '--fields', 'LastName,Email', '--wait'], { DATABASE_URL: db.url });
+    const create = await cli(['mapping:create', 'Contact', '--fields', 'LastName,Email', '--wait'], { DATABASE_URL: db.url });
     expect(create.stderr).toBe('');
     expect(create.code).toBe(0);
     expect(create.stdout.trim().split('\n').at(-1)).toMatch(/^Contact DATA_SYNCED \(\d+ rows\)$/);
@@ -141,7 +142,7 @@ describe('a running sidecar', () => {
     await until('Account writes sent', async () => (await db.query(`select pending_writes::int as n from hc.mappings where object_name = 'Account'`)).rows[0]?.n === 0);
     // Slow Salesforce down so the reload outlasts --wait's once-a-second look and its progress shows.
     emu.setLatency(400);
-    const reload = await hcsync(['mapping:reload', 'Account', '--wait'], { DATABASE_URL: db.url }).finally(() => emu.setLatency(0));
+    const reload = await cli(['mapping:reload', 'Account', '--wait'], { DATABASE_URL: db.url }).finally(() => emu.setLatency(0));
     expect(reload.stderr).toBe('');
     expect(reload.code).toBe(0);
     const lines = reload.stdout.trim().split('\n');
@@ -190,32 +191,32 @@ describe('verbs that need Salesforce', () => {
 
   it('sf: one authenticated REST call, counted in the ledger; bad method is a usage error', async () => {
     const before = Number((await db.query('select count(*) from hc.api_calls')).rows[0].count);
-    const r = await hcsync(['sf', 'GET', '/limits'], env);
+    const r = await cli(['sf', 'GET', '/limits'], env);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     expect(JSON.parse(r.stdout).DailyApiRequests.Max).toBe(1_000_000);
     const after = Number((await db.query('select count(*) from hc.api_calls')).rows[0].count);
     expect(after).toBeGreaterThan(before);
-    const bad = await hcsync(['sf', 'FETCH', '/limits'], env);
+    const bad = await cli(['sf', 'FETCH', '/limits'], env);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('method FETCH is not one of');
-    const badBody = await hcsync(['sf', 'PATCH', '/sobjects/Account/001000000000000AAA', '{"Phone": '], env);
+    const badBody = await cli(['sf', 'PATCH', '/sobjects/Account/001000000000000AAA', '{"Phone": '], env);
     expect(badBody.code).toBe(2);
     expect(badBody.stderr).toContain('is not valid JSON');
-    const wrongPassword = await hcsync(['sf', 'GET', '/limits'], { ...env, SF_PASSWORD: 'wrong' });
-    expect(wrongPassword.code).toBe(1);
+    const wrongPassword = await cli(['sf', 'GET', '/limits'], { ...env, SF_PASSWORD: 'wrong' });
+    expect(wrongPassword.code).toBe(2); // Salesforce refusing the SF_* credentials is configuration (OPERATIONS, exit codes)
     expect(wrongPassword.stderr).toMatch(/authentication failure|INVALID_LOGIN|invalid_grant/i);
   });
 
   it('diagnose with Salesforce configured checks sign-in, API version and limits', async () => {
-    const r = await hcsync(['diagnose', '--json'], env);
+    const r = await cli(['diagnose', '--json'], env);
     const out = JSON.parse(r.stdout);
     const rule = (name: string) => out.checks.find((c: { rule: string }) => c.rule === name);
     expect(rule('SIGN_IN').status).toBe('GREEN');
     expect(rule('API_VERSION').status).toBe('GREEN');
     expect(rule('API_LIMITS')).toMatchObject({ status: 'GREEN' });
     expect(r.code).toBe(out.red > 0 ? 3 : 0);
-    const old = await hcsync(['diagnose', '--json'], { ...env, SF_API_VERSION: '20.0' });
+    const old = await cli(['diagnose', '--json'], { ...env, SF_API_VERSION: '20.0' });
     expect(JSON.parse(old.stdout).checks.find((c: { rule: string }) => c.rule === 'API_VERSION').status).toBe('RED');
     expect(old.code).toBe(3);
   });

@@ -12,6 +12,7 @@ import pg from 'pg';
 import type { Service } from '../../sidecar/context.js';
 import { startInbound } from '../../sidecar/sync/inbound/index.js';
 import { setup, until, queueEmpty, type Harness } from '../outbound/harness.js';
+import { replayNumber } from '../support/sidecar.js';
 
 let h: Harness;
 let reader: Service;
@@ -47,7 +48,7 @@ async function readerCaughtUp(): Promise<void> {
   const last = Math.max(-1, ...h.emu.events().filter((e) => e.entity === 'Account').map((e) => e.replayId));
   await until(async () => {
     const r = await h.db.query(`select replay_id from hc.sync_positions`);
-    return r.rows.some((x) => Number(x.replay_id) >= last);
+    return r.rows.some((x) => replayNumber(x.replay_id) >= last);
   }, `reader applied events up to ${last}`, 120_000);
 }
 

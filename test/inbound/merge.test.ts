@@ -77,13 +77,16 @@ describe('inbound_merge', () => {
     expect(rows).toEqual([{ sfid: '001000000000006AAA', name: 'FromSF' }]);
   });
 
-  it('keeps a column with a pending local change and logs the conflict; other columns update', async () => {
+  it('keeps a column with a pending local change and records the conflict (parked: manual is the default); other columns update', async () => {
     await db.query(`update salesforce.account set name = 'Mine' where sfid = '001000000000001AAA'`); // NEW entry
     await merge([row('001000000000001AAA', { Name: 'Theirs', NumberOfEmployees: 99, SystemModstamp: '2024-01-16T00:00:00.000Z' })], 'cdc');
     const { rows } = await db.query(`select name, numberofemployees from salesforce.account where sfid = '001000000000001AAA'`);
     expect(rows[0]).toEqual({ name: 'Mine', numberofemployees: 99 });
-    const c = await db.query(`select detail from hc.sync_log where event = 'conflict'`);
-    expect(c.rows[0].detail).toMatchObject({ sfid: '001000000000001AAA', columns: ['name'] });
+    const c = await db.query(`select * from hc.conflicts`);
+    expect(c.rows).toHaveLength(1);
+    expect(c.rows[0]).toMatchObject({ sfid: '001000000000001AAA', kind: 'update', columns: ['name'], fields: ['Name'], policy: 'manual', winner: null, resolved_at: null,
+                                      pg_values: { name: 'Mine' }, sf_values: { name: 'Theirs' }, base_values: { name: 'Acme' } });
+    expect((await db.query(`select count(*)::int n from hc.sync_log where event = 'conflict'`)).rows[0].n).toBe(0);
   });
 
   it('does not bring back a row whose local delete is pending', async () => {

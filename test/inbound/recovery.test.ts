@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Service } from '../../sidecar/context.js';
 import { mappingState, setup, until, withoutChangeEvents, type Harness } from './harness.js';
+import { TEST_STREAM } from '../support/sidecar.js';
 
 let h: Harness;
 let inbound: Service;
@@ -52,11 +53,14 @@ describe('inbound recovery', () => {
       const r = await h.db.query('select count(*)::int n from salesforce.account where sfid = any($1) and numberofemployees = 4200 + array_position($1, sfid) - 1', [ids]);
       return r.rows[0].n === ids.length;
     }, 'every change after the token expired');
-    // The subscription was built again on a fresh session (a new handshake and subscribe).
-    await until(async () => {
-      const after = h.emu.stats().notCounted;
-      return after.streamingHandshakes > before.streamingHandshakes && after.streamingSubscribes > before.streamingSubscribes;
-    }, 'a new handshake and subscription');
+    // CometD: the subscription was built again on a fresh session (a new handshake and subscribe). A Pub/Sub
+    // stream is authenticated when it opens and goes on (the next test has it open again on an expired token).
+    if (TEST_STREAM === 'cometd') {
+      await until(async () => {
+        const after = h.emu.stats().notCounted;
+        return after.streamingHandshakes > before.streamingHandshakes && after.streamingSubscribes > before.streamingSubscribes;
+      }, 'a new handshake and subscription');
+    }
     const later = (await h.sf.conn.sobject('Account').create({ Name: 'After Refresh' })) as { id: string };
     await until(async () => (await nameOf(later.id)) === 'After Refresh', 'a change on the refreshed subscription');
   });
@@ -64,12 +68,52 @@ describe('inbound recovery', () => {
   it('a dropped session whose re-handshake meets an expired token signs in again; no change is lost', async () => {
     const ids = (await h.db.query('select sfid from salesforce.account order by sfid limit 4')).rows.map((r) => r.sfid);
     h.emu.expireTokens();
-    expect(h.emu.dropStreamingSessions()).toBeGreaterThan(0);
+    const before = h.emu.stats().pubsub;
+    const dropped = TEST_STREAM === 'cometd' ? h.emu.dropStreamingSessions() : h.emu.server.pubsub.dropStreams();
+    expect(dropped).toBeGreaterThan(0);
     for (let i = 0; i < ids.length; i++) await h.sf.conn.sobject('Account').update({ Id: ids[i], NumberOfEmployees: 5300 + i });
     await until(async () => {
       const r = await h.db.query('select count(*)::int n from salesforce.account where sfid = any($1) and numberofemployees = 5300 + array_position($1, sfid) - 1', [ids]);
       return r.rows[0].n === ids.length;
     }, 'every change after the drop and the expiry');
+    if (TEST_STREAM === 'pubsub') {
+      // Refused on the expired token (UNAUTHENTICATED), then subscribed again on a fresh session.
+      const after = h.emu.stats().pubsub;
+      expect(after.rejected).toBeGreaterThan(before.rejected + dropped);
+      expect(after.subscribes).toBeGreaterThan(before.subscribes);
+    }
+  });
+
+  it('a queued re-read whose apply fails is tried again without any further change event', async () => {
+    // Records an apply could not take as they came wait in hc.inbound_rereads (and echoes of our creates
+    // in hc.inbound_deferred_echoes) for a timer. When the apply that timer started failed (Postgres
+    // restarting, a session terminated), nothing set the timer again: with no further change event for
+    // the object the record stayed behind for good (the 30-minute soak's rows without SystemModstamp).
+    const m = (await h.db.query(`select id from hc._mappings where object_name = 'Account'`)).rows[0].id as number;
+    const [x] = (await h.db.query('select sfid from salesforce.account order by sfid desc limit 1')).rows.map((r) => r.sfid as string);
+    await withoutChangeEvents(h.emu, () => h.sf.conn.sobject('Account').update({ Id: x, Name: 'Read Again Co' }));
+    await h.db.query(`create table public.reread_fault (on_ boolean); insert into public.reread_fault values (true);
+      create sequence public.reread_fault_hits;
+      create function public.reread_fault() returns trigger language plpgsql as $f$
+      begin
+        if exists (select 1 from public.reread_fault) then
+          perform nextval('public.reread_fault_hits');
+          raise exception 'injected: the re-read apply fails';
+        end if;
+        return old;
+      end $f$;
+      create trigger reread_fault before delete on hc.inbound_rereads for each row execute function public.reread_fault();`);
+    try {
+      await h.db.query(`insert into hc.inbound_rereads (mapping_id, sfid, not_before) values ($1, $2, now())`, [m, x]);
+      await h.db.query(`select pg_notify('hc_control', 'salesforce')`);
+      await until(async () => (await h.db.query('select is_called from public.reread_fault_hits')).rows[0].is_called, 'the re-read tried, and failed');
+      await h.db.query('delete from public.reread_fault');
+      await until(async () => (await nameOf(x)) === 'Read Again Co', 'the re-read tried again and applied', 30_000);
+      expect((await h.db.query('select count(*)::int n from hc.inbound_rereads where mapping_id = $1', [m])).rows[0].n).toBe(0);
+    } finally {
+      await h.db.query(`drop trigger reread_fault on hc.inbound_rereads; drop function public.reread_fault();
+                        drop table public.reread_fault; drop sequence public.reread_fault_hits`);
+    }
   });
 
   it('hc.abort stops a running load between pages (or before it starts); a reload afterwards completes it', async () => {
@@ -102,10 +146,20 @@ describe('inbound recovery', () => {
       await new Promise((r) => setTimeout(r, 250)); // the (slowed) describe is under way
       await h.db.query(`select hc.abort('Opportunity')`);
       await until(async () => (await mappingState(h.db, 'Opportunity')).state === 'ABORTED', 'Opportunity ABORTED');
-      // Long enough for a load that ignored the abort to count, read and finish (two slowed calls).
-      await new Promise((r) => setTimeout(r, 2500));
-      expect((await mappingState(h.db, 'Opportunity')).state).toBe('ABORTED');
+      // A mapping's work runs one piece at a time, so a poll requested now runs only after whatever was
+      // queued before it: a load that ignored the abort would have counted (and said "loading N rows")
+      // by then. The poll's query reaching the call ledger is the signal; the load's traces must not exist.
+      await h.db.query(`select hc.poll_now('Opportunity')`);
+      await until(
+        async () => (await h.db.query(`select count(*)::int n from hc.api_calls where path like '%Opportunity%ORDER%BY%SystemModstamp%'`)).rows[0].n > 0,
+        'the later poll of Opportunity sent',
+      );
       expect((await h.db.query(`select count(*)::int n from hc.api_calls where path like '%COUNT%Opportunity%'`)).rows[0].n).toBe(0);
+      const traces = await h.db.query(
+        `select event, message from hc.sync_log
+          where mapping_id = (select id from hc._mappings where object_name = 'Opportunity') and (event = 'load' or message like 'loading %')`,
+      );
+      expect(traces.rows).toEqual([]);
     } finally {
       h.emu.setLatency(0);
     }

@@ -5,14 +5,14 @@
 // one of them must reach Salesforce: none is dropped because its mapping is not there yet (it waits,
 // and says so in status and diagnose), and the first load overwrites none of them.
 import { afterAll, beforeAll, describe, expect, it, inject } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { startEmulator } from '../../emulator/index.js';
 import { withDatabase } from '../support/global-setup.js';
-import { assertFreshBuild, hcsync } from '../support/cli.js';
+import { assertFreshBuild, cli } from '../support/cli.js';
+import { tempDir } from '../support/tmp.js';
 import { sidecarEnv, spawnSidecar, type SidecarProcess } from '../support/sidecar.js';
 import { until } from '../support/until.js';
 
@@ -23,7 +23,7 @@ let db: pg.Pool;
 let dbName: string;
 let url: string;
 let sidecar: SidecarProcess | undefined;
-const dir = mkdtempSync(join(tmpdir(), 'hcsync-migration-'));
+const dir = tempDir('migration');
 
 /** A mapped table and its two triggers as Heroku Connect creates them (reference §2.2, §2.4, §2.7). */
 function hcTable(table: string, columns: string): string {
@@ -227,10 +227,10 @@ describe('Coming from Heroku Connect (README steps)', () => {
     writeFileSync(file, JSON.stringify(exportFile([{ object_name: 'Contact', config: contactConfig }]), null, 2));
     // 2. hcsync migrate, hcsync import <app>-<resource>.json
     const env = sidecarEnv(emu, url);
-    const migrate = await hcsync(['migrate'], env);
+    const migrate = await cli(['migrate'], env);
     expect(migrate.stderr).toBe('');
     expect(migrate.code).toBe(0);
-    const imported = await hcsync(['import', file], env);
+    const imported = await cli(['import', file], env);
     expect(imported.stderr).toBe('created connection my-app (schema salesforce)\n');
     expect(imported.code).toBe(0);
     expect(JSON.parse(imported.stdout)).toMatchObject({ created: ['Contact'] });
@@ -262,21 +262,21 @@ describe('Coming from Heroku Connect (README steps)', () => {
 
     // The Lead change has no mapping yet: it waits (NEW, never IGNORED), and status and diagnose say so.
     expect((await entries()).filter((e) => e.table_name === 'lead')).toEqual([{ table_name: 'lead', action: 'INSERT', state: 'NEW', sf_message: null }]);
-    const status = JSON.parse((await hcsync(['status', '--json'], env)).stdout);
+    const status = JSON.parse((await cli(['status', '--json'], env)).stdout);
     expect(status.connections[0]).toMatchObject({ name: 'my-app', unmapped_writes: 1 });
-    const diagnose = JSON.parse((await hcsync(['diagnose', '--json'], env)).stdout);
+    const diagnose = JSON.parse((await cli(['diagnose', '--json'], env)).stdout);
     expect(diagnose.checks).toContainEqual(expect.objectContaining({ status: 'YELLOW', rule: 'UNMAPPED_WRITES', message: expect.stringMatching(/^1 change\(s\) .* no mapping: lead \(1\)/) }));
 
     // Importing its mapping sends it.
     const leadFile = join(dir, 'my-app-lead.json');
     writeFileSync(leadFile, JSON.stringify(exportFile([{ object_name: 'Lead', config: leadConfig }])));
-    const again = await hcsync(['import', leadFile], env);
+    const again = await cli(['import', leadFile], env);
     expect(again.stderr).toBe('');
     expect(again.code).toBe(0);
     await until(async () => (await entries()).every((e) => e.state === 'SUCCESS'), 'the Lead change sent', 90_000);
     const leads = await sfRecords(`SELECT Id, LastName, Company FROM Lead WHERE LastName = 'Pending-Lead'`);
     expect(leads).toHaveLength(1);
     expect((await db.query('select sfid from salesforce.lead where id = $1', [lead])).rows[0].sfid).toBe(leads[0].Id);
-    expect(JSON.parse((await hcsync(['status', '--json'], env)).stdout).connections[0].unmapped_writes).toBe(0);
+    expect(JSON.parse((await cli(['status', '--json'], env)).stdout).connections[0].unmapped_writes).toBe(0);
   }, 300_000);
 });

@@ -13,6 +13,7 @@ import jsforce from 'jsforce';
 import type { Service } from '../../sidecar/context.js';
 import { startInbound } from '../../sidecar/sync/inbound/index.js';
 import { setup, until, queueEmpty, type Harness } from './harness.js';
+import { replayNumber } from '../support/sidecar.js';
 
 let h: Harness;
 let reader: Service;
@@ -46,7 +47,7 @@ async function readerCaughtUp(): Promise<void> {
   const last = Math.max(-1, ...h.emu.events().filter((e) => e.entity === 'Account').map((e) => e.replayId));
   await until(async () => {
     const r = await h.db.query(`select replay_id from hc.sync_positions`);
-    return r.rows.some((x) => Number(x.replay_id) >= last);
+    return r.rows.some((x) => replayNumber(x.replay_id) >= last);
   }, `reader applied events up to ${last}`);
 }
 /** Every sObject Collections call is answered only after 8 s, so the writer (1 s call timeout) keeps the
@@ -80,15 +81,15 @@ describe('Heroku Connect anomalies do not happen', { timeout: 120_000 }, () => {
     await readerCaughtUp();
     expect(await stillQueued(id)).toBe(true); // the interleaving really happened
     expect((await rowById(id)).accountnumber).toBe('second');
-    const conflicts = (await h.db.query(`select detail from hc.sync_log where event = 'conflict' and detail->>'sfid' = $1`, [sfid])).rows;
-    expect(conflicts.map((c) => c.detail.columns)).toContainEqual(['accountnumber']);
+    // The late echo of our own first write is not a conflict (nothing changed in Salesforce but by us).
+    expect((await h.db.query(`select * from hc.conflicts where sfid = $1`, [sfid])).rows).toEqual([]);
     h.emu.clearFaults();
     await until(async () => (await queueEmpty(h.db)) && sfByName('Flip')[0]?.AccountNumber === 'second', 'second update sent');
     await readerCaughtUp();
     expect((await rowById(id)).accountnumber).toBe('second');
   });
 
-  it('revived delete: a row deleted locally stays gone while Salesforce changes the record; the delete reaches Salesforce', async () => {
+  it('revived delete: a row deleted locally stays gone while Salesforce changes the record; the delete reaches Salesforce once decided', async () => {
     const { id, sfid } = await created('Revive');
     holdWrites();
     await h.db.query(`delete from salesforce.account where id = $1`, [id]);
@@ -96,6 +97,10 @@ describe('Heroku Connect anomalies do not happen', { timeout: 120_000 }, () => {
     await readerCaughtUp();
     expect(await stillQueued(id)).toBe(true); // the delete was still pending when the change arrived
     expect(await row('Revive')).toEqual([]);
+    // A delete against a change is a conflict; the default policy (manual) parks it until decided.
+    const c = await until(async () => { const x = (await h.db.query(`select * from hc.conflicts where sfid = $1`, [sfid])).rows; return x.length > 0 && x; }, 'the conflict recorded');
+    expect(c).toMatchObject([{ kind: 'pg_delete', policy: 'manual', winner: null }]);
+    await h.db.query(`select hc.resolve_conflict($1, 'pg')`, [c[0].id]);
     h.emu.clearFaults();
     await until(async () => (await queueEmpty(h.db)) && sfByName('Revive').length === 0, 'delete sent');
     await readerCaughtUp();

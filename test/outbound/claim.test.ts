@@ -47,7 +47,7 @@ beforeAll(async () => {
   lock = new pg.Client({ connectionString: db.url });
   await lock.connect();
   lock.on('error', () => {});
-  await lock.query('select pg_advisory_lock(1751347065, $1)', [CLAIMER]);
+  await lock.query(`select pg_advisory_lock(hc.lock_class('writer'), $1)`, [CLAIMER]);
 });
 afterAll(async () => {
   await lock?.end();
@@ -56,7 +56,7 @@ afterAll(async () => {
 });
 beforeEach(async () => {
   await db.query(`update hc.connections set write_algorithm = 'merged', state = 'IDLE'`);
-  await db.query('delete from salesforce.account; delete from salesforce._trigger_log; delete from hc._outbound_claims');
+  await db.query('delete from salesforce.account; delete from salesforce._trigger_log; delete from hc._outbound_claims; delete from hc.inbound_rereads');
 });
 
 describe('outbound claim and complete', () => {
@@ -216,6 +216,11 @@ describe('outbound claim and complete', () => {
     expect(await claim()).toHaveLength(0);
     expect((await log())[0].state).toBe('NEW');
     await db.query(`update hc.connections set state = 'IDLE'`);
+    // A call of the dead claimer may still be running in Salesforce: its record waits a moment
+    // (hc._outbound_holds), then goes.
+    expect(await claim()).toHaveLength(0);
+    expect((await db.query(`select count(*)::int n from hc._outbound_holds where until > now()`)).rows[0].n).toBe(1);
+    await db.query(`update hc._outbound_holds set until = now()`);
     expect(await claim()).toHaveLength(1);
   });
 
@@ -244,6 +249,31 @@ describe('outbound claim and complete', () => {
     const rows = (await db.query(`select id, sfid, _hc_lastop from salesforce.account where name = 'raced'`)).rows;
     expect(rows).toEqual([{ id, sfid, _hc_lastop: 'INSERTED' }]);
     expect((await log())[0].state).toBe('SUCCESS');
+  });
+
+  it('a read-side row for our create that the application changed since is still not its own: not held, and it gives way on write-back', async () => {
+    // The 30-minute soak: a create's answer was lost, the read side stored the record as a second row,
+    // and the application (finding its records by name) changed both rows. That row then counted as the
+    // application's: the lost-create lookup left the record alone and the row was created again, a
+    // duplicate in both systems.
+    const id = (await db.query(`insert into salesforce.account (name) values ('twin') returning id`)).rows[0].id;
+    const [op] = await claim();
+    const sfid = '001000000000011AAA';
+    const echo = (await sync.query(`insert into salesforce.account (name, sfid) values ('twin', $1) returning id`, [sfid])).rows[0].id;
+    await db.query(`update salesforce.account set numberofemployees = 12 where name = 'twin'`);
+    const held = async () => (await sync.query(`select hc.outbound_held_sfids($1, 'account', $2) as h`, [connId, [sfid]])).rows[0].h;
+    expect(await held()).toEqual([]);
+    await complete([{ op_id: op.op_id, action: 'insert', outcome: 'ok', sfid }]);
+    const rows = (await db.query(`select id, sfid from salesforce.account where name = 'twin' order by id`)).rows;
+    expect(rows).toEqual([{ id, sfid }]);
+    expect(echo).not.toBe(id);
+    // What that row got from Salesforce (a flow's values on save) went with it: the record is read again.
+    expect((await db.query(`select sfid from hc.inbound_rereads`)).rows).toEqual([{ sfid }]);
+    // The change made to that row is still sent, to the same record.
+    const next = await claim();
+    expect(next.some((o: { sfid?: string; action: string }) => o.action === 'update' && o.sfid === sfid)).toBe(true);
+    // An application's own row is held, whatever it was changed to.
+    expect(await held()).toEqual([sfid]);
   });
 
   it('a row whose write-back fails (a trigger of the app raises) fails alone, keeps its sfid, and the retry updates that record', async () => {

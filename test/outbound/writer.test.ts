@@ -97,16 +97,33 @@ describe('outbound writer', () => {
     }
   });
 
-  it('paused: capture continues and nothing is sent; resume drains', async () => {
+  it('paused: capture continues and nothing is sent, even by the round that takes over a dead writer\'s claim; resume drains', async () => {
     await h.db.query('select hc.pause()');
     const before = (await h.sfRecords(`SELECT Id FROM Account`)).length;
     const id = (await h.db.query(`insert into salesforce.account (name) values ('While paused') returning id`)).rows[0].id;
-    // Give a running writer every chance to (wrongly) send it: wake it twice.
-    await h.db.query(`select pg_notify('salesforce.hc_trigger_log', 'ping')`);
-    await new Promise((r) => setTimeout(r, 500));
-    expect((await entries(id)).map((e) => e.state)).toEqual(['NEW']);
-    expect((await h.sfRecords(`SELECT Id FROM Account`)).length).toBe(before);
-    await h.db.query('select hc.resume()');
+    // A writer that died holding this change: its entry is PENDING under a claimer whose lock is gone.
+    // The running writer's next round takes the claim over (hc.outbound_claim does that before it looks
+    // at the pause); that round is the signal that the writer ran while paused, and it must send nothing.
+    try {
+      const dead = (await h.db.query('select hc.outbound_new_claimer() as n')).rows[0].n as number;
+      // (the running writer may take the claim over at once: its round needs no nudge when one was due)
+      const claimed = await h.db.query(
+        `with e as (update salesforce._trigger_log set state = 'PENDING' where record_id = $2 and state = 'NEW' returning id)
+         insert into hc._outbound_claims (connection_id, log_id, op_id, claimer) select $1, e.id, e.id, $3 from e`,
+        [h.connectionId, id, dead],
+      );
+      expect(claimed.rowCount).toBe(1);
+      await h.db.query(`select pg_notify('salesforce.hc_trigger_log', 'ping')`);
+      await until(
+        async () => (await h.db.query('select count(*)::int n from hc._outbound_claims where claimer = $1', [dead])).rows[0].n === 0,
+        'the dead writer\'s claim taken over',
+      );
+      expect((await entries(id)).map((e) => e.state)).toEqual(['NEW']);
+      expect((await h.sfRecords(`SELECT Id FROM Account`)).length).toBe(before);
+    } finally {
+      // (the next test needs the writer running, whatever happened here)
+      await h.db.query('select hc.resume()');
+    }
     await until(async () => (await row(id))._hc_lastop === 'INSERTED', 'drained after resume');
   });
 

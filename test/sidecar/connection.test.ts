@@ -10,6 +10,7 @@ import { createLogger } from '../../sidecar/log.js';
 import { startSidecar, type Sidecar } from '../../sidecar/run.js';
 import { createTestDb, type TestDb } from '../support/db.js';
 import { until } from '../support/until.js';
+import { testStreamEnv } from '../support/sidecar.js';
 
 type Emulator = Awaited<ReturnType<typeof startEmulator>>;
 let emu: Emulator;
@@ -28,6 +29,7 @@ function env(extra: Record<string, string> = {}) {
     SF_API_VERSION: '62.0',
     HC_HTTP_PORT: '0',
     HC_CONNECTION_CHECK_MS: '200',
+    ...testStreamEnv(emu),
     ...extra,
   };
 }

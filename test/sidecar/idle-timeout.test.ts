@@ -33,6 +33,6 @@ it('with idle_session_timeout the lock sessions stay, the process stays up, and 
   expect(alive()).toBe(true);
   // The same leadership and one writer registration all along.
   expect((await h.db.query('select pid, epoch from hc.inbound_leaders')).rows[0]).toEqual(leader);
-  expect(p.output().match(/writer claimer registered/g)).toHaveLength(1);
+  expect(p.output().match(/writer claimers registered/g)).toHaveLength(1);
   expect(p.output()).not.toMatch(/inbound leadership lost/);
 }, 180_000);

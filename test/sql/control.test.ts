@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
 import { createTestDb, type TestDb } from '../support/db.js';
+import { until } from '../support/until.js';
 import { contactConfig, createConnection, createMapping, describe_, errorOf } from './helpers.js';
 
 let db: TestDb;
@@ -40,7 +41,7 @@ describe('pause / resume / recover', () => {
       expect(p.message).toMatch(/state SYSTEM_ERROR, and can only be paused when idle/);
       expect(p.hint).toMatch(/hc\.recover\(\)/);
       expect((await db.query('select hc.recover() as s')).rows[0].s).toBe('RECOVERY');
-      await new Promise((r) => setTimeout(r, 100));
+      await until(async () => got.length >= 3, 'three nudges on hc_control');
       expect(got).toEqual(['hc_control:salesforce', 'hc_control:salesforce', 'hc_control:salesforce']);
       const audit = await db.query(`select action, actor from hc.audit_log where action in ('pause', 'resume', 'recover') order by id`);
       expect(audit.rows.map((r) => r.action)).toEqual(['pause', 'resume', 'recover']);

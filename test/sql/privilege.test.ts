@@ -254,6 +254,12 @@ function recipeFor(fn: string, ids: { account: number; contact: number }): Recip
   // Connection running, Contact loaded, nothing of it waiting to be sent: reload and poll go ahead.
   const synced = `select hc.set_connection_state('IDLE', null, 'my-app'); select hc.set_mapping_state(${ids.contact}, 'DATA_SYNCED');
     update salesforce._trigger_log set state = 'SUCCESS' where table_name = 'contact' and state in ('NEW', 'PENDING')`;
+  const parked = (sfValue: string) => `set hcsync.allow_sfid_change = on;
+    update salesforce.account set sfid = '001000000000077AAA' where name = 'Acme' and sfid is null;
+    insert into hc.conflicts (connection_id, mapping_id, object_name, table_name, record_id, sfid, kind, fields, columns, pg_values, sf_values, policy)
+    select m.connection_id, m.id, 'Account', 'account', a.id, a.sfid, 'update', '{Name}', '{name}', jsonb_build_object('name', a.name),
+           jsonb_build_object('name', '${sfValue}'), 'manual'
+      from hc._mappings m, salesforce.account a where m.id = ${ids.account} and a.sfid = '001000000000077AAA'`;
   const recipes: Record<string, Recipe> = {
     'hc.create_connection(text,text)': { role: admin, sql: `select hc.create_connection('evil-two', 'sf_two')` },
     'hc.create_mapping(text,jsonb,jsonb,text)': { role: admin, sql: `select hc.create_mapping('Account', $1::jsonb, $2::jsonb, 'evil-two')`, params: [JSON.stringify(accountConfig), account] },
@@ -271,6 +277,7 @@ function recipeFor(fn: string, ids: { account: number; contact: number }): Recip
     'hc.abort(text,text)': { role: admin, sql: `select hc.abort('Contact', 'my-app')` },
     'hc.take_request(integer)': { role: null, sql: `select hc.take_request($1)`, params: [ids.contact] },
     'hc.set_write_algorithm(text,text)': { role: admin, sql: `select hc.set_write_algorithm('merged', 'my-app')` },
+    'hc.set_api_budget(text,integer,integer,integer,boolean)': { role: admin, sql: `select hc.set_api_budget('my-app', 60, 85, 3, false)` },
     'hc._failed_writes(hc.connections)': { role: admin, sql: `select * from hc.write_errors` },
     'hc._mapping_counts(integer)': { role: admin, sql: `select * from hc.mappings` },
     'hc.retry(integer[],text,text)': { role: admin, sql: `select hc.retry(null, 'account', 'my-app')` },
@@ -280,6 +287,9 @@ function recipeFor(fn: string, ids: { account: number; contact: number }): Recip
     'hc.import_config(text,text)': { role: admin, sql: `select hc.import_config(hc.export_config('my-app')::text, 'my-app')` },
     'hc.grant_app_access(text,text)': { role: admin, sql: `select hc.grant_app_access('${evil}', 'my-app')` },
     'hc.revoke_app_access(text,text)': { role: admin, sql: `select hc.revoke_app_access('${evil}', 'evil-two')` },
+    // A parked conflict of the Account row, resolved for Salesforce (text) and with chosen values (jsonb).
+    'hc.resolve_conflict(bigint,text)': { role: admin, pre: parked('sf-phone'), sql: `select hc.resolve_conflict((select max(id) from hc.conflicts), 'sf')` },
+    'hc.resolve_conflict(bigint,jsonb)': { role: admin, pre: parked('sf-phone-2'), sql: `select hc.resolve_conflict((select max(id) from hc.conflicts), '{"Name": "chosen"}'::jsonb)` },
   };
   return recipes[fn];
 }
@@ -472,7 +482,7 @@ describe("the sync's own functions", () => {
     const paths: string[] = [];
     try {
       await lock.connect();
-      await lock.query('select pg_advisory_lock($1, $2)', [1751347065, 99]);
+      await lock.query(`select pg_advisory_lock(hc.lock_class('writer'), $1)`, [99]);
       const listed = await pool.query(`select x."Id" from jsonb_to_recordset($1) as x("Id" text)`, [JSON.stringify([{ Id: '001000000000043AAA' }])]);
       expect(listed.rows).toEqual([{ Id: '001000000000043AAA' }]);
       for (const c of [pool, lock]) paths.push((await c.query('show search_path')).rows[0].search_path);

@@ -123,11 +123,15 @@ describe('executable functions per role', () => {
     'hc.abort(text,text)', 'hc.create_connection(text,text)', 'hc.create_mapping(text,jsonb,jsonb,text)',
     'hc.delete_connection(text,text)', 'hc.delete_mapping(text,text,boolean)', 'hc.discard(integer[],text,text)',
     'hc.grant_app_access(text,text)', 'hc.import_config(jsonb,text)', 'hc.import_config(text,text)', 'hc.pause(text)',
-    'hc.poll_now(text,text)', 'hc.recover(text)', 'hc.reload(text,text)', 'hc.resume(text)', 'hc.retry(integer[],text,text)',
-    'hc.revoke_app_access(text,text)', 'hc.set_write_algorithm(text,text)', 'hc.uninstall_script()', 'hc.update_mapping(text,jsonb,jsonb,text)',
+    'hc.poll_now(text,text)', 'hc.recover(text)', 'hc.reload(text,text)', 'hc.resolve_conflict(bigint,jsonb)', 'hc.resolve_conflict(bigint,text)', 'hc.resume(text)', 'hc.retry(integer[],text,text)',
+    'hc.revoke_app_access(text,text)', 'hc.set_api_budget(text,integer,integer,integer,boolean)', 'hc.set_write_algorithm(text,text)', 'hc.uninstall_script()', 'hc.update_mapping(text,jsonb,jsonb,text)',
   ];
-  // Reads: the views call _mapping_counts, _failed_writes and _unmapped_writes; the CLI resolves names with _connection, _mapping.
-  const reads = ['hc._connection(text)', 'hc._failed_writes(hc.connections)', 'hc._mapping(text,text)', 'hc._mapping_counts(integer)', 'hc._unmapped_writes(hc.connections)', 'hc.diagnose()', 'hc.export_config(text)', 'hc.metrics()'];
+  // Reads: the views call _mapping_counts, _failed_writes and _unmapped_writes; the CLI resolves names with _connection, _mapping,
+  // and reads connections, mappings, the sync log, conflicts and the governor's waits through _connections, _mapping_rows,
+  // _sync_log, _sync_log_last_id, _conflicts_of, _api_budget_waits.
+  const reads = ['hc._connection(text)', 'hc._connections(text,text,integer)', 'hc._mapping_rows(integer,integer)',
+    'hc._sync_log(integer,integer,text,integer,text,text[],text,text,bigint,bigint)', 'hc._sync_log_last_id()',
+    'hc._conflicts_of(integer,text,text,boolean,bigint)', 'hc._api_budget_waits(text)', 'hc.api_budget_metrics()', 'hc._failed_writes(hc.connections)', 'hc._mapping(text,text)', 'hc._mapping_counts(integer)', 'hc._unmapped_writes(hc.connections)', 'hc.diagnose()', 'hc.export_config(text)', 'hc.metrics()', 'hc.notifications_list(integer,text)'];
   // HC's loop-prevention flag: every session's triggers call it.
   const everyone = ['public.get_xmlbinary()'];
   const allowed: Record<string, string[]> = {

@@ -4,3 +4,10 @@ export const describeField = (name: string, type: string, extra: Record<string, 
   name, type, length: 0, nillable: true, createable: true, updateable: true, calculated: false,
   externalId: false, unique: false, referenceTo: [], relationshipName: null, ...extra,
 });
+
+/** The fields every object has and no one writes: Id, IsDeleted, SystemModstamp. */
+export const systemFields = () => [
+  describeField('Id', 'id', { nillable: false, createable: false, updateable: false }),
+  describeField('IsDeleted', 'boolean', { createable: false, updateable: false }),
+  describeField('SystemModstamp', 'datetime', { createable: false, updateable: false }),
+];

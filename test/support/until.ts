@@ -2,7 +2,7 @@
 // about timing is asserted; the timeout only turns a hang into a failure that names what never came.
 export async function until<T>(
   check: () => T | Promise<T>,
-  what: string,
+  what: string | (() => string),
   timeoutMs = 60_000,
   everyMs = 50,
 ): Promise<NonNullable<T>> {
@@ -15,7 +15,7 @@ export async function until<T>(
     } catch (e) {
       last = e;
     }
-    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    if (Date.now() - start > timeoutMs) throw new Error(`timed out waiting for ${typeof what === 'function' ? what() : what}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
 }
