@@ -48,8 +48,14 @@ export const idle: Benchmark = {
       if (Object.keys(diff).length) config.emulatorCountersDuringWindow = diff;
       const counted = diff['api.used'] ?? 0;
       rows.push({ metric: 'API calls per hour, as the emulator counted them', value: (counted * 3600) / windowSeconds, unit: 'calls/h', note: `${counted} in ${windowSeconds} s: cross-check of the ledger` });
-      const connects = diff['notCounted.streamingConnects'] ?? 0;
-      rows.push({ metric: 'CometD /meta/connect per hour (not API calls)', value: (connects * 3600) / windowSeconds, unit: 'req/h', note: 'streaming long-polls, not counted against the allowance' });
+      if (process.env.BENCH_CHANGE_STREAM !== 'cometd' && emu.pubsub) {
+        // The sidecar's default stream: one Subscribe stream, kept open; the API sends keepalives when idle.
+        const keepalives = diff['pubsub.keepalives'] ?? 0;
+        rows.push({ metric: 'Pub/Sub keepalives per hour (not API calls)', value: (keepalives * 3600) / windowSeconds, unit: 'msg/h', note: `one open Subscribe stream (${diff['pubsub.subscribes'] ?? 0} opened in the window), not counted against the allowance` });
+      } else {
+        const connects = diff['notCounted.streamingConnects'] ?? 0;
+        rows.push({ metric: 'CometD /meta/connect per hour (not API calls)', value: (connects * 3600) / windowSeconds, unit: 'req/h', note: 'streaming long-polls, not counted against the allowance' });
+      }
       config.ledgerCallsByKind = Object.fromEntries(calls.map((c) => [c.kind, c.n]));
       return { rows, config };
     });

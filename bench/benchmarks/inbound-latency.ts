@@ -1,12 +1,16 @@
 // 2. Inbound latency: someone writes a record in Salesforce (jsforce against the emulator); how long until
 // the row is in Postgres. Start: the write acknowledged to the writer. End: the row (or the new value)
 // first seen by a query polling Postgres every 2 ms. Two configurations of the same mapping:
-//  - CDC on (sf_notify_enabled): change events drive the apply; baseline, same samples: when the same
-//    event reached a bare jsforce subscriber (the delivery floor no CDC-driven sync can beat);
+//  - CDC on (sf_notify_enabled): change events drive the apply, over the sidecar's default stream (the Pub/Sub
+//    API; BENCH_CHANGE_STREAM=cometd for CometD); baseline, same samples: when the same event reached a bare
+//    subscriber of that transport in this process (the delivery floor no CDC-driven sync can beat): the
+//    official salesforce-pubsub-api-client for Pub/Sub, jsforce streaming for CometD. Both bare subscribers
+//    run, so the run also shows the two transports' floors side by side;
 //  - polling only, at the mapping's configured sf_polling_seconds (short here so the run stays short;
 //    the latency is then dominated by, and scales with, the interval).
 import pg from 'pg';
 import type { Connection } from 'jsforce';
+import PubSubApiClient from 'salesforce-pubsub-api-client';
 import { compared, now, sleep, type BenchContext, type BenchResult, type Benchmark, type Row } from '../lib/bench.js';
 import { sfConnection } from '../lib/emulator.js';
 import { accountConfig } from '../lib/mapping.js';
@@ -96,6 +100,42 @@ async function bareSubscriber(conn: Connection): Promise<{ arrival(changeType: s
   };
 }
 
+/**
+ * The Pub/Sub floor: the official salesforce-pubsub-api-client, unmodified, on /data/ChangeEvents (the channel
+ * the sidecar's one stream uses), pointed at the emulator by configuration (its endpoint, certificate checks off).
+ */
+async function barePubSubSubscriber(emu: { credentials: { loginUrl: string; clientId: string; clientSecret: string }; pubsub?: { endpoint: string } }): Promise<{ arrival(changeType: string, id: string): Promise<number>; close(): void }> {
+  if (!emu.pubsub) throw new Error('the emulator serves no Pub/Sub API');
+  const quiet = { debug() {}, info() {}, warn() {}, error() {} };
+  const client = new PubSubApiClient(
+    { authType: 'oauth-client-credentials', loginUrl: emu.credentials.loginUrl, clientId: emu.credentials.clientId, clientSecret: emu.credentials.clientSecret, pubSubEndpoint: emu.pubsub.endpoint, rejectUnauthorizedSsl: false } as never,
+    quiet as never,
+  );
+  await client.connect();
+  const arrived = new Map<string, number>();
+  client.subscribe('/data/ChangeEvents', ((_s: unknown, type: string, data: { payload?: { ChangeEventHeader?: { changeType: string; recordIds: string[] } } }) => {
+    const h = type === 'event' ? data.payload?.ChangeEventHeader : undefined;
+    if (!h) return;
+    const t = now();
+    for (const id of h.recordIds) if (!arrived.has(`${h.changeType}:${id}`)) arrived.set(`${h.changeType}:${id}`, t);
+  }) as never);
+  await sleep(1000); // the stream is open once its first FetchRequest is in (LATEST: events from then on)
+  return {
+    async arrival(changeType, id) {
+      const key = `${changeType}:${id}`;
+      const deadline = now() + 10_000;
+      while (!arrived.has(key)) {
+        if (now() > deadline) throw new Error(`the bare Pub/Sub subscriber saw no ${changeType} event for ${id}`);
+        await sleep(1);
+      }
+      return arrived.get(key)!;
+    },
+    close() {
+      client.close();
+    },
+  };
+}
+
 async function create(conn: Connection, name: string): Promise<{ id: string; at: number }> {
   const r = (await conn.sobject('Account').create({ Name: name, Phone: '(212) 555-0199', BillingCity: 'New York' })) as { id: string; success: boolean };
   const at = now();
@@ -128,36 +168,55 @@ export const inboundLatency: Benchmark = {
         await rig.mapSynced(cdcConfig, { syncedMs: 120_000, caughtUpMs: 60_000 });
         config.cdcMapping = cdcConfig;
         await sleep(500); // the CDC subscription is up once the mapping is synced; a moment for the handshake
+        const stream = process.env.BENCH_CHANGE_STREAM === 'cometd' || !emu.pubsub ? 'cometd' : 'pubsub';
+        config.changeStream = stream;
         const bare = await bareSubscriber(await sfConnection(emu));
+        const barePs = emu.pubsub ? await barePubSubSubscriber(emu) : undefined;
         const ins: number[] = [];
         const upd: number[] = [];
         const bareIns: number[] = [];
         const bareUpd: number[] = [];
+        const psIns: number[] = [];
+        const psUpd: number[] = [];
         for (let i = 0; i < samples; i++) {
           const c = await create(conn, `Inbound ${run} ${i}`);
           ins.push((await watch.seen(c.id, { timeoutMs: 30_000 })) - c.at);
           bareIns.push((await bare.arrival('CREATE', c.id)) - c.at);
+          if (barePs) psIns.push((await barePs.arrival('CREATE', c.id)) - c.at);
           await sleep(pauseMs);
           const desc = `changed in Salesforce ${run} ${i}`;
           await conn.sobject('Account').update({ Id: c.id, Description: desc });
           const at = now();
           upd.push((await watch.seen(c.id, { description: desc, timeoutMs: 30_000 })) - at);
           bareUpd.push((await bare.arrival('UPDATE', c.id)) - at);
+          if (barePs) psUpd.push((await barePs.arrival('UPDATE', c.id)) - at);
           await sleep(pauseMs);
         }
         bare.close();
+        barePs?.close();
         const si = summarize(ins);
         const su = summarize(upd);
         const bi = summarize(bareIns);
         const bu = summarize(bareUpd);
+        const pi = psIns.length ? summarize(psIns) : undefined;
+        const pu = psUpd.length ? summarize(psUpd) : undefined;
+        // The sidecar against the floor of its own transport.
+        const [floorName, fi, fu] = stream === 'pubsub' && pi && pu ? ['a bare salesforce-pubsub-api-client subscriber', pi, pu] : ['a bare jsforce (CometD) subscriber', bi, bu];
+        const label = stream === 'pubsub' ? 'CDC on (Pub/Sub)' : 'CDC on (CometD)';
         rows.push(
-          compared('CDC on: create → in Postgres, p50', si.p50, 'ms', 'event at a bare jsforce subscriber p50', bi.p50),
-          compared('CDC on: create → in Postgres, p99', si.p99, 'ms', 'event at a bare jsforce subscriber p99', bi.p99),
-          compared('CDC on: update → in Postgres, p50', su.p50, 'ms', 'event at a bare jsforce subscriber p50', bu.p50),
-          compared('CDC on: update → in Postgres, p99', su.p99, 'ms', 'event at a bare jsforce subscriber p99', bu.p99),
+          compared(`${label}: create → in Postgres, p50`, si.p50, 'ms', `event at ${floorName} p50`, fi.p50),
+          compared(`${label}: create → in Postgres, p99`, si.p99, 'ms', `event at ${floorName} p99`, fi.p99),
+          compared(`${label}: update → in Postgres, p50`, su.p50, 'ms', `event at ${floorName} p50`, fu.p50),
+          compared(`${label}: update → in Postgres, p99`, su.p99, 'ms', `event at ${floorName} p99`, fu.p99),
         );
-        config.cdc = { create: si, update: su, bareSubscriberCreate: bi, bareSubscriberUpdate: bu };
-        ctx.progress(`CDC: create p50 ${si.p50.toFixed(1)} ms, update p50 ${su.p50.toFixed(1)} ms`);
+        if (pi && pu) {
+          rows.push(
+            compared('bare subscribers: create event, Pub/Sub p50', pi.p50, 'ms', 'CometD (jsforce) p50', bi.p50),
+            compared('bare subscribers: update event, Pub/Sub p50', pu.p50, 'ms', 'CometD (jsforce) p50', bu.p50),
+          );
+        }
+        config.cdc = { create: si, update: su, bareSubscriberCreate: bi, bareSubscriberUpdate: bu, barePubSubCreate: pi, barePubSubUpdate: pu };
+        ctx.progress(`CDC over ${stream}: create p50 ${si.p50.toFixed(1)} ms, update p50 ${su.p50.toFixed(1)} ms`);
 
         // Polling only: the same mapping with change events off, at a short interval; restart the sidecar so
         // nothing of the CDC run carries over.

@@ -3,7 +3,9 @@
 // rows/s from the first burst's commit until nothing is left NEW or PENDING in _trigger_log; Salesforce
 // API calls spent (from the ledger hc.api_calls) against the ideal ceil(N/200) of 200-record calls; Bulk
 // jobs opened. Baseline, same run: a bare client updating the same records through sObject Collections,
-// 200 per call, one call at a time.
+// 200 per call, with as many calls in flight as the writer keeps (HC_WRITE_CONCURRENCY, default 4); the
+// same client one call at a time is shown too. The baseline with calls in flight is also the emulator's
+// own ceiling for these calls on this machine at that moment.
 // Configurations: change events off (the writer alone) and on (Accelerated Polling, a mapping's default:
 // the echo of every update comes back through CDC while the writer works), both with the connection's
 // default ordered writes, where batches of HC_BULK_WRITE_THRESHOLD (2,000) or more go as Bulk 2.0 ingest
@@ -15,7 +17,12 @@ import { compared, sleep, type BenchContext, type BenchResult, type Benchmark, t
 import { bulkIngest, bulkQuery } from '../lib/bulk.js';
 import { accountConfig } from '../lib/mapping.js';
 import { collections, withRig } from '../lib/rig.js';
+import { writerRounds } from '../lib/rounds.js';
+import { fmt } from '../lib/report.js';
 import { whileAlive } from '../lib/sidecar.js';
+
+/** The calls the writer keeps in flight: the sidecar's default HC_WRITE_CONCURRENCY (the bench sets none). */
+const WRITER_IN_FLIGHT = 4;
 
 interface Variant {
   name: string;
@@ -40,24 +47,34 @@ function throughput(v: Variant): Benchmark {
       const baselineRecords = Math.min(n, 20_000);
       const rows: Row[] = [];
       const config: Record<string, unknown> = { updates: n, burstRows: burst, pauseBetweenBurstsMs: pauseMs };
-      return withRig(ctx, v.name, { poolMax: 3, partial: { rows, config } }, async ({ emu, conn, describe, pool, startSidecar, mapSynced }) => {
+      return withRig(ctx, v.name, { poolMax: 3, partial: { rows, config } }, async (rig) => {
+        const { emu, conn, describe, pool, startSidecar, mapSynced } = rig;
         const gen = accountGenerator(describe.fields as never, 4);
         const source = join(ctx.workDir, `throughput-accounts-${n}.csv`);
         const { files } = await writeAccountCsv(source, gen, n);
         const ingest = await bulkIngest(conn, 'Account', files);
         if (ingest.failed) throw new Error(`seeding the emulator: ${ingest.failed} rows failed`);
 
-        // Baseline: a bare client, sObject Collections updates of 200, serially.
+        // Baselines: a bare client, sObject Collections updates of 200, with the writer's number of calls
+        // in flight, and one at a time.
         const idFile = join(ctx.workDir, 'throughput-ids.csv');
         await bulkQuery(conn, 'SELECT Id FROM Account', { file: idFile });
         const ids = readFileSync(idFile, 'utf8').split('\n').slice(1).map((l) => l.replace(/"/g, '').trim()).filter(Boolean).slice(0, baselineRecords);
-        const b0 = performance.now();
-        for (let i = 0; i < ids.length; i += 200) {
-          const records = ids.slice(i, i + 200).map((Id, k) => ({ attributes: { type: 'Account' }, Id, Description: `baseline ${i + k}` }));
-          await collections(conn, 'PATCH', records);
-        }
-        const baseRate = ids.length / ((performance.now() - b0) / 1000);
-        ctx.progress(`baseline collections update: ${Math.round(baseRate)} records/s`);
+        const bare = async (inFlight: number, tag: string): Promise<number> => {
+          const b0 = performance.now();
+          let next = 0;
+          await Promise.all(Array.from({ length: inFlight }, async () => {
+            for (let i = (next += 200) - 200; i < ids.length; i = (next += 200) - 200) {
+              const records = ids.slice(i, i + 200).map((Id, k) => ({ attributes: { type: 'Account' }, Id, Description: `baseline ${tag} ${i + k}` }));
+              await collections(conn, 'PATCH', records);
+            }
+          }));
+          return ids.length / ((performance.now() - b0) / 1000);
+        };
+        const serialRate = await bare(1, 'serial');
+        const baseRate = await bare(WRITER_IN_FLIGHT, 'in flight');
+        ctx.progress(`baseline collections update: ${Math.round(baseRate)} records/s with ${WRITER_IN_FLIGHT} calls in flight, ${Math.round(serialRate)} serially`);
+        const baseLabel = `bare client, collections, ${WRITER_IN_FLIGHT} calls in flight`;
 
         const mapping = accountConfig(describe as never, { access: 'read_write', notify: v.notify, pollingSeconds: 600 });
         config.mapping = mapping;
@@ -65,7 +82,8 @@ function throughput(v: Variant): Benchmark {
           await pool.query(`select hc.create_connection('bench', 'salesforce')`);
           await pool.query('select hc.set_write_algorithm($1)', [v.writeAlgorithm]);
         }
-        const sidecar = await startSidecar(v.name);
+        // At debug level the writer logs each round's claim, send and record times (read back below).
+        const sidecar = await startSidecar(v.name, { HC_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'debug' });
         await mapSynced(mapping, { syncedMs: ctx.quick ? 120_000 : 300_000, caughtUpMs: ctx.quick ? 60_000 : 300_000 });
         const algorithm = (await pool.query(`select write_algorithm from hc.connections where schema_name = 'salesforce'`)).rows[0].write_algorithm;
         config.writeAlgorithm = algorithm;
@@ -75,6 +93,20 @@ function throughput(v: Variant): Benchmark {
 
         // The application's bursts.
         const t0 = performance.now();
+        const t0Epoch = Date.now();
+        // Where the writer's time went, from its own log: per round (one claim of up to 2,000 entries),
+        // and the share of the run during which some lane was in that phase.
+        const roundRows = (seconds: number) => {
+          const wr = rig.logFile ? writerRounds(rig.logFile, t0Epoch, t0Epoch + seconds * 1000) : undefined;
+          if (!wr) return undefined;
+          const pct = (x: number) => `${Math.round(x * 100)} %`;
+          rows.push(
+            { metric: 'writer: claim per round (hc.outbound_claim), p50', value: wr.claimMs.p50, unit: 'ms', note: `p90 ${fmt(wr.claimMs.p90)} ms (incl. waiting for another lane's claim); a claim running ${pct(wr.claimShare)} of the run; ${wr.rounds} rounds, ${fmt(wr.ops / wr.rounds)} ops each` },
+            { metric: 'writer: send per round (Salesforce calls), p50', value: wr.sendMs.p50, unit: 'ms', note: `p90 ${fmt(wr.sendMs.p90)} ms; calls in flight ${pct(wr.sendShare)} of the run` },
+            { metric: 'writer: record per round (hc.outbound_complete), p50', value: wr.completeMs.p50, unit: 'ms', note: `p90 ${fmt(wr.completeMs.p90)} ms; recording ${pct(wr.completeShare)} of the run` },
+          );
+          return wr;
+        };
         for (let k = 0; k * burst < n; k++) {
           const from = lo + k * burst;
           const to = Math.min(lo + n - 1, from + burst - 1);
@@ -82,7 +114,11 @@ function throughput(v: Variant): Benchmark {
           await sleep(pauseMs);
         }
         const burstSeconds = (performance.now() - t0) / 1000;
-        ctx.progress(`${n} updates committed in ${burstSeconds.toFixed(1)} s; waiting for the writer`);
+        // What the writer had not sent yet when the application's last burst committed: from there on the
+        // writer works alone, so that backlog's drain is its own rate, apart from the capture's.
+        const tBacklog = performance.now();
+        const backlog = (await pool.query<{ n: number }>(`select count(*)::int as n from salesforce._trigger_log where state in ('NEW', 'PENDING')`)).rows[0].n;
+        ctx.progress(`${n} updates committed in ${burstSeconds.toFixed(1)} s, ${backlog} not sent yet; waiting for the writer`);
         // The writer gets a budget (the suite must finish in 15 minutes); past it, what was sent is reported
         // and the benchmark fails.
         const budgetSeconds = ctx.quick ? 60 : 240;
@@ -97,7 +133,8 @@ function throughput(v: Variant): Benchmark {
               if (performance.now() > deadline) {
                 const sent = n - pending;
                 const elapsed = (performance.now() - t0) / 1000;
-                rows.push(compared('throughput (unfinished)', sent / elapsed, 'rows/s', 'bare client, collections, serial', baseRate, `${sent.toLocaleString('en-US')} of ${n.toLocaleString('en-US')} sent in ${elapsed.toFixed(0)} s`));
+                rows.push(compared('throughput (unfinished)', sent / elapsed, 'rows/s', baseLabel, baseRate, `${sent.toLocaleString('en-US')} of ${n.toLocaleString('en-US')} sent in ${elapsed.toFixed(0)} s`));
+                config.writerRounds = roundRows(elapsed);
                 throw new Error(`the writer sent ${sent} of ${n} updates within the ${budgetSeconds} s budget (${pending} still NEW/PENDING); sidecar log:\n${sidecar.tail(5)}`);
               }
               await sleep(200);
@@ -105,6 +142,7 @@ function throughput(v: Variant): Benchmark {
           })(),
         );
         const seconds = (performance.now() - t0) / 1000;
+        const drainSeconds = (performance.now() - tBacklog) / 1000;
         const failed = (await pool.query<{ n: number }>(
           `select (select count(*) from salesforce._trigger_log where state = 'FAILED') + (select count(*) from salesforce._trigger_log_archive where state = 'FAILED') as n`,
         )).rows[0].n;
@@ -118,12 +156,18 @@ function throughput(v: Variant): Benchmark {
         const bulkJobs = calls.filter((c) => c.kind === 'bulk2_ingest' && c.method === 'POST' && /\/jobs\/ingest\/?$/.test(c.path.split('?')[0])).length;
         const ideal = Math.ceil(n / 200);
         rows.push(
-          compared('throughput, first burst → all in Salesforce', n / seconds, 'rows/s', 'bare client, collections, serial', baseRate, `${n.toLocaleString('en-US')} updates in ${seconds.toFixed(1)} s (${algorithm} writes)`),
+          compared('throughput, first burst → all in Salesforce', n / seconds, 'rows/s', baseLabel, baseRate, `${n.toLocaleString('en-US')} updates in ${seconds.toFixed(1)} s (${algorithm} writes)`),
+          compared('the same against the bare client one call at a time', n / seconds, 'rows/s', 'bare client, collections, serial', serialRate),
+          { metric: "the application's bursts alone (UPDATE statements committed)", value: n / burstSeconds, unit: 'rows/s', note: `${burstSeconds.toFixed(1)} s for the ${Math.ceil(n / burst)} bursts, ${pauseMs} ms apart: no writer can finish before them` },
+          backlog >= 2000
+            ? compared('writer alone: backlog at the last burst → all in Salesforce', backlog / drainSeconds, 'rows/s', baseLabel, baseRate, `${backlog.toLocaleString('en-US')} entries left, sent in ${drainSeconds.toFixed(1)} s`)
+            : { metric: 'writer alone: backlog at the last burst', value: backlog, unit: 'entries', note: `less than one claim: the writer kept up with the bursts (done ${drainSeconds.toFixed(1)} s after the last)` },
           compared('write calls for the updates', writeCalls, 'calls', 'ideal ceil(N/200)', ideal),
           { metric: 'Bulk 2.0 ingest jobs opened', value: bulkJobs, unit: 'jobs', note: algorithm === 'ordered' ? 'ordered writes' : 'merged writes' },
           compared('all API calls during the run', calls.length, 'calls', 'ideal ceil(N/200)', ideal, Object.entries(byKind).map(([k, v]) => `${k} ${v}`).join(', ')),
         );
-        Object.assign(config, { seconds, burstSeconds, failed, apiCallsByKind: byKind, baselineRecords, idealCalls: ideal });
+        const wr = roundRows(seconds);
+        Object.assign(config, { seconds, burstSeconds, backlog, drainSeconds, failed, apiCallsByKind: byKind, baselineRecords, baselineInFlight: WRITER_IN_FLIGHT, serialRate, idealCalls: ideal, writerRounds: wr });
         return { rows, config };
       });
     },

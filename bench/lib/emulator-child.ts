@@ -5,6 +5,8 @@
 interface Emulator {
   url: string;
   credentials: { loginUrl: string; clientId: string; clientSecret: string; username: string; password: string };
+  pubsubEndpoint?: string;
+  certificate?: string;
   stats(): unknown;
   records(object: string): Record<string, unknown>[];
   stop(): Promise<void>;
@@ -14,7 +16,7 @@ const { startEmulator } = (await import(new URL('../../emulator/index.js', impor
   startEmulator(o: Record<string, unknown>): Promise<Emulator>;
 };
 
-type Msg = { id: number; op: 'stats' | 'find' | 'count' | 'countWhere' | 'waitFor' | 'stop';
+type Msg = { id: number; op: 'stats' | 'find' | 'count' | 'countWhere' | 'waitFor' | 'memory' | 'stop';
   object?: string;
   field?: string;
   value?: unknown;
@@ -70,6 +72,14 @@ process.on('message', async (m: Msg) => {
       case 'countWhere':
         result = all(m.object!).filter((r) => typeof r[m.field!] === 'string' && (r[m.field!] as string).startsWith(String(m.value))).length;
         break;
+      case 'memory': {
+        const gc = (globalThis as { gc?: () => void }).gc;
+        gc?.();
+        gc?.();
+        const m = process.memoryUsage();
+        result = { heapUsedMiB: Math.round(m.heapUsed / 2 ** 20), rssMiB: Math.round(m.rss / 2 ** 20) };
+        break;
+      }
       case 'stop':
         await emu.stop();
         process.send!({ id: m.id, result: null }, () => process.exit(0));
@@ -81,4 +91,4 @@ process.on('message', async (m: Msg) => {
   }
 });
 
-process.send!({ ready: true, url: emu.url, credentials: emu.credentials });
+process.send!({ ready: true, url: emu.url, credentials: emu.credentials, pubsub: emu.pubsubEndpoint && emu.certificate ? { endpoint: emu.pubsubEndpoint, certificate: emu.certificate } : undefined });

@@ -14,6 +14,8 @@ const CHILD = fileURLToPath(new URL('./emulator-child.js', import.meta.url));
 export interface EmulatorHandle {
   url: string;
   credentials: SalesforceCredentials;
+  /** Its Pub/Sub API (TLS gRPC) and the self-signed certificate it presents. */
+  pubsub?: { endpoint: string; certificate: string };
   pid: number;
   stats(): Promise<Record<string, unknown>>;
   /** The record whose `field` equals `value`, read in the emulator's memory (no API call). */
@@ -24,6 +26,9 @@ export interface EmulatorHandle {
   /** How many records have a text `field` starting with `prefix`. */
   countWhere(object: string, field: string, prefix: string): Promise<number>;
   rssMiB(): number | undefined;
+  /** The records' own cost: the heap in use after a full garbage collection, and the RSS then. RSS alone
+   * keeps the peak of whatever came before (a Bulk ingest parses whole uploads). */
+  memory(): Promise<{ heapUsedMiB: number; rssMiB: number }>;
   /** Samples RSS every 50 ms until stop(), which returns the peak in MiB. */
   watchPeak(): { stop(): number | undefined };
   stop(): Promise<void>;
@@ -40,7 +45,7 @@ function rss(pid: number): number | undefined {
 
 export async function emulatorProcess(ctx: Pick<BenchContext, 'progress'>): Promise<EmulatorHandle> {
   // Room for a million records in memory: the org's data lives in the emulator's heap.
-  const child: ChildProcess = fork(CHILD, [], { execArgv: ['--max-old-space-size=8192'], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  const child: ChildProcess = fork(CHILD, [], { execArgv: ['--max-old-space-size=8192', '--expose-gc'], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   const forget = onInterrupt(() => child.kill('SIGKILL'));
   child.once('exit', forget);
   let stderr = '';
@@ -49,9 +54,10 @@ export async function emulatorProcess(ctx: Pick<BenchContext, 'progress'>): Prom
   });
   const pending = new Map<number, { resolve(v: unknown): void; reject(e: Error): void }>();
   let seq = 0;
-  const ready = new Promise<{ url: string; credentials: SalesforceCredentials }>((resolve, reject) => {
-    child.on('message', (m: { ready?: boolean; id?: number; result?: unknown; error?: string; url?: string; credentials?: SalesforceCredentials }) => {
-      if (m.ready) return resolve({ url: m.url!, credentials: m.credentials! });
+  type Ready = { url: string; credentials: SalesforceCredentials; pubsub?: { endpoint: string; certificate: string } };
+  const ready = new Promise<Ready>((resolve, reject) => {
+    child.on('message', (m: Partial<Ready> & { ready?: boolean; id?: number; result?: unknown; error?: string }) => {
+      if (m.ready) return resolve({ url: m.url!, credentials: m.credentials!, pubsub: m.pubsub });
       const p = pending.get(m.id!);
       if (!p) return;
       pending.delete(m.id!);
@@ -77,6 +83,7 @@ export async function emulatorProcess(ctx: Pick<BenchContext, 'progress'>): Prom
   return {
     url: info.url,
     credentials: info.credentials,
+    pubsub: info.pubsub,
     pid,
     stats: () => ask('stats'),
     find: (object, field, value) => ask('find', { object, field, value }),
@@ -84,6 +91,7 @@ export async function emulatorProcess(ctx: Pick<BenchContext, 'progress'>): Prom
     waitFor: (object, field, value, timeoutMs) => ask('waitFor', { object, field, value, timeoutMs }),
     countWhere: (object, field, value) => ask('countWhere', { object, field, value }),
     rssMiB: () => rss(pid),
+    memory: () => ask('memory'),
     watchPeak() {
       let peak = rss(pid);
       const t = setInterval(() => {

@@ -4,6 +4,7 @@
 // and a failure carries what was measured so far, so the table still shows it.
 import pg from 'pg';
 import type { Connection, DescribeSObjectResult } from 'jsforce';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { BenchContext, BenchResult } from './bench.js';
 import { emulatorProcess, sfConnection, type EmulatorHandle } from './emulator.js';
@@ -24,8 +25,13 @@ export interface Rig extends Org {
   pool: pg.Pool;
   /** The running sidecar, once startSidecar() was called (the latest one when called again). */
   sidecar?: SidecarProcess;
-  /** Spawns the sidecar, its log in the run's work directory as `<logName>-sidecar.log`, and waits until it runs. */
-  startSidecar(logName: string): Promise<SidecarProcess>;
+  /**
+   * Spawns the sidecar, its log in the run's work directory as `<logName>-sidecar.log` (`logFile`), and
+   * waits until it runs. `env` adds to (or overrides) the sidecar's environment.
+   */
+  startSidecar(logName: string, env?: Record<string, string>): Promise<SidecarProcess>;
+  /** The latest sidecar's log file. */
+  logFile?: string;
   /** Creates the Account mapping, waits for DATA_SYNCED, then for the catch-up pass after the load. */
   mapSynced(config: Record<string, unknown>, timeouts: { syncedMs: number; caughtUpMs: number }): Promise<void>;
 }
@@ -40,6 +46,17 @@ export async function withOrg<T>(ctx: BenchContext, body: (org: Org) => Promise<
   } finally {
     await emu.stop();
   }
+}
+
+/**
+ * The sidecar's change stream: the emulator's Pub/Sub API (the sidecar's default), trusting its certificate;
+ * BENCH_CHANGE_STREAM=cometd measures the Streaming API instead.
+ */
+export function changeStreamEnv(ctx: Pick<BenchContext, 'workDir'>, emu: EmulatorHandle): Record<string, string> {
+  if (process.env.BENCH_CHANGE_STREAM === 'cometd' || !emu.pubsub) return { HC_CHANGE_STREAM: 'cometd' };
+  const ca = join(ctx.workDir, 'pubsub-ca.pem');
+  writeFileSync(ca, emu.pubsub.certificate);
+  return { HC_CHANGE_STREAM: 'pubsub', SF_PUBSUB_ENDPOINT: emu.pubsub.endpoint, SF_PUBSUB_CA_FILE: ca };
 }
 
 /**
@@ -60,8 +77,9 @@ export async function withRig<T>(
         ...org,
         db,
         pool,
-        async startSidecar(logName) {
-          const sidecar = spawnSidecar({ databaseUrl: db.url, sf: org.emu.credentials, logFile: join(ctx.workDir, `${logName}-sidecar.log`) });
+        async startSidecar(logName, env) {
+          rig.logFile = join(ctx.workDir, `${logName}-sidecar.log`);
+          const sidecar = spawnSidecar({ databaseUrl: db.url, sf: org.emu.credentials, logFile: rig.logFile, env: { ...changeStreamEnv(ctx, org.emu), ...env } });
           rig.sidecar = sidecar;
           await waitRunning(sidecar);
           return sidecar;

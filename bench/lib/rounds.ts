@@ -1,0 +1,67 @@
+// The writer's own account of where its time went: the sidecar logs one `outbound round` line per
+// claim → send → record (at debug level), with claimMs (hc.outbound_claim, including the wait for
+// another lane's claim: claims are serialised per connection), sendMs (the Salesforce calls) and
+// completeMs (hc.outbound_complete). Read back from the sidecar's log after a run, they say what
+// bounds the throughput: the share of the run during which a claim (or a call, or a completion) was
+// in progress on some lane. A claim share near 100 % means the serialised claims set the pace.
+import { readFileSync } from 'node:fs';
+import { summarize, type Summary } from './stats.js';
+
+export interface WriterRounds {
+  rounds: number;
+  ops: number;
+  claimMs: Summary;
+  sendMs: Summary;
+  completeMs: Summary;
+  /** Share of [fromMs, toMs] during which at least one lane was claiming / sending / completing. */
+  claimShare: number;
+  sendShare: number;
+  completeShare: number;
+}
+
+/** Union length of intervals, clipped to [from, to]. */
+function covered(intervals: [number, number][], from: number, to: number): number {
+  const xs = intervals.map(([a, b]) => [Math.max(a, from), Math.min(b, to)] as [number, number]).filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0]);
+  let total = 0;
+  let end = -Infinity;
+  for (const [a, b] of xs) {
+    if (b <= end) continue;
+    total += b - Math.max(a, end);
+    end = b;
+  }
+  return total;
+}
+
+/** The rounds logged between fromMs and toMs (epoch ms); undefined when the log holds none (not at debug level). */
+export function writerRounds(logFile: string, fromMs: number, toMs: number): WriterRounds | undefined {
+  const rounds: { time: number; ops: number; claimMs: number; sendMs: number; completeMs: number }[] = [];
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes('"outbound round"')) continue;
+    try {
+      const r = JSON.parse(line) as { msg?: string; time?: number; ops?: number; claimMs?: number; sendMs?: number; completeMs?: number };
+      if (r.msg !== 'outbound round' || typeof r.time !== 'number') continue;
+      const claimMs = r.claimMs ?? 0;
+      const sendMs = r.sendMs ?? 0;
+      const completeMs = r.completeMs ?? 0;
+      // The line is written when the round ends: its phases are reconstructed backwards from there.
+      if (r.time - completeMs - sendMs - claimMs < fromMs || r.time > toMs + 60_000) continue;
+      rounds.push({ time: r.time, ops: r.ops ?? 0, claimMs, sendMs, completeMs });
+    } catch {
+      // a line cut short by the log rotation or the stop: not a round
+    }
+  }
+  if (!rounds.length) return undefined;
+  const span = Math.max(1, toMs - fromMs);
+  const phase = (start: (r: (typeof rounds)[number]) => number, ms: (r: (typeof rounds)[number]) => number) =>
+    covered(rounds.map((r) => [start(r), start(r) + ms(r)]), fromMs, toMs) / span;
+  return {
+    rounds: rounds.length,
+    ops: rounds.reduce((a, r) => a + r.ops, 0),
+    claimMs: summarize(rounds.map((r) => r.claimMs)),
+    sendMs: summarize(rounds.map((r) => r.sendMs)),
+    completeMs: summarize(rounds.map((r) => r.completeMs)),
+    claimShare: phase((r) => r.time - r.completeMs - r.sendMs - r.claimMs, (r) => r.claimMs),
+    sendShare: phase((r) => r.time - r.completeMs - r.sendMs, (r) => r.sendMs),
+    completeShare: phase((r) => r.time - r.completeMs, (r) => r.completeMs),
+  };
+}
