@@ -33,11 +33,13 @@ PG_MAJORS ?= 14 15 16 17 18
 # besides the full legs on 18 (embedded) and 15 (the system server); `make test-matrix` runs them all.
 PG_MATRIX_QUICK := test/sql test/migrator.test.ts test/migration test/inbound/merge.test.ts test/outbound/claim.test.ts
 
-.PHONY: help setup build test test-system test-matrix test-matrix-quick demo bench bench-quick soak clean typecheck
+.PHONY: help setup chromium build test test-system test-cometd test-matrix test-matrix-quick demo bench bench-quick soak clean typecheck
 
 help:
 	@echo "make demo    - run hcsync end to end: embedded Postgres, Salesforce emulator, sidecar, traffic"
 	@echo "make test    - install, build and run the test suite (embedded Postgres; plus the system server in CI)"
+	@echo "make test-cometd - the inbound tests again over CometD (HC_CHANGE_STREAM=cometd); make test runs them over Pub/Sub"
+	@echo "make test-policies - the convergence test once per conflict policy (sf_wins, pg_wins, latest)"
 	@echo "make test-matrix - the test suite on embedded PostgreSQL 14, 15, 16, 17 and 18 (PG_MAJORS=\"14 17\" for some)"
 	@echo "make test-matrix-quick - the version-sensitive files only (SQL, migrator, merge, claim) on each major"
 	@echo "make bench   - run the benchmarks (bench/), tables in the terminal, JSON in bench/results/"
@@ -60,20 +62,21 @@ dist/.built: node_modules/.installed tsconfig.json $(shell find sidecar emulator
 	npm run --silent build
 	@touch $@
 
-setup: dist/.built
+setup: dist/.built chromium
 
 build: dist/.built
 
 typecheck: setup
 	npx tsc -p tsconfig.json --noEmit
 
-# The dashboard's browser tests (test/dashboard/) drive Debian's Chromium: as root it is installed
-# when missing; otherwise the command to do so is printed.
+# The dashboard's browser tests (test/dashboard/) drive Debian's Chromium: the setup installs it as root
+# when missing; otherwise, or when the install fails, the command to do so is printed (nothing else needs it).
 chromium:
 	@if [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing chromium for the dashboard's browser tests"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "note: installing chromium failed; the browser tests need it: apt-get install -y chromium"; \
 	  else \
 	    echo "note: /usr/bin/chromium is missing; the browser tests need it: sudo apt-get install -y chromium"; \
 	  fi; \
@@ -88,6 +91,21 @@ test: setup chromium
 
 test-system: setup chromium
 	DATABASE_URL=$(SYSTEM_PG_URL) npx vitest run
+
+# The sidecar streams change events over the Pub/Sub API by default, and over CometD with
+# HC_CHANGE_STREAM=cometd. `make test` runs the inbound tests on Pub/Sub; this runs them again on CometD
+# (HCSYNC_TEST_STREAM=cometd, read by test/support/sidecar.ts), so both transports keep passing them.
+test-cometd: setup
+	HCSYNC_TEST_STREAM=cometd npx vitest run test/inbound
+
+# The convergence test once per conflict policy (the suite runs it with the default, manual): each must
+# still end with nothing lost, duplicated, diverged or stuck.
+CONFLICT_POLICIES ?= sf_wins pg_wins latest
+test-policies: setup
+	@for p in $(CONFLICT_POLICIES); do \
+	  echo "== conflict_policy $$p"; \
+	  HCSYNC_CONVERGENCE_POLICY=$$p npx vitest run test/convergence/convergence.test.ts || exit 1; \
+	done
 
 # One run per major, on to the next when one fails; a line per major at the end, and it fails if any did.
 # PG_MATRIX_TESTS narrows every run to some test files or folders (the whole suite when empty).
