@@ -299,6 +299,59 @@ begin
 end;
 $$;
 
+-- A failed change that later writes of the same record have overtaken is not sent again as it was:
+-- Salesforce already has newer values. Of each picked entry, the fields that a later entry of the record
+-- sent (SUCCESS or MERGED) are dropped; an update left with nothing to send, and a create of a record
+-- that a later entry created (the row has its sfid), become MERGED and stay out of the retry. Without
+-- this, retrying after the application's fix went through sent the refused values over the fixed record.
+-- Returns the number of entries settled so.
+create or replace function hc._retry_overtaken(c hc.connections, ids integer[], archived boolean)
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  tbl text := case when archived then '_trigger_log_archive' else '_trigger_log' end;
+  n integer := 0;
+  e record;
+  later text[];
+  rest text;
+  row_sfid text;
+begin
+  if ids is null then
+    return 0;
+  end if;
+  for e in execute format('select id, action, table_name::text tn, record_id, sfid, "values" v from %I.%I where id = any ($1) and state = $2 order by id',
+                          c.schema_name, tbl) using ids, 'FAILED' loop
+    continue when e.action = 'DELETE';
+    execute format($q$select array_agg(distinct k.key) from (
+                        select "values" from %1$I._trigger_log where record_id = $1 and table_name = $2 and id > $3 and state in ('SUCCESS', 'MERGED')
+                        union all
+                        select "values" from %1$I._trigger_log_archive where record_id = $1 and table_name = $2 and id > $3 and state in ('SUCCESS', 'MERGED')) l,
+                        hc._hstore_pairs(l."values") k$q$, c.schema_name)
+      into later using e.record_id, e.tn, e.id;
+    continue when later is null;
+    if e.action = 'INSERT' and e.sfid is null then
+      if to_regclass(format('%I.%I', c.schema_name, e.tn)) is not null then
+        execute format('select sfid::text from %I.%I where id = $1', c.schema_name, e.tn) into row_sfid using e.record_id;
+      end if;
+      rest := case when coalesce(row_sfid, '') <> '' then '' else e.v end;
+    else
+      rest := hc._hstore_subset(e.v, later);
+    end if;
+    if rest = '' then
+      execute format($q$update %I.%I set state = 'MERGED', updated_at = now(),
+                               sf_message = format('settled by hc.retry: later writes of this record sent newer values (%%s)', sf_message)
+                         where id = $1$q$, c.schema_name, tbl) using e.id;
+      n := n + 1;
+    elsif rest is distinct from e.v then
+      execute format('update %I.%I set "values" = $2 where id = $1', c.schema_name, tbl) using e.id, rest;
+    end if;
+  end loop;
+  return n;
+end;
+$$;
+
 -- Retry failed writes. A FAILED entry in _trigger_log goes back to NEW with its original id (HC's
 -- Merged-Writes practice); the writer sends it at its place in id order. An archived FAILED entry is
 -- copied back into _trigger_log as a new NEW entry and the archive row marked REQUEUED (HC's
@@ -317,9 +370,11 @@ declare
   archived integer[];
   n1 integer := 0;
   n2 integer := 0;
+  overtaken integer;
 begin
   select array_agg(p.id) filter (where not p.archived), array_agg(p.id) filter (where p.archived)
     into live, archived from hc._pick_failed(c, ids, table_name) p;
+  overtaken := hc._retry_overtaken(c, live, false) + hc._retry_overtaken(c, archived, true);
   if live is not null then
     execute format($q$update %I._trigger_log set state = 'NEW', updated_at = now(), processed_at = null,
                       processed_tx = null, sf_result = null, sf_message = null
@@ -337,7 +392,8 @@ begin
       using archived;
     get diagnostics n2 = row_count;
   end if;
-  perform hc._control(c, 'retry', null, jsonb_build_object('ids', ids, 'table_name', table_name, 'requeued', n1 + n2));
+  perform hc._control(c, 'retry', null, jsonb_build_object('ids', ids, 'table_name', table_name, 'requeued', n1 + n2,
+                                                          'overtaken', overtaken));
   return n1 + n2;
 end;
 $$;

@@ -801,6 +801,25 @@ begin
                       from _ob_res o where o.outcome in ('ok', 'failed') and t.id = any(o.log_ids)$q$, tl);
   perform set_config('enable_seqscan', seqscan_was, true);
 
+  -- A create that succeeded settles the record's earlier failed creates: the application's fix (a later
+  -- change of the row) was sent as this create, with the row's values as they are. They become MERGED,
+  -- so hc.write_errors no longer lists a failure that is fixed, and hc.retry cannot send the refused
+  -- values again over the record that now exists.
+  if exists (select 1 from _ob_res where action = 'insert' and outcome = 'ok') then
+    execute format($q$update %1$I.%2$I t set state = 'MERGED', updated_at = now(),
+                             sf_message = format('settled: entry %%s created the record after this create failed (%%s)', o.op_id, t.sf_message)
+                        from _ob_res o
+                       where o.action = 'insert' and o.outcome = 'ok' and t.table_name = o.table_name
+                         and t.record_id = o.record_id and t.id < o.op_id and t.state = 'FAILED'
+                         and t.action = 'INSERT' and t.sfid is null$q$, c.schema_name, '_trigger_log');
+    execute format($q$update %1$I.%2$I t set state = 'MERGED', updated_at = now(),
+                             sf_message = format('settled: entry %%s created the record after this create failed (%%s)', o.op_id, t.sf_message)
+                        from _ob_res o
+                       where o.action = 'insert' and o.outcome = 'ok' and t.table_name = o.table_name
+                         and t.record_id = o.record_id and t.id < o.op_id and t.state = 'FAILED'
+                         and t.action = 'INSERT' and t.sfid is null$q$, c.schema_name, '_trigger_log_archive');
+  end if;
+
   -- The outcome of these creates is known now (a delete of a row whose create was in doubt found the
   -- record and deleted it, or found none).
   delete from hc._outbound_attempts a using _ob_res o

@@ -70,6 +70,45 @@ describe('outbound writer', () => {
     expect(rec.Name).toBe('Fixed');
   });
 
+  it('hc.retry after the fix already went out sends nothing stale: the failed create is settled, an overtaken update sends only what is still news', async () => {
+    // The fix is sent (as the create) before anyone calls hc.retry: the failed create is settled (MERGED)
+    // at once, and a retry finds nothing to send. (Before, the retry sent the refused values over the
+    // record the fix had created, and the row read FAILED with the old error.)
+    const id = (await h.db.query(`insert into salesforce.account (name) values ('INVALID') returning id`)).rows[0].id as number;
+    await until(async () => (await row(id))._hc_lastop === 'FAILED', 'create refused');
+    await h.db.query(`update salesforce.account set name = 'Fixed first' where id = $1`, [id]);
+    const created = await until(async () => {
+      const r = await row(id);
+      return r._hc_lastop === 'INSERTED' && r;
+    }, 'the fix sent as the create');
+    expect((await entries(id)).map((e) => `${e.action}:${e.state}`)).toEqual(['INSERT:MERGED', 'UPDATE:SUCCESS']);
+    expect((await h.db.query(`select count(*)::int n from hc.write_errors where record_id = $1`, [id])).rows[0].n).toBe(0);
+    expect((await h.db.query('select hc.retry() n')).rows[0].n).toBe(0);
+
+    // An update refused for one field, then that field changed again and sent: the retry sends only the
+    // field no later write carried.
+    await h.db.query(`update salesforce.account set name = 'INVALID', phone = '555-0100' where id = $1`, [id]);
+    await until(async () => (await row(id))._hc_lastop === 'FAILED', 'update refused');
+    await h.db.query(`update salesforce.account set name = 'Fixed again' where id = $1`, [id]);
+    await until(async () => (await row(id))._hc_lastop === 'UPDATED', 'the newer name sent');
+    const calls = h.emu.stats().api.byKind.collections ?? 0;
+    expect((await h.db.query('select hc.retry() n')).rows[0].n).toBe(1);
+    await until(() => queueEmpty(h.db), 'retry drained');
+    const [rec] = await h.sfRecords(`SELECT Name, Phone FROM Account WHERE Id = '${created.sfid}'`);
+    expect(rec).toMatchObject({ Name: 'Fixed again', Phone: '555-0100' });
+    expect((h.emu.stats().api.byKind.collections ?? 0) - calls).toBe(1);
+    // (UPDATED again reads SYNCED: HC's status trigger keeps an explicit _hc_lastop only when it changes)
+    expect(await row(id)).toMatchObject({ _hc_lastop: 'SYNCED', _hc_err: null });
+
+    // Refused, then overtaken whole: the retry settles it and sends nothing.
+    await h.db.query(`update salesforce.account set name = 'INVALID' where id = $1`, [id]);
+    await until(async () => (await row(id))._hc_lastop === 'FAILED', 'refused again');
+    await h.db.query(`update salesforce.account set name = 'Fixed last' where id = $1`, [id]);
+    await until(async () => (await row(id))._hc_lastop === 'UPDATED', 'sent');
+    expect((await h.db.query('select hc.retry() n')).rows[0].n).toBe(0);
+    expect((await h.sfRecords(`SELECT Name FROM Account WHERE Id = '${created.sfid}'`))[0].Name).toBe('Fixed last');
+  });
+
   it('a value that cannot be typed fails its row alone while the others flow; the application fixing the row sends it', async () => {
     // The application retypes a mapped column and writes a value Salesforce's int field cannot take.
     await h.db.query(`alter table salesforce.account alter column numberofemployees type text`);
