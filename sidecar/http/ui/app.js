@@ -40,7 +40,8 @@ source.onerror = () => setLive('reconnecting');
 
 function useLive() {
   const [s, set] = useState(live);
-  useEffect(() => { liveListeners.add(set); return () => liveListeners.delete(set); }, []);
+  // (the stream may have said hello between the first render and this subscription: catch up with it)
+  useEffect(() => { liveListeners.add(set); set(live); return () => liveListeners.delete(set); }, []);
   return s;
 }
 
