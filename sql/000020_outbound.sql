@@ -160,50 +160,18 @@ as $$
   select b.body from hc._outbound_bodies(array[0], array[mapping_id], array[vals], array[for_insert]) b;
 $$;
 
--- Claims work for one writer: NEW → PENDING, oldest first, FOR UPDATE SKIP LOCKED. Returns one JSON
--- op per Salesforce call item:
---   {op_id, log_ids, mapping_id, object, table, record_id, action: insert|update|delete, sfid,
---    body, upsert_field, upsert_value, attempts: [{started_at, sent}]}
--- merged (per connection write_algorithm): every NEW entry of a record condenses into one op, the newest
---   values winning; superseded entries end MERGED when the op completes.
--- ordered: one op per entry, in capture order; a record's later entries wait for its earlier one.
--- Records with an entry PENDING elsewhere are skipped (one op per record in flight). Claims are
--- serialised per connection by a transaction-level advisory lock, so two writers never split a record.
-create or replace function hc.outbound_claim(connection_id integer, claimer integer, max_entries integer default 2000)
-returns setof jsonb
+-- Claim step 1: claims of writers that are gone (and the caller's own leftovers) go back to the queue.
+create or replace function hc._claim_take_over(c hc.connections, p_claimer integer)
+returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
--- The claim's statements read a few thousand rows of temporary tables that have no statistics, so the
--- planner's estimates run to millions of rows and, where the server has JIT, it compiled them: 1.1 s of
--- a 2.6 s claim of 2,000 entries on PostgreSQL 15, for statements that run in milliseconds.
-set jit = off
 as $fn$
 declare
-  c hc.connections;
-  tl text;
-  t record;
-  bad_field record;
-  n integer;
+  tl text := format('%I._trigger_log', c.schema_name);
   dead_ids integer[];
   orphaned jsonb;
-  ready text[];
-  err_msg text;
-  bad text;
-  cand_ids integer[];
-  bitmap_was text;
-  sort_was text;
   seqscan_was text;
 begin
-  -- FOR SHARE: hc.pause() (an UPDATE of this row) waits for a running claim, and a claim that starts
-  -- later sees PAUSED. Without it a claim that read IDLE could, in a later statement, pick up a change
-  -- committed after the pause.
-  select * into c from hc.connections where id = outbound_claim.connection_id for share;
-  if not found then
-    raise exception 'hcsync: connection % does not exist', connection_id using errcode = 'undefined_object';
-  end if;
-  tl := format('%I._trigger_log', c.schema_name);
-  perform pg_advisory_xact_lock(hc.lock_class('claim'), c.id);
-
   -- Entries of writers that died (their advisory lock is gone) go back to NEW. So do the caller's own:
   -- a writer claims only when it holds nothing in flight, so what it still holds is from a round that
   -- failed before its outcome was recorded (creates keep their attempts: the lookup finds them).
@@ -212,13 +180,13 @@ begin
   -- DISTINCT: pushed below it, it read pg_locks 6,000 times, 0.6-0.9 s of each claim with 4 lanes.)
   with gone as (
     select k.claimer from (select distinct x.claimer from hc._outbound_claims x where x.connection_id = c.id offset 0) k
-     where k.claimer = outbound_claim.claimer or not hc._outbound_claimer_alive(k.claimer)),
+     where k.claimer = p_claimer or not hc._outbound_claimer_alive(k.claimer)),
   dead as (
     delete from hc._outbound_claims k using gone g
      where k.connection_id = c.id and k.claimer = g.claimer
     returning k.log_id, k.claimer, k.claimed_at)
   select array_agg(d.log_id), coalesce(jsonb_agg(jsonb_build_array(d.log_id, d.claimed_at)) filter (
-           where d.claimer <> outbound_claim.claimer), '[]')
+           where d.claimer <> p_claimer), '[]')
     into dead_ids, orphaned from dead d;
   -- (another writer's claims that it died holding: their records wait, see hc._outbound_holds, until 4 s
   -- after the claim or after the last create it sent of the record, whichever is later)
@@ -245,12 +213,19 @@ begin
                      where state = 'PENDING' and (id = any($1) or not exists (
                        select 1 from hc._outbound_claims k where k.connection_id = $2 and k.log_id = %s.id))$q$, tl, tl)
     using dead_ids, c.id;
+end;
+$fn$;
 
-  -- Paused means paused: capture continues (the triggers), nothing is sent.
-  if c.state = 'PAUSED' then
-    return;
-  end if;
-
+-- Claim step 2: the tables whose changes may be sent now; the others are told once an hour.
+create or replace function hc._claim_ready_tables(c hc.connections)
+returns text[]
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  tl text := format('%I._trigger_log', c.schema_name);
+  ready text[];
+begin
   -- Only changes to tables whose mapping is ready are sent. The others wait, NEW, and are never dropped:
   -- a table with no mapping yet (moving from Heroku Connect, _trigger_log holds what HC had not sent
   -- before `hcsync import`), a mapping whose table is not built yet (applied_at), or one being loaded or
@@ -280,7 +255,22 @@ begin
                           and s.event = 'waiting_for_mapping' and s.detail->>'table' = w.name
                           and s.detail->>'mapping_state' is not distinct from m.state)$q$, tl)
     using c.id, ready;
+  return ready;
+end;
+$fn$;
 
+-- Claim step 3: the entries this claim takes (_ob_cand), locked.
+create or replace function hc._claim_candidates(c hc.connections, ready text[], max_entries integer)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  tl text := format('%I._trigger_log', c.schema_name);
+  cand_ids integer[];
+  bitmap_was text;
+  sort_was text;
+begin
   create temp table if not exists _ob_cand (
     id integer, table_name text, record_id integer, action text, sfid text, vals text, old text
   ) on commit drop;
@@ -327,7 +317,18 @@ begin
                                           and y.record_id = x.record_id
                                           and (y.action <> 'INSERT', y.id) < (x.action <> 'INSERT', x.id));
   end if;
+end;
+$fn$;
 
+-- Claim step 4: one op per record (_ob_ops), its merged values, and what its row looks like now.
+create or replace function hc._claim_condense(c hc.connections)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  t record;
+begin
   create temp table if not exists _ob_ops (
     op_id integer, log_ids integer[], table_name text, record_id integer, mapping_id integer, object_name text,
     upsert_field text, first_action text, last_action text, vals text, log_sfid text,
@@ -389,7 +390,18 @@ begin
   update _ob_ops o set attempted = true
    where exists (select 1 from hc._outbound_attempts a
                   where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id);
+end;
+$fn$;
 
+-- Claim step 5: what each op does in Salesforce (insert, update, delete, or nothing and why).
+create or replace function hc._claim_decide(c hc.connections)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  tl text := format('%I._trigger_log', c.schema_name);
+begin
   -- A row deleted before its create's outcome was known: the create may have landed (or landed and
   -- its write-back failed, the entry keeping the Id). Its record must go too, or it stays in Salesforce
   -- and a re-read brings the deleted row back: a delete op, of the known Id or of whatever the
@@ -455,11 +467,18 @@ begin
                                 then 'row deleted before it was created in Salesforce: nothing to send' end
      where o.action = 'resend';
   end if;
+end;
+$fn$;
 
-  -- Conflicts (sql/000050_conflicts.sql): records with an open delete conflict wait, NEW; parked fields
-  -- and fields Salesforce owns are left out of updates.
-  perform hc._conflicts_claim(c.id);
-
+-- Claim step 7 (after the conflict rules): children whose parent Salesforce does not have yet wait.
+create or replace function hc._claim_wait_for_parents(c hc.connections)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  t record;
+begin
   -- A child whose relationship external-id column (e.g. account__external_id__c) names a parent row of a
   -- mapped table that Salesforce does not have yet (its create still queued, in this very claim, or
   -- FAILED) waits, NEW, for that parent: sent now it would only fail with Salesforce's "no such
@@ -494,7 +513,21 @@ begin
                    c.schema_name, t.parent_table, t.parent_column)
       using t.mapping_id, t.column_name, c.id;
   end loop;
+end;
+$fn$;
 
+-- Claim step 8: the bodies, typed for Salesforce; a value that cannot be typed fails its own op.
+create or replace function hc._claim_bodies(c hc.connections)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  t record;
+  bad_field record;
+  err_msg text;
+  bad text;
+begin
   -- The bodies, typed for Salesforce. A value that cannot be typed (the application retyped
   -- numberofemployees to text and wrote 'many') fails its own op, never the claim: the set-based
   -- statement is redone one op at a time, in subtransactions, only when it fails.
@@ -536,7 +569,21 @@ begin
       end;
     end loop;
   end;
+end;
+$fn$;
 
+-- Claim step 9: the outcome of the claim in the queue: FAILED (untyped), IGNORED, or PENDING under the claimer.
+create or replace function hc._claim_record(c hc.connections, p_claimer integer)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  n integer;
+  tl text := format('%I._trigger_log', c.schema_name);
+  t record;
+  seqscan_was text;
+begin
   -- Entries by id. Each op's entries are updated through the queue's primary key, one probe per op:
   -- sequential scans are ruled out for these statements. After a burst the queue's statistics can say
   -- it holds a single row, and the planner then scanned the whole queue once per op (a nested loop with
@@ -570,11 +617,64 @@ begin
 
   -- The rest: PENDING, owned by this claimer.
   insert into hc._outbound_claims (connection_id, log_id, op_id, claimer)
-  select c.id, l, o.op_id, claimer from _ob_ops o, unnest(o.log_ids) l where o.action is not null;
+  select c.id, l, o.op_id, p_claimer from _ob_ops o, unnest(o.log_ids) l where o.action is not null;
   execute format($q$update %s t set state = 'PENDING', updated_at = now()
                       from _ob_ops o where o.action is not null and t.id = any(o.log_ids)$q$, tl);
   get diagnostics n = row_count;
   perform set_config('enable_seqscan', seqscan_was, true);
+end;
+$fn$;
+
+-- Claims work for one writer: NEW → PENDING, oldest first, FOR UPDATE SKIP LOCKED. Returns one JSON
+-- op per Salesforce call item:
+--   {op_id, log_ids, mapping_id, object, table, record_id, action: insert|update|delete, sfid,
+--    body, upsert_field, upsert_value, attempts: [{started_at, sent}]}
+-- merged (per connection write_algorithm): every NEW entry of a record condenses into one op, the newest
+--   values winning; superseded entries end MERGED when the op completes.
+-- ordered: one op per entry, in capture order; a record's later entries wait for its earlier one.
+-- Records with an entry PENDING elsewhere are skipped (one op per record in flight). Claims are
+-- serialised per connection by a transaction-level advisory lock, so two writers never split a record.
+create or replace function hc.outbound_claim(connection_id integer, claimer integer, max_entries integer default 2000)
+returns setof jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+-- The claim's statements read a few thousand rows of temporary tables that have no statistics, so the
+-- planner's estimates run to millions of rows and, where the server has JIT, it compiled them: 1.1 s of
+-- a 2.6 s claim of 2,000 entries on PostgreSQL 15, for statements that run in milliseconds.
+set jit = off
+as $fn$
+declare
+  c hc.connections;
+  ready text[];
+begin
+  -- FOR SHARE: hc.pause() (an UPDATE of this row) waits for a running claim, and a claim that starts
+  -- later sees PAUSED. Without it a claim that read IDLE could, in a later statement, pick up a change
+  -- committed after the pause.
+  select * into c from hc.connections where id = outbound_claim.connection_id for share;
+  if not found then
+    raise exception 'hcsync: connection % does not exist', connection_id using errcode = 'undefined_object';
+  end if;
+  perform pg_advisory_xact_lock(hc.lock_class('claim'), c.id);
+
+  -- The steps, each a function of its own above; they hand their work on in the temporary tables
+  -- _ob_cand (the entries taken) and _ob_ops (one op per record).
+  perform hc._claim_take_over(c, claimer);
+
+  -- Paused means paused: capture continues (the triggers), nothing is sent.
+  if c.state = 'PAUSED' then
+    return;
+  end if;
+
+  ready := hc._claim_ready_tables(c);
+  perform hc._claim_candidates(c, ready, max_entries);
+  perform hc._claim_condense(c);
+  perform hc._claim_decide(c);
+  -- Conflicts (sql/000050_conflicts.sql): records with an open delete conflict wait, NEW; parked fields
+  -- and fields Salesforce owns are left out of updates.
+  perform hc._conflicts_claim(c.id);
+  perform hc._claim_wait_for_parents(c);
+  perform hc._claim_bodies(c);
+  perform hc._claim_record(c, claimer);
 
   return query
   select jsonb_build_object(
@@ -626,42 +726,16 @@ as $$
                                else _outbound_attempts.earlier || jsonb_build_array(_outbound_attempts.sent) end;
 $$;
 
--- Records what Salesforce answered. results: [{op_id, outcome: 'ok'|'failed'|'retry', sfid?, error?}]
---   ok      lead entry SUCCESS, superseded entries MERGED; sfid written back on insert; _hc_lastop
---           INSERTED/UPDATED (only when no newer change of the row waits: then it stays PENDING)
---   failed  entries FAILED with sf_message; the row gets _hc_lastop FAILED and _hc_err
---   retry   a transient failure: entries back to NEW, untouched (attempts kept: the outcome is unknown)
--- Only ops this claimer still holds are applied: a writer presumed dead cannot overwrite anything.
--- An insert whose row was deleted while the create was in flight queues the DELETE of the new record
--- (HC's "re-inserted record" anomaly cannot happen).
---
--- Write-back is set-based; when the statement fails (a user trigger raising, a constraint of the
--- app's), it is redone one row at a time in subtransactions, so one row's error never blocks its batch.
--- Such a row's entries end FAILED with the error and the sfid Salesforce gave: the record exists, and a
--- retry (hc.retry) sends the row as an update of that record instead of creating it a second time.
-create or replace function hc.outbound_complete(connection_id integer, claimer integer, results jsonb)
+-- Completion step 1: the answers this claimer may still record (_ob_res), each op's row and new _hc_lastop.
+create or replace function hc._complete_results(c hc.connections, p_claimer integer, results jsonb)
 returns integer
 language plpgsql
 set search_path = pg_catalog, pg_temp
-set jit = off   -- as in hc.outbound_claim
 as $fn$
 declare
-  c hc.connections;
-  tl text;
-  t record;
-  w record;
+  tl text := format('%I._trigger_log', c.schema_name);
   n integer;
-  locked bigint;
-  phantom text;
-  writeback text;
-  err_msg text;
-  seqscan_was text;
-  n_reread integer;
-  reread integer := 0;   -- records queued to be read again (phantom rows removed)
 begin
-  select * into c from hc.connections where id = outbound_complete.connection_id;
-  tl := format('%I._trigger_log', c.schema_name);
-
   create temp table if not exists _ob_res (
     op_id integer, log_ids integer[], table_name text, record_id integer, action text, outcome text, sfid text,
     error text, lastop text, newer boolean
@@ -672,7 +746,7 @@ begin
       from jsonb_array_elements(results) e),
   mine as (
     delete from hc._outbound_claims k using r
-     where k.connection_id = c.id and k.claimer = outbound_complete.claimer and k.op_id = r.op_id
+     where k.connection_id = c.id and k.claimer = p_claimer and k.op_id = r.op_id
     returning k.op_id, k.log_id)
   insert into _ob_res (op_id, log_ids, outcome, sfid, error, action)
   select r.op_id, array_agg(m.log_id order by m.log_id), r.outcome, r.sfid, r.error, r.action
@@ -697,7 +771,27 @@ begin
                                      when o.action = 'insert' then 'INSERTED'
                                      when o.action = 'update' then 'UPDATED' end
    where o.outcome in ('ok', 'failed') and o.action <> 'delete';
+  return n;
+end;
+$fn$;
 
+-- Completion step 2: the rows, locked in id order, take their sfid and _hc_lastop; phantom rows of our
+-- creates go and their records are queued to be read again (the count is returned).
+create or replace function hc._complete_write_back(c hc.connections)
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  t record;
+  w record;
+  locked bigint;
+  phantom text;
+  writeback text;
+  err_msg text;
+  n_reread integer;
+  reread integer := 0;   -- records queued to be read again (phantom rows removed)
+begin
   for t in select distinct table_name from _ob_res where lastop is not null order by table_name loop
     continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
     -- The rows are locked first, in id order, the order the read side locks them in (hc.inbound_merge
@@ -783,7 +877,20 @@ begin
       end loop;
     end;
   end loop;
+  return reread;
+end;
+$fn$;
 
+-- Completion step 3: the queue's entries take their outcome.
+create or replace function hc._complete_entries(c hc.connections)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  tl text := format('%I._trigger_log', c.schema_name);
+  seqscan_was text;
+begin
   -- The entries by id, as in hc.outbound_claim ('Entries by id').
   seqscan_was := current_setting('enable_seqscan');
   perform set_config('enable_seqscan', 'off', true);
@@ -819,7 +926,20 @@ begin
                          and t.record_id = o.record_id and t.id < o.op_id and t.state = 'FAILED'
                          and t.action = 'INSERT' and t.sfid is null$q$, c.schema_name, '_trigger_log_archive');
   end if;
+end;
+$fn$;
 
+-- Completion step 4: what follows from the outcomes: attempts settled, deletes of records whose row went
+-- meanwhile, the mapping's last write, failures in hc.sync_log.
+create or replace function hc._complete_follow_ups(c hc.connections)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  tl text := format('%I._trigger_log', c.schema_name);
+  t record;
+begin
   -- The outcome of these creates is known now (a delete of a row whose create was in doubt found the
   -- record and deleted it, or found none).
   delete from hc._outbound_attempts a using _ob_res o
@@ -847,6 +967,39 @@ begin
          jsonb_build_object('entry', o.op_id, 'record_id', o.record_id, 'action', o.action, 'sfid', o.sfid)
     from _ob_res o left join hc._mappings m on m.connection_id = c.id and m.table_name = o.table_name
    where o.outcome = 'failed';
+end;
+$fn$;
+
+-- Records what Salesforce answered. results: [{op_id, outcome: 'ok'|'failed'|'retry', sfid?, error?}]
+--   ok      lead entry SUCCESS, superseded entries MERGED; sfid written back on insert; _hc_lastop
+--           INSERTED/UPDATED (only when no newer change of the row waits: then it stays PENDING)
+--   failed  entries FAILED with sf_message; the row gets _hc_lastop FAILED and _hc_err
+--   retry   a transient failure: entries back to NEW, untouched (attempts kept: the outcome is unknown)
+-- Only ops this claimer still holds are applied: a writer presumed dead cannot overwrite anything.
+-- An insert whose row was deleted while the create was in flight queues the DELETE of the new record
+-- (HC's "re-inserted record" anomaly cannot happen).
+--
+-- Write-back is set-based; when the statement fails (a user trigger raising, a constraint of the
+-- app's), it is redone one row at a time in subtransactions, so one row's error never blocks its batch.
+-- Such a row's entries end FAILED with the error and the sfid Salesforce gave: the record exists, and a
+-- retry (hc.retry) sends the row as an update of that record instead of creating it a second time.
+create or replace function hc.outbound_complete(connection_id integer, claimer integer, results jsonb)
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+set jit = off   -- as in hc.outbound_claim
+as $fn$
+declare
+  c hc.connections;
+  n integer;
+  reread integer;
+begin
+  select * into c from hc.connections where id = outbound_complete.connection_id;
+  -- The steps, each a function of its own above; they hand their work on in the temporary table _ob_res.
+  n := hc._complete_results(c, claimer, results);
+  reread := hc._complete_write_back(c);
+  perform hc._complete_entries(c);
+  perform hc._complete_follow_ups(c);
 
   -- The read side takes its queued re-reads when nudged (it re-reads the mappings on hc_control).
   if reread > 0 then
