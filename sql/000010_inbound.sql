@@ -120,27 +120,27 @@ create table hc.inbound_deferred_echoes (
 );
 create index inbound_deferred_echoes_sfid on hc.inbound_deferred_echoes (mapping_id, sfid);
 
--- Applies rows to a mapping's table. p_source is either 'json' (p_rows is a JSON array of objects keyed
--- by soql name, values as Salesforce sends them) or the name of a staging table with one text column per
--- soql name (Bulk CSV pages are COPYed there). p_fields lists the soql names present (a CDC UPDATE
--- carries only the changed fields: the others are left alone). 'Id' must be among them.
--- p_origin is recorded in the log ('load', 'poll', 'cdc', 'cdc-echo', 'reread', 'drift').
--- Returns {"applied": n, "deleted": n, "failed": n, "conflicts": n, "skipped_deleted": n}.
-create or replace function hc.inbound_merge(p_mapping_id integer, p_source text, p_fields text[],
-                                            p_rows jsonb default null, p_origin text default 'load')
-returns jsonb
-language plpgsql
+-- What hc.inbound_merge builds its statements from: the mapping's table and queue, the batch as a
+-- relation (src), and the typed expressions of the columns this batch carries.
+create type hc._merge_plan as (
+  schema_name text, tbl text, tlog text, src text, sel text[], cols text[], id_expr text, upsert_col text, upsert_expr text,
+  has_isdeleted boolean, isdeleted_expr text, smod_expr text, at_expr text, full_row boolean
+);
+
+-- Merge step 1: the plan (hc._merge_plan) for a batch of rows of p_fields from p_source.
+create or replace function hc._merge_plan(p_mapping_id integer, p_source text, p_fields text[], p_origin text)
+returns hc._merge_plan
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
   t record;
+  f record;
   tbl text;
   tlog text;
   src text;
-  f record;
-  sel text[] := '{}';      -- typed expressions over s
-  cols text[] := '{}';     -- target columns, same order
-  sets text[] := '{}';     -- ON CONFLICT assignments
+  sel text[] := '{}';
+  cols text[] := '{}';
   id_expr text;
   upsert_col text;
   upsert_expr text;
@@ -149,22 +149,6 @@ declare
   smod_expr text;
   at_expr text;
   full_row boolean;
-  pend jsonb;
-  failed jsonb := '{}';
-  n_reread integer := 0;
-  waiting boolean := false;
-  stmt text;
-  n_applied bigint := 0;
-  n_deleted bigint := 0;
-  n_failed integer := 0;
-  n_conflicts integer := 0;
-  n_skipped integer := 0;
-  n bigint;
-  rid text;
-  err_msg text;
-  err_state text;
-  conf jsonb;
-  kept text[] := '{}';
 begin
   t := hc._inbound_target(p_mapping_id);
   tbl := format('%I.%I', t.schema_name, (t.m).table_name);
@@ -211,24 +195,40 @@ begin
     into upsert_col, upsert_expr
   from hc._inbound_fields i
   where i.mapping_id = p_mapping_id and i.field_name = (t.m).config ->> 'upsert_field' and i.soql_name = any (p_fields);
+  return row(t.schema_name, tbl, tlog, src, sel, cols, id_expr, upsert_col, upsert_expr,
+             has_isdeleted, isdeleted_expr, smod_expr, at_expr, full_row)::hc._merge_plan;
+end;
+$fn$;
 
-  -- The rows this batch touches are locked first, in id order (as hc.outbound_complete locks them):
-  -- a writer recording results for the same rows can then never deadlock with us. And only once we
-  -- hold them is the set of pending local changes read: an application update of one of these rows
-  -- that was in flight commits before we get the lock, and its trigger-log entry is visible to the
-  -- next statement. Read before the lock, that entry was missed and the echo overwrote the newer local
-  -- value, which the echo of the newer value then left alone (it was pending by then): local and
-  -- Salesforce disagreed for good.
-  execute format('select count(*) from (select 1 from %s t where t.sfid in (select %s from %s) order by t.id for update of t) x',
-                 tbl, id_expr, src)
-    using p_rows into n;
-
+-- Merge step 2 (the rows locked): the local changes of the rows this batch touches.
+create or replace function hc._merge_pending(p hc._merge_plan, m hc._mappings, p_rows jsonb)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  tbl text := p.tbl;
+  tlog text := p.tlog;
+  src text := p.src;
+  sel text[] := p.sel;
+  cols text[] := p.cols;
+  id_expr text := p.id_expr;
+  upsert_col text := p.upsert_col;
+  upsert_expr text := p.upsert_expr;
+  has_isdeleted boolean := p.has_isdeleted;
+  isdeleted_expr text := p.isdeleted_expr;
+  smod_expr text := p.smod_expr;
+  at_expr text := p.at_expr;
+  full_row boolean := p.full_row;
+  waiting boolean := false;
+  pend jsonb;
+begin
   -- Local changes of the rows this batch touches (only those: the queue may hold 100,000 entries of other
   -- rows), as {record_id: {column: "pending" | "sent"}}. "pending": a NEW/PENDING entry names the column.
   -- "sent": a write of ours named it and was answered after hcsync_at − 5 s (the clocks of Salesforce and
   -- Postgres may differ by that much), so the incoming value may be older than it. Usually empty.
   if at_expr = 'null::timestamptz' then   -- (nothing to look up when no local change waits at all)
-    execute format($q$select exists (select 1 from %s where state in ('NEW', 'PENDING') and table_name = %L)$q$, tlog, (t.m).table_name)
+    execute format($q$select exists (select 1 from %s where state in ('NEW', 'PENDING') and table_name = %L)$q$, tlog, m.table_name)
       into waiting;
   end if;
   pend := '{}';
@@ -255,21 +255,38 @@ begin
         -- an INSERT entry lists every column: the NULL ones were not set, so not sent either
         where e.state in ('NEW', 'PENDING') or e.action = 'UPDATE' or kv.value is not null
         group by e.id, kv.key) y
-      group by id) x$q$, at_expr, src, tbl, id_expr, tlog, (t.m).table_name, format('%I._trigger_log_archive', t.schema_name),
+      group by id) x$q$, at_expr, src, tbl, id_expr, tlog, m.table_name, format('%I._trigger_log_archive', p.schema_name),
       -- a row our writer created and has not stamped with its sfid yet is found by its external id (the
       -- adopt step below): its pending changes count too
       case when upsert_col is null then '' else format('or (t.sfid is null and t.%s = %s)', upsert_col, upsert_expr) end)
     using p_rows into pend;
   end if;
+  return pend;
+end;
+$fn$;
 
-  -- Conflicts (sql/000050_conflicts.sql): a column changed here and in Salesforce since the value both
-  -- last agreed on is decided by the mapping's conflict_policy and recorded in hc.conflicts; a column
-  -- Salesforce wins is marked "take", a parked or Postgres-won one "pending".
-  conf := hc._conflicts_inbound(p_mapping_id, p_origin, src, p_fields, p_rows, pend);
-  pend := conf->'pend';
-  n_conflicts := (conf->>'conflicts')::integer;
-
-  -- Rows Salesforce reports deleted (IsDeleted) while changed here: the policy decides; those kept stay.
+-- Merge step 4: of the records Salesforce reports deleted while changed here, those the conflict policy keeps.
+create or replace function hc._merge_kept_deleted(p hc._merge_plan, p_mapping_id integer, p_origin text, p_rows jsonb)
+returns text[]
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  tbl text := p.tbl;
+  tlog text := p.tlog;
+  src text := p.src;
+  sel text[] := p.sel;
+  cols text[] := p.cols;
+  id_expr text := p.id_expr;
+  upsert_col text := p.upsert_col;
+  upsert_expr text := p.upsert_expr;
+  has_isdeleted boolean := p.has_isdeleted;
+  isdeleted_expr text := p.isdeleted_expr;
+  smod_expr text := p.smod_expr;
+  at_expr text := p.at_expr;
+  full_row boolean := p.full_row;
+  kept text[] := '{}';
+begin
   if has_isdeleted then
     begin
       execute format('select coalesce(array_agg(%s), ''{}'') from %s where coalesce(%s, false)', id_expr, src, isdeleted_expr)
@@ -282,14 +299,35 @@ begin
                      except select y from unnest(hc._conflicts_sf_delete(p_mapping_id, kept, p_origin, null)) y);
     end if;
   end if;
+  return kept;
+end;
+$fn$;
 
-  -- The SET list: a pending local column keeps its value; a column a write of ours may have changed
-  -- since the incoming values were read keeps it too when they differ (the record is read again).
-  select coalesce(array_agg(format('%1$s = case when ($2 -> t.id::text ->> %2$L) = ''pending'' then t.%1$s
-                                                when ($2 -> t.id::text ->> %2$L) = ''sent'' and t.%1$s is distinct from excluded.%1$s then t.%1$s
-                                                else excluded.%1$s end', c, trim(both '"' from c))), '{}')
-    into sets from unnest(cols) c;
-
+-- Merge step 5: records to read again once what our writes changed is answered (the count is returned).
+create or replace function hc._merge_queue_rereads(p hc._merge_plan, p_mapping_id integer, p_origin text, p_rows jsonb, pend jsonb)
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  tbl text := p.tbl;
+  tlog text := p.tlog;
+  src text := p.src;
+  sel text[] := p.sel;
+  cols text[] := p.cols;
+  id_expr text := p.id_expr;
+  upsert_col text := p.upsert_col;
+  upsert_expr text := p.upsert_expr;
+  has_isdeleted boolean := p.has_isdeleted;
+  isdeleted_expr text := p.isdeleted_expr;
+  smod_expr text := p.smod_expr;
+  at_expr text := p.at_expr;
+  full_row boolean := p.full_row;
+  stmt text;
+  rid text;
+  n bigint;
+  n_reread integer := 0;
+begin
   -- Records with such a "sent" column that differs: queued to be read again as they are now (after the
   -- 5 s, so that the re-read sees every write of ours answered so far). So are records whose incoming
   -- value differs from a "pending" column (but for someone else's change event, which the conflict rules
@@ -339,14 +377,46 @@ begin
       end loop;
     end;
   end if;
+  return n_reread;
+end;
+$fn$;
 
-  -- Rows whose last local change Salesforce refused: after a partial (change event) row they read FAILED
-  -- again, with their error (below). A full row replaces every column with Salesforce's value.
-  if not full_row then
-    execute format($q$select coalesce(jsonb_object_agg(t.id::text, t._hc_err), '{}') from %s t
-                       where t._hc_lastop = 'FAILED' and t.sfid in (select %s from %s)$q$, tbl, id_expr, src)
-      using p_rows into failed;
-  end if;
+-- Merge step 6: the rows stored, set-based, or one at a time when the set fails (a row that does not
+-- fit fails alone, into the sync log).
+create or replace function hc._merge_apply(p hc._merge_plan, m hc._mappings, p_origin text, p_rows jsonb, pend jsonb, kept text[],
+                                           out n_applied bigint, out n_deleted bigint, out n_failed integer)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  tbl text := p.tbl;
+  tlog text := p.tlog;
+  src text := p.src;
+  sel text[] := p.sel;
+  cols text[] := p.cols;
+  id_expr text := p.id_expr;
+  upsert_col text := p.upsert_col;
+  upsert_expr text := p.upsert_expr;
+  has_isdeleted boolean := p.has_isdeleted;
+  isdeleted_expr text := p.isdeleted_expr;
+  smod_expr text := p.smod_expr;
+  at_expr text := p.at_expr;
+  full_row boolean := p.full_row;
+  p_mapping_id integer := m.id;
+  sets text[] := '{}';
+  stmt text;
+  rid text;
+  n bigint;
+  err_msg text;
+  err_state text;
+begin
+  n_failed := 0;
+  -- The SET list: a pending local column keeps its value; a column a write of ours may have changed
+  -- since the incoming values were read keeps it too when they differ (the record is read again).
+  select coalesce(array_agg(format('%1$s = case when ($2 -> t.id::text ->> %2$L) = ''pending'' then t.%1$s
+                                                when ($2 -> t.id::text ->> %2$L) = ''sent'' and t.%1$s is distinct from excluded.%1$s then t.%1$s
+                                                else excluded.%1$s end', c, trim(both '"' from c))), '{}')
+    into sets from unnest(cols) c;
 
   -- One statement text, applied set-based, or per row (filter on one Id) when the set fails.
   stmt := format($q$
@@ -393,18 +463,12 @@ begin
     (select coalesce(string_agg(', ' || c, ''), '') from unnest(cols) c),
     (select coalesce(string_agg(', ' || c, ''), '') from unnest(cols) c),
     tlog,
-    (t.m).table_name,
+    m.table_name,
     case when cardinality(sets) = 0 then 'sfid = excluded.sfid' else array_to_string(sets, ', ') end,
     -- A full row older than what the table holds (a poll page racing a CDC event) is not applied.
     case when full_row and smod_expr is not null
          then 'where t.systemmodstamp is null or excluded.systemmodstamp is null or excluded.systemmodstamp >= t.systemmodstamp'
          else '' end);
-
-  -- Rows whose local DELETE is pending are not brought back (HC's "temporarily revived deletes").
-  execute format($q$select count(*) from (select %1$s as sfid from %2$s) src
-                   where exists (select 1 from %3$s l where l.state in ('NEW', 'PENDING') and l.action = 'DELETE'
-                                 and l.table_name = %4$L and l.sfid = src.sfid)$q$, id_expr, src, tlog, (t.m).table_name)
-    using p_rows into n_skipped;
 
   begin
     execute format(stmt, '') using p_rows, pend, kept into n_applied, n_deleted;
@@ -421,13 +485,97 @@ begin
         get stacked diagnostics err_msg = message_text, err_state = returned_sqlstate;
         n_failed := n_failed + 1;
         insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
-        values ((t.m).connection_id, p_mapping_id, 'inbound', 'error', 'row_failed',
+        values (m.connection_id, p_mapping_id, 'inbound', 'error', 'row_failed',
                 format('%s %s could not be stored: %s. Fix: widen or retype the column (hc.create_mapping/import_config), or correct the value in Salesforce; the row is read again on its next change or reload.',
-                       (t.m).object_name, rid, err_msg),
+                       m.object_name, rid, err_msg),
                 jsonb_build_object('sfid', rid, 'sqlstate', err_state, 'error', err_msg, 'origin', p_origin));
       end;
     end loop;
   end;
+end;
+$fn$;
+
+-- Applies rows to a mapping's table. p_source is either 'json' (p_rows is a JSON array of objects keyed
+-- by soql name, values as Salesforce sends them) or the name of a staging table with one text column per
+-- soql name (Bulk CSV pages are COPYed there). p_fields lists the soql names present (a CDC UPDATE
+-- carries only the changed fields: the others are left alone). 'Id' must be among them.
+-- p_origin is recorded in the log ('load', 'poll', 'cdc', 'cdc-echo', 'reread', 'drift').
+-- Returns {"applied": n, "deleted": n, "failed": n, "conflicts": n, "skipped_deleted": n}.
+create or replace function hc.inbound_merge(p_mapping_id integer, p_source text, p_fields text[],
+                                            p_rows jsonb default null, p_origin text default 'load')
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  t record;
+  p hc._merge_plan;
+  tbl text;
+  tlog text;
+  src text;
+  id_expr text;
+  pend jsonb;
+  failed jsonb := '{}';
+  n_reread integer := 0;
+  n_applied bigint := 0;
+  n_deleted bigint := 0;
+  n_failed integer := 0;
+  n_conflicts integer := 0;
+  n_skipped integer := 0;
+  n bigint;
+  conf jsonb;
+  kept text[] := '{}';
+begin
+  t := hc._inbound_target(p_mapping_id);
+  tlog := format('%I._trigger_log', t.schema_name);
+  -- The steps: hc._merge_plan, then (the rows locked) hc._merge_pending, the conflict rules,
+  -- hc._merge_kept_deleted, hc._merge_queue_rereads and hc._merge_apply.
+  p := hc._merge_plan(p_mapping_id, p_source, p_fields, p_origin);
+  tbl := p.tbl;
+  src := p.src;
+  id_expr := p.id_expr;
+
+  -- The rows this batch touches are locked first, in id order (as hc.outbound_complete locks them):
+  -- a writer recording results for the same rows can then never deadlock with us. And only once we
+  -- hold them is the set of pending local changes read: an application update of one of these rows
+  -- that was in flight commits before we get the lock, and its trigger-log entry is visible to the
+  -- next statement. Read before the lock, that entry was missed and the echo overwrote the newer local
+  -- value, which the echo of the newer value then left alone (it was pending by then): local and
+  -- Salesforce disagreed for good.
+  execute format('select count(*) from (select 1 from %s t where t.sfid in (select %s from %s) order by t.id for update of t) x',
+                 tbl, id_expr, src)
+    using p_rows into n;
+
+  pend := hc._merge_pending(p, t.m, p_rows);
+
+  -- Conflicts (sql/000050_conflicts.sql): a column changed here and in Salesforce since the value both
+  -- last agreed on is decided by the mapping's conflict_policy and recorded in hc.conflicts; a column
+  -- Salesforce wins is marked "take", a parked or Postgres-won one "pending".
+  conf := hc._conflicts_inbound(p_mapping_id, p_origin, src, p_fields, p_rows, pend);
+  pend := conf->'pend';
+  n_conflicts := (conf->>'conflicts')::integer;
+
+  -- Rows Salesforce reports deleted (IsDeleted) while changed here: the policy decides; those kept stay.
+  kept := hc._merge_kept_deleted(p, p_mapping_id, p_origin, p_rows);
+
+  n_reread := hc._merge_queue_rereads(p, p_mapping_id, p_origin, p_rows, pend);
+
+  -- Rows whose last local change Salesforce refused: after a partial (change event) row they read FAILED
+  -- again, with their error (below). A full row replaces every column with Salesforce's value.
+  if not p.full_row then
+    execute format($q$select coalesce(jsonb_object_agg(t.id::text, t._hc_err), '{}') from %s t
+                       where t._hc_lastop = 'FAILED' and t.sfid in (select %s from %s)$q$, tbl, id_expr, src)
+      using p_rows into failed;
+  end if;
+
+  -- Rows whose local DELETE is pending are not brought back (HC's "temporarily revived deletes").
+  execute format($q$select count(*) from (select %1$s as sfid from %2$s) src
+                   where exists (select 1 from %3$s l where l.state in ('NEW', 'PENDING') and l.action = 'DELETE'
+                                 and l.table_name = %4$L and l.sfid = src.sfid)$q$, id_expr, src, tlog, (t.m).table_name)
+    using p_rows into n_skipped;
+
+  select a.n_applied, a.n_deleted, a.n_failed into n_applied, n_deleted, n_failed
+    from hc._merge_apply(p, t.m, p_origin, p_rows, pend, kept) a;
 
   -- A local delete still waiting while Salesforce changed the record: the policy decides.
   if n_skipped > 0 then
