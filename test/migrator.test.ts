@@ -2,7 +2,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { inject } from 'vitest';
 import { execFileSync } from 'node:child_process';
-import { writeFileSync, mkdtempSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -86,9 +86,50 @@ describe('migrate', () => {
     await expect(assertMigrated(url)).rejects.toThrow(/checksum mismatch.*add a new migration/);
   });
 
+  it('a functions file that changed since it was applied is applied again, and the sidecar refuses to start until then', async () => {
+    const url = await emptyDb();
+    await migrate(url);
+    // As after an upgrade whose fix edited sql/functions/000001_core.sql: the database holds the old body.
+    await query(url, `create or replace function hc._sync_log_last_id() returns bigint language sql as 'select 42::bigint'`);
+    await query(url, `update hc.function_files set checksum = 'before the fix' where name = '000001_core'`);
+    await expect(assertMigrated(url)).rejects.toThrow(/functions of sql\/functions\/000001_core\.sql are not this hcsync's.*Run `hcsync migrate`/);
+    expect((await migrate(url)).applied).toEqual(['functions/000001_core']);
+    expect((await query(url, 'select hc._sync_log_last_id() n')).rows[0].n).toBe('0');
+    expect((await query(url, `select checksum from hc.function_files where name = '000001_core'`)).rows[0].checksum)
+      .toBe(migrations()[0].functions!.checksum);
+    // Still no role but the owner's may run what the file made (default privileges).
+    expect((await query(url, `select has_function_privilege('public', 'hc._sync_log_last_id()', 'execute') ok`)).rows[0].ok).toBe(false);
+    await assertMigrated(url);
+    expect((await migrate(url)).applied).toEqual([]);
+  });
+
+  it('an hcsync older than the database leaves its functions alone (it would put older ones back)', async () => {
+    const url = await emptyDb();
+    await migrate(url);
+    await query(url, `insert into hc.migrations (id, name, checksum, breaking) values (999998, '999998_additive', 'x', false)`);
+    await query(url, `update hc.function_files set checksum = 'newer' where name = '000010_inbound'`);
+    expect((await migrate(url)).applied).toEqual([]);
+    expect((await query(url, `select checksum from hc.function_files where name = '000010_inbound'`)).rows[0].checksum).toBe('newer');
+    await assertMigrated(url);
+  });
+
   it('tells an unmigrated database to run hcsync migrate', async () => {
     const url = await emptyDb();
     await expect(assertMigrated(url)).rejects.toThrow(/Run `hcsync migrate`/);
+  });
+});
+
+describe('sql/: tables apart from functions', () => {
+  it('numbered files hold no function or view; each functions file has its numbered file and its "--! functions" line', () => {
+    for (const f of readdirSync('sql').filter((x) => x.endsWith('.sql'))) {
+      const text = readFileSync(`sql/${f}`, 'utf8');
+      expect(text, f).not.toMatch(/^create or replace (function|view)/im);
+    }
+    for (const f of readdirSync('sql/functions')) {
+      expect(readFileSync(`sql/${f}`, 'utf8'), f).toMatch(/^--! functions/m);
+      expect(readFileSync(`sql/functions/${f}`, 'utf8'), f).not.toMatch(/^create (table|index|unique index|type|sequence|trigger)/im);
+    }
+    expect(migrations().filter((m) => m.functions).length).toBe(readdirSync('sql/functions').length);
   });
 });
 
@@ -102,6 +143,12 @@ describe('hcsync sql (installScript)', () => {
     run();
     const second = run();
     expect(second).toContain('already applied');
+    // A functions file changed since: the script applies it again.
+    await query(url, `create or replace function hc._sync_log_last_id() returns bigint language sql as 'select 42::bigint'`);
+    await query(url, `update hc.function_files set checksum = 'before the fix' where name = '000001_core'`);
+    run();
+    expect((await query(url, 'select hc._sync_log_last_id() n')).rows[0].n).toBe('0');
+    await assertMigrated(url);
     const rows = await query(url, 'select name, checksum from hc.migrations order by id');
     expect(rows.rows).toEqual(migrations().map((m) => ({ name: m.name, checksum: m.checksum })));
     // The migrator agrees the database is complete, and the contract works.

@@ -1,18 +1,32 @@
 // The contractor installs and upgrades hcsync's SQL: numbered plain-SQL files in sql/, applied in order,
 // each in its own transaction under one advisory lock, recorded with a checksum in hc.migrations.
+//
+// A numbered file holds what must never change after release (tables, types, indexes, triggers,
+// grants). Its functions and views live in sql/functions/ under the same name, applied where the numbered
+// file says `--! functions`, and applied again (create or replace, under the same lock, with a
+// lock_timeout) whenever their checksum differs from the one recorded in hc.function_files: a fix after
+// release edits the function's own file.
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 
 export interface Migration {
   id: number;
   name: string;
+  /** The numbered file (its checksum is the migration's). */
   text: string;
   checksum: string;
   /** A breaking migration changes what older code relies on: older code must refuse the database. */
   breaking: boolean;
+  /** sql/functions/<name>.sql, applied at the numbered file's `--! functions` line. */
+  functions?: { text: string; checksum: string };
 }
+
+/** Where a numbered file takes its functions file. */
+export const FUNCTIONS_MARK = /^--! functions[^\n]*$/m;
+/** While a functions file is applied: a SQL function's body may name a table of a later file. */
+const FUNCTIONS_SETTINGS = "set local check_function_bodies = off; set local lock_timeout = '10s';";
 
 const SQL_DIR = fileURLToPath(new URL('../../sql/', import.meta.url));
 const FILE_RE = /^(\d{6})_([a-z0-9_]+)\.sql$/;
@@ -29,15 +43,44 @@ export function migrations(): Migration[] {
     .map((file) => {
       const [, num, name] = FILE_RE.exec(file)!;
       const text = readFileSync(SQL_DIR + file, 'utf8');
+      const fnFile = `${SQL_DIR}functions/${file}`;
+      const fnText = existsSync(fnFile) ? readFileSync(fnFile, 'utf8') : undefined;
+      if (fnText !== undefined && !FUNCTIONS_MARK.test(text)) {
+        throw new Error(`sql/${file} has a functions file (sql/functions/${file}) but no "--! functions" line to apply it at`);
+      }
       return {
         id: Number(num),
         name: `${num}_${name}`,
         text,
-        checksum: createHash('sha256').update(text).digest('hex'),
+        checksum: sha256(text),
         breaking: /^--!\s*breaking/m.test(text),
+        functions: fnText === undefined ? undefined : { text: fnText, checksum: sha256(fnText) },
       };
     });
   return cached;
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The numbered file with its functions file in place of the `--! functions` line. */
+function fullText(m: Migration): string {
+  if (!m.functions) return m.text;
+  const at = FUNCTIONS_MARK.exec(m.text)!;
+  return [m.text.slice(0, at.index), FUNCTIONS_SETTINGS, m.functions.text, 'reset check_function_bodies; reset lock_timeout;',
+    m.text.slice(at.index + at[0].length)].join('\n');
+}
+
+const RECORD_FUNCTIONS = `insert into hc.function_files as f (name, checksum) values ($1, $2)
+  on conflict (name) do update set checksum = excluded.checksum, applied_at = now()`;
+
+/** Functions files whose recorded checksum differs from the file's (none recorded: its migration is pending). */
+async function staleFunctions(client: pg.ClientBase): Promise<Migration[]> {
+  if (!(await client.query(`select to_regclass('hc.function_files') is not null as ok`)).rows[0].ok) return [];
+  const r = await client.query<{ name: string; checksum: string }>('select name, checksum from hc.function_files');
+  const have = new Map(r.rows.map((x) => [x.name, x.checksum]));
+  return migrations().filter((m) => m.functions && have.has(m.name) && have.get(m.name) !== m.functions.checksum);
 }
 
 export function latestVersion(): number {
@@ -51,6 +94,11 @@ create table if not exists hc.migrations (
   name        text not null,
   checksum    text not null,
   breaking    boolean not null default false,
+  applied_at  timestamptz not null default now()
+);
+create table if not exists hc.function_files (
+  name        text primary key,
+  checksum    text not null,
   applied_at  timestamptz not null default now()
 );`;
 
@@ -108,13 +156,26 @@ export async function migrate(connectionString: string): Promise<{ applied: stri
         const have = new Set(rows.map((r) => r.id));
         const next = migrations().find((m) => !have.has(m.id));
         if (!next) {
+          // Then the functions files that changed since they were applied. Not by an hcsync older than
+          // the database (it knows fewer migrations): it would put older functions back.
+          const older = rows.some((r) => r.id > latestVersion());
+          const stale = older ? undefined : (await staleFunctions(client))[0];
+          if (!stale) {
+            await client.query('commit');
+            return { applied: done };
+          }
+          await client.query(FUNCTIONS_SETTINGS);
+          await client.query(stale.functions!.text);
+          await client.query(RECORD_FUNCTIONS, [stale.name, stale.functions!.checksum]);
           await client.query('commit');
-          return { applied: done };
+          done.push(`functions/${stale.name}`);
+          continue;
         }
-        await client.query(next.text);
+        await client.query(fullText(next));
         await client.query('insert into hc.migrations (id, name, checksum, breaking) values ($1, $2, $3, $4)', [
           next.id, next.name, next.checksum, next.breaking,
         ]);
+        if (next.functions) await client.query(RECORD_FUNCTIONS, [next.name, next.functions.checksum]);
         await client.query('commit');
         done.push(next.name);
       } catch (err) {
@@ -142,6 +203,14 @@ export async function assertMigrated(connectionString: string): Promise<void> {
           'Run `hcsync migrate` (or apply the output of `hcsync sql` with psql -f).',
       );
     }
+    const older = rows.some((r) => r.id > latestVersion());
+    const stale = older ? [] : await staleFunctions(client);
+    if (stale.length) {
+      throw new SchemaError(
+        `The database's hcsync functions of ${stale.map((m) => `sql/functions/${m.name}.sql`).join(', ')} are not this hcsync's. ` +
+          'Run `hcsync migrate` (or apply the output of `hcsync sql` with psql -f).',
+      );
+    }
   } finally {
     await client.end();
   }
@@ -165,8 +234,26 @@ export function installScript(): string {
       `  \\echo 'migration ${m.name} already applied'`,
       'rollback;',
       '\\else',
-      m.text.trim(),
+      fullText(m).trim(),
       `insert into hc.migrations (id, name, checksum, breaking) values (${m.id}, '${m.name}', '${m.checksum}', ${m.breaking});`,
+      ...(m.functions ? [`insert into hc.function_files (name, checksum) values ('${m.name}', '${m.functions.checksum}');`] : []),
+      'commit;',
+      '\\endif',
+    );
+  }
+  // Functions files changed since an earlier install: applied again.
+  for (const m of migrations().filter((x) => x.functions)) {
+    parts.push(
+      `\n-- functions/${m.name}`,
+      'begin;',
+      MIGRATE_LOCK + ';',
+      `select exists (select 1 from hc.function_files where name = '${m.name}' and checksum = '${m.functions!.checksum}') as skip \\gset`,
+      '\\if :skip',
+      'rollback;',
+      '\\else',
+      FUNCTIONS_SETTINGS,
+      m.functions!.text.trim(),
+      `update hc.function_files set checksum = '${m.functions!.checksum}', applied_at = now() where name = '${m.name}';`,
       'commit;',
       '\\endif',
     );

@@ -25,7 +25,8 @@ describe('docs/SETTINGS.md', () => {
 
 describe('names in the docs', () => {
   // hc.migrations is made by the contractor itself, before any migration.
-  const sql = [...readdirSync('sql').filter((f) => f.endsWith('.sql')).map((f) => read(`sql/${f}`)), read('sidecar/db/contractor.ts')].join('\n');
+  const sql = [...readdirSync('sql').filter((f) => f.endsWith('.sql')).map((f) => read(`sql/${f}`)),
+    ...readdirSync('sql/functions').map((f) => read(`sql/functions/${f}`)), read('sidecar/db/contractor.ts')].join('\n');
   const defined = new Set(
     [...sql.matchAll(/create\s+(?:or\s+replace\s+)?(?:function|procedure|table|view|materialized\s+view|sequence|type)\s+(?:if\s+not\s+exists\s+)?hc\.([a-z_][a-z0-9_]*)/gi)].map((m) => m[1].toLowerCase()),
   );

@@ -113,7 +113,7 @@ export function hcsync(args: string[], env: Record<string, string | undefined> =
 export function assertFreshBuild(): void {
   const { readdirSync, readFileSync, existsSync } = require('node:fs') as typeof import('node:fs');
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run npm run build (make setup) first`);
-  for (const f of readdirSync('sql')) {
+  for (const f of [...readdirSync('sql').filter((x) => x.endsWith('.sql')), ...readdirSync('sql/functions').map((x) => `functions/${x}`)]) {
     const built = resolve('dist/sql', f);
     if (!existsSync(built) || readFileSync(built, 'utf8') !== readFileSync(resolve('sql', f), 'utf8')) {
       throw new Error(`dist/sql/${f} is not the current sql/${f}: run npm run build (make setup) first`);
