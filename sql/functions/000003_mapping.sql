@@ -327,24 +327,15 @@ as $$
               else 3 + abs(length(a) - length(b)) end
 $$;
 
--- Creates or alters a mapping's table from the object's describe and the mapping's config, and
--- rewrites hc._mapping_fields. Raises (22023, naming the field) when the config does not fit the
--- describe; the inbound sync catches that and sets the mapping to BAD_CONFIG.
--- Returns what changed: {"created": bool, "added": [...], "dropped": [...], "retyped": [...]}.
-create or replace function hc.apply_mapping_ddl(mapping_id integer, describe jsonb)
+-- Mapping DDL step 1: the columns the mapping wants, in describe order: [{field, column, pg_type, d, pos}].
+-- Raises (22023, naming the field and the fix) for a field the describe does not have or cannot map.
+create or replace function hc._ddl_columns(m hc._mappings, c hc.connections, describe jsonb)
 returns jsonb
-language plpgsql
-security definer
+language plpgsql stable
 set search_path = pg_catalog, pg_temp
-set client_min_messages = warning
 as $$
 declare
-  m hc._mappings;
-  c hc.connections;
-  s text;
-  t text;
-  fq text;
-  read_only boolean;
+  wanted jsonb := '[]';
   fname text;
   d jsonb;
   r jsonb;
@@ -352,38 +343,8 @@ declare
   col text;
   target text;
   target_len integer;
-  wanted jsonb := '[]';       -- [{field, column, pg_type, meta}] in describe order
-  created boolean := false;
-  added text[] := '{}';
-  dropped text[] := '{}';
-  retyped text[] := '{}';
-  cur record;
-  idx_wanted jsonb := '{}';   -- index name -> {column, unique}
-  k text;
-  v jsonb;
   names text;
-  role text;
 begin
-  select * into m from hc._mappings where id = apply_mapping_ddl.mapping_id for update;
-  if not found then
-    raise exception 'hcsync: no mapping with id %', mapping_id using errcode = 'undefined_object',
-      hint = 'See select mapping_id, object_name from hc.mappings;';
-  end if;
-  select * into c from hc.connections where id = m.connection_id;
-  s := c.schema_name;
-  t := m.table_name;
-  fq := format('%I.%I', s, t);
-  read_only := m.config->>'access' = 'read_only';
-
-  if describe is null or jsonb_typeof(describe) <> 'object' or jsonb_typeof(describe->'fields') <> 'array' then
-    raise exception 'hcsync: the describe for % must be a Salesforce sObject describe: an object with a "fields" array', m.object_name
-      using errcode = 'invalid_parameter_value', hint = 'Pass the JSON of GET /services/data/vXX.X/sobjects/<Object>/describe.';
-  end if;
-  if lower(coalesce(describe->>'name', m.object_name)) <> lower(m.object_name) then
-    raise exception 'hcsync: the describe is for %, but the mapping is for %', describe->>'name', m.object_name
-      using errcode = 'invalid_parameter_value', hint = 'Describe the mapped object.';
-  end if;
-
   -- Id and SystemModstamp are required in every mapping, IsDeleted whenever the object has it
   -- (User, RecordType… have none): they are the identity, the polling cursor and the delete flag.
   for fname in
@@ -444,7 +405,27 @@ begin
 
   -- Describe order keeps columns where Salesforce users expect them.
   select jsonb_agg(w order by (w->>'pos')::int) into wanted from jsonb_array_elements(wanted) w;
+  return wanted;
+end;
+$$;
 
+-- Mapping DDL step 2: the table made, or altered to the wanted columns (only columns the mapping made are
+-- dropped; a column the application added stays, and one it added under a newly mapped field's name refuses).
+create or replace function hc._ddl_table(m hc._mappings, s text, t text, wanted jsonb,
+                                         out created boolean, out added text[], out dropped text[], out retyped text[])
+language plpgsql
+set search_path = pg_catalog, pg_temp
+set client_min_messages = warning
+as $$
+declare
+  fq text := format('%I.%I', s, t);
+  cur record;
+  d jsonb;
+begin
+  created := false;
+  added := '{}';
+  dropped := '{}';
+  retyped := '{}';
   if to_regclass(fq) is null then
     execute format('create table %s (%s, id serial, _hc_lastop character varying(32), _hc_err text, constraint %I primary key (id))',
       fq,
@@ -498,7 +479,24 @@ begin
       added := added || (d->>'column');
     end loop;
   end if;
+end;
+$$;
 
+-- Mapping DDL step 3: the indexes, with Heroku Connect's names (hcu_ for unique).
+create or replace function hc._ddl_indexes(m hc._mappings, s text, t text, wanted jsonb)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+set client_min_messages = warning
+as $$
+declare
+  fq text := format('%I.%I', s, t);
+  idx_wanted jsonb := '{}';   -- index name -> {column, unique}
+  k text;
+  v jsonb;
+  col text;
+  cur record;
+begin
   -- Indexes: HC's names, hcu_ for unique. Id (sfid) is always unique, SystemModstamp always indexed.
   idx_wanted := jsonb_build_object(
     hc._name('hcu_idx_', t, '_sfid'), jsonb_build_object('column', 'sfid', 'unique', true),
@@ -526,7 +524,20 @@ begin
     execute format('create %s index if not exists %I on %s (%I)',
       case when (v->>'unique')::boolean then 'unique' else '' end, k, fq, v->>'column');
   end loop;
+end;
+$$;
 
+-- Mapping DDL step 4: the capture and status triggers, the guards, and the grants on the table.
+create or replace function hc._ddl_triggers(c hc.connections, s text, t text, read_only boolean)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+set client_min_messages = warning
+as $$
+declare
+  fq text := format('%I.%I', s, t);
+  role text;
+begin
   -- HC's two triggers, plus hcsync's TRUNCATE, sfid and no-op guards (see hc.truncate_guard, hc.sfid_guard,
   -- hc.noop_guard).
   perform hc._install_row_hstore(fq::regclass);
@@ -554,6 +565,58 @@ begin
     end if;
   end loop;
   execute format('grant select on %s to hcsync_admin, hcsync_viewer', fq);
+end;
+$$;
+
+-- Creates or alters a mapping's table from the object's describe and the mapping's config, and
+-- rewrites hc._mapping_fields. Raises (22023, naming the field) when the config does not fit the
+-- describe; the inbound sync catches that and sets the mapping to BAD_CONFIG.
+-- Returns what changed: {"created": bool, "added": [...], "dropped": [...], "retyped": [...]}.
+create or replace function hc.apply_mapping_ddl(mapping_id integer, describe jsonb)
+returns jsonb
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+set client_min_messages = warning
+as $$
+declare
+  m hc._mappings;
+  c hc.connections;
+  s text;
+  t text;
+  fq text;
+  read_only boolean;
+  wanted jsonb;
+  created boolean;
+  added text[];
+  dropped text[];
+  retyped text[];
+begin
+  select * into m from hc._mappings where id = apply_mapping_ddl.mapping_id for update;
+  if not found then
+    raise exception 'hcsync: no mapping with id %', mapping_id using errcode = 'undefined_object',
+      hint = 'See select mapping_id, object_name from hc.mappings;';
+  end if;
+  select * into c from hc.connections where id = m.connection_id;
+  s := c.schema_name;
+  t := m.table_name;
+  fq := format('%I.%I', s, t);
+  read_only := m.config->>'access' = 'read_only';
+
+  if describe is null or jsonb_typeof(describe) <> 'object' or jsonb_typeof(describe->'fields') <> 'array' then
+    raise exception 'hcsync: the describe for % must be a Salesforce sObject describe: an object with a "fields" array', m.object_name
+      using errcode = 'invalid_parameter_value', hint = 'Pass the JSON of GET /services/data/vXX.X/sobjects/<Object>/describe.';
+  end if;
+  if lower(coalesce(describe->>'name', m.object_name)) <> lower(m.object_name) then
+    raise exception 'hcsync: the describe is for %, but the mapping is for %', describe->>'name', m.object_name
+      using errcode = 'invalid_parameter_value', hint = 'Describe the mapped object.';
+  end if;
+
+  -- The steps: hc._ddl_columns, hc._ddl_table, hc._ddl_indexes, hc._ddl_triggers; then the fields recorded.
+  wanted := hc._ddl_columns(m, c, describe);
+  select x.created, x.added, x.dropped, x.retyped into created, added, dropped, retyped from hc._ddl_table(m, s, t, wanted) x;
+  perform hc._ddl_indexes(m, s, t, wanted);
+  perform hc._ddl_triggers(c, s, t, read_only);
 
   delete from hc._mapping_fields where _mapping_fields.mapping_id = m.id;
   insert into hc._mapping_fields (mapping_id, field_name, column_name, sf_type, pg_type, length, nillable, createable,
