@@ -175,6 +175,248 @@ begin
 end;
 $$;
 
+-- Conflict step 1 (per record): an open update conflict of the record follows both sides' latest values,
+-- and its parked columns keep their local value.
+create or replace function hc._conflict_follow_parked(m hc._mappings, p_origin text, rid integer, rsfid text, rh text, inc jsonb, at_sf timestamptz, inout st jsonb, out openc hc.conflicts)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  p_mapping_id integer := m.id;
+  refresh jsonb;
+  fname text;
+begin
+  -- Parked columns keep their local value; the conflict follows both sides' latest values (not our
+  -- own writes coming back: Salesforce's version stays the other user's).
+  select * into openc from hc.conflicts c
+   where c.mapping_id = p_mapping_id and c.sfid = rsfid and c.kind = 'update' and c.resolved_at is null
+   for update;
+  if found then
+    select coalesce(jsonb_object_agg(col, inc->>col), '{}') into refresh
+      from unnest(openc.columns) col where inc ? col and p_origin <> 'cdc-echo';
+    for fname in select col from unnest(openc.columns) col where inc ? col loop
+      st := st || jsonb_build_object(fname, 'pending');
+    end loop;
+    update hc.conflicts set sf_values = coalesce(sf_values, '{}') || refresh,
+                            sf_at = coalesce(greatest(sf_at, at_sf), sf_at, at_sf),
+                            pg_values = (select coalesce(jsonb_object_agg(col, hc._hstore_get(rh, col)), '{}') from unnest(openc.columns) col)
+     where id = openc.id;
+  end if;
+end;
+$fn$;
+
+-- Conflict step 2 (per record): which changed columns conflict, and who wins each (the field's owner,
+-- else the policy; 'parked' under manual). Returns {winner: [{col, field, base, pg_at, in_flight, owner}]}.
+create or replace function hc._conflict_judge(m hc._mappings, p_origin text, rid integer, rsfid text, rh text, inc jsonb, at_sf timestamptz, st jsonb, openc hc.conflicts, pol text, tlog text, tarch text)
+returns jsonb
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  p_mapping_id integer := m.id;
+  since timestamptz;
+  groups jsonb;
+  e record;
+  fname text;
+  owner text;
+  win text;
+begin
+  -- The local entries naming each column: the agreed value before them, when the last was made,
+  -- whether one is on its way to Salesforce (PENDING, or sent since the incoming values were read).
+  since := at_sf - interval '5 seconds';
+  groups := '{}';
+  for e in execute format($q$
+      select kv.key as col,
+             -- (a create of ours sent meanwhile: what it sent is what both sides agreed on)
+             (array_agg(case when x.action = 'INSERT' then hc._hstore_get(x."values", kv.key) else hc._hstore_get(x.old, kv.key) end
+                        order by x.id))[1] as base,
+             -- values of ours Salesforce has or may have by now: seeing one of them is not a change there
+             array_agg(hc._hstore_get(x."values", kv.key)) filter (where x.state <> 'NEW') as ours,
+             max(x.created_at) as pg_at, min(x.created_at) as first_at,
+             bool_or(x.state <> 'NEW' and x.action = 'UPDATE') as in_flight
+        -- (found by record_id alone, then filtered: see the same lookup in hc.inbound_merge)
+        from (select id, action, state, old, "values", created_at from (select * from %1$s where record_id = $2 offset 0) l
+               where table_name = $1 and action in ('INSERT', 'UPDATE')
+                 and (state in ('NEW', 'PENDING') or (state in ('SUCCESS', 'MERGED') and processed_at >= $3))
+              union all
+              select id, action, state, old, "values", created_at from (select * from %2$s where record_id = $2 offset 0) l
+               where $3 is not null and table_name = $1 and action in ('INSERT', 'UPDATE')
+                 and state in ('SUCCESS', 'MERGED') and processed_at >= $3) x,
+             hc._hstore_each(x."values") kv
+       group by kv.key$q$, tlog, tarch)
+    using m.table_name, rid, since
+  loop
+    continue when not (inc ? e.col) or not (st ? e.col) or st->>e.col not in ('pending', 'sent');
+    continue when openc.id is not null and e.col = any (openc.columns);
+    -- A column only sent (none of our changes of it waits) is judged on a change event of someone
+    -- else's alone: a full row read after our write may carry our value as automation rewrote it,
+    -- which the re-read rules handle.
+    continue when st->>e.col = 'sent' and p_origin <> 'cdc';
+    continue when hc._conflict_same(inc->>e.col, hc._hstore_get(rh, e.col));     -- both sides agree
+    continue when hc._conflict_same(inc->>e.col, e.base);                          -- Salesforce did not change it
+    continue when exists (select 1 from unnest(e.ours) o where hc._conflict_same(o, inc->>e.col));  -- ours, coming back
+    continue when hc._hstore_get(rh, e.col) is not distinct from e.base;          -- Postgres did not (in the end)
+    -- Seen already (a poll page and a change event telling the same change).
+    continue when exists (select 1 from hc.conflicts c where c.mapping_id = p_mapping_id and c.sfid = rsfid
+                             and c.kind = 'update' and e.col = any (c.columns)
+                             and c.sf_values->>e.col is not distinct from inc->>e.col
+                             and c.detected_at >= e.first_at - interval '5 seconds');
+    select f.field_name into fname from hc._mapping_fields f where f.mapping_id = p_mapping_id and f.column_name = e.col;
+    owner := hc._conflict_owner(m.config, fname);
+    win := case when owner in ('pg', 'sf') then owner
+                when pol = 'sf_wins' then 'sf'
+                when pol = 'pg_wins' then 'pg'
+                when pol = 'latest' then case when hc._conflict_sf_later(coalesce(at_sf, now()), e.pg_at) then 'sf' else 'pg' end
+                else 'parked' end;
+    groups := jsonb_set(groups, array[win], coalesce(groups->win, '[]') || jsonb_build_array(jsonb_build_object(
+      'col', e.col, 'field', fname, 'base', e.base, 'pg_at', e.pg_at, 'in_flight', e.in_flight,
+      'owner', owner)), true);
+  end loop;
+  return groups;
+end;
+$fn$;
+
+-- Conflict step 3 (per record): each group recorded in hc.conflicts (parked ones joined to the open
+-- conflict) and its winner applied: Salesforce's value taken and the local change not sent, the local value
+-- sent, or both held. Returns the columns' new marks, the open conflict, and how many were recorded.
+create or replace function hc._conflict_settle(m hc._mappings, p_origin text, rid integer, rsfid text, rh text, inc jsonb, at_sf timestamptz, groups jsonb, pol text, tlog text, tbl text,
+                                               inout st jsonb, inout openc hc.conflicts, out n integer)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  p_mapping_id integer := m.id;
+  g record;
+  cid bigint;
+  in_flight boolean;
+  fname text;
+begin
+  n := 0;
+  for g in select key as win, value as items from jsonb_each(groups) loop
+    in_flight := exists (select 1 from jsonb_array_elements(g.items) i where (i->>'in_flight')::boolean);
+    if g.win = 'parked' and openc.id is not null then
+      cid := openc.id;
+      update hc.conflicts c
+         set columns = c.columns || array(select i->>'col' from jsonb_array_elements(g.items) i),
+             fields = c.fields || array(select i->>'field' from jsonb_array_elements(g.items) i),
+             pg_values = c.pg_values || (select jsonb_object_agg(i->>'col', hc._hstore_get(rh, i->>'col')) from jsonb_array_elements(g.items) i),
+             sf_values = c.sf_values || (select jsonb_object_agg(i->>'col', inc->>(i->>'col')) from jsonb_array_elements(g.items) i),
+             base_values = c.base_values || (select jsonb_object_agg(i->>'col', i->'base') from jsonb_array_elements(g.items) i),
+             sf_overwritten = c.sf_overwritten or in_flight
+       where c.id = cid;
+    else
+      insert into hc.conflicts (connection_id, mapping_id, object_name, table_name, record_id, sfid, kind, fields, columns,
+                                pg_values, sf_values, base_values, pg_at, sf_at, policy, winner, origin, sf_overwritten,
+                                resolved_at, resolved_by, resolution)
+      select m.connection_id, p_mapping_id, m.object_name, m.table_name, rid, rsfid, 'update',
+             array(select i->>'field' from jsonb_array_elements(g.items) i),
+             array(select i->>'col' from jsonb_array_elements(g.items) i),
+             (select jsonb_object_agg(i->>'col', hc._hstore_get(rh, i->>'col')) from jsonb_array_elements(g.items) i),
+             (select jsonb_object_agg(i->>'col', inc->>(i->>'col')) from jsonb_array_elements(g.items) i),
+             (select jsonb_object_agg(i->>'col', i->'base') from jsonb_array_elements(g.items) i),
+             (select max((i->>'pg_at')::timestamptz) from jsonb_array_elements(g.items) i),
+             at_sf,
+             case when exists (select 1 from jsonb_array_elements(g.items) i where i->>'owner' in ('pg', 'sf'))
+                  then 'ownership' else pol end,
+             nullif(g.win, 'parked'), p_origin, in_flight,
+             case when g.win <> 'parked' then now() end,
+             case when g.win = 'parked' then null
+                  when exists (select 1 from jsonb_array_elements(g.items) i where i->>'owner' in ('pg', 'sf')) then 'ownership'
+                  else 'policy' end,
+             case when g.win = 'parked' then null
+                  when exists (select 1 from jsonb_array_elements(g.items) i where i->>'owner' in ('pg', 'sf')) then 'ownership'
+                  else 'policy' end
+      returning id into cid;
+    end if;
+    n := n + 1;
+    if g.win = 'sf' then
+      -- Salesforce's value is applied, and the local change of it is not sent. If one was on its
+      -- way already, Salesforce's value is sent after it, so that it stays.
+      for fname in select i->>'col' from jsonb_array_elements(g.items) i loop
+        st := st || jsonb_build_object(fname, 'take');
+      end loop;
+      perform hc._conflict_unsend(tlog, m.table_name, rid, array(select i->>'col' from jsonb_array_elements(g.items) i),
+                                  cid, 'Salesforce''s value won; this value is not sent');
+      -- A writer may have claimed the entry after it was read as NEW above (after a resume the writer
+      -- and this batch start at once): the unsend then found nothing NEW to take, and the local value
+      -- is on its way after all. Salesforce's value follows it, as for one in flight from the start.
+      if not in_flight then
+        in_flight := hc._conflict_claimed(tlog, m.table_name, rid, array(select i->>'col' from jsonb_array_elements(g.items) i));
+        if in_flight then
+          update hc.conflicts set sf_overwritten = true where id = cid;
+          perform hc._conflict_send(tlog, tbl, m.table_name, rid,
+                                    (select jsonb_object_agg(i->>'col', inc->>(i->>'col')) from jsonb_array_elements(g.items) i));
+        end if;
+      elsif in_flight then
+        perform hc._conflict_send(tlog, tbl, m.table_name, rid,
+                                  (select jsonb_object_agg(i->>'col', inc->>(i->>'col')) from jsonb_array_elements(g.items) i
+                                    where (i->>'in_flight')::boolean));
+      end if;
+    elsif g.win = 'pg' then
+      -- The local value stays and is sent; if it went out before Salesforce's change, again.
+      for fname in select i->>'col' from jsonb_array_elements(g.items) i loop
+        st := st || jsonb_build_object(fname, 'pending');
+      end loop;
+      if in_flight then
+        perform hc._conflict_send(tlog, tbl, m.table_name, rid,
+                                  (select jsonb_object_agg(i->>'col', hc._hstore_get(rh, i->>'col')) from jsonb_array_elements(g.items) i
+                                    where (i->>'in_flight')::boolean));
+      end if;
+    else
+      -- Parked: the local value stays, and is not sent (the claim holds parked columns back). A claim
+      -- made before the conflict was recorded may have taken it already: the conflict says so.
+      for fname in select i->>'col' from jsonb_array_elements(g.items) i loop
+        st := st || jsonb_build_object(fname, 'pending');
+      end loop;
+      if not in_flight and hc._conflict_claimed(tlog, m.table_name, rid, array(select i->>'col' from jsonb_array_elements(g.items) i)) then
+        update hc.conflicts set sf_overwritten = true where id = cid;
+      end if;
+      select * into openc from hc.conflicts where id = cid;
+    end if;
+  end loop;
+end;
+$fn$;
+
+-- Conflict step 4 (per record): a field Postgres owns that Salesforce changed alone keeps its value, which
+-- is sent back, and the overruled change is recorded. Returns the new marks and 1 when it recorded one.
+create or replace function hc._conflict_owned(m hc._mappings, p_origin text, rid integer, rsfid text, rh text, inc jsonb, at_sf timestamptz, owned_pg text[], tlog text, tbl text,
+                                              inout st jsonb, out n integer)
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  p_mapping_id integer := m.id;
+  undo jsonb;
+  fname text;
+begin
+  n := 0;
+  -- A field Postgres owns that Salesforce changed alone (no local change of it waits): the row keeps
+  -- its value, which is sent back to Salesforce, and the overruled change is recorded.
+  if cardinality(owned_pg) > 0 and p_origin <> 'cdc-echo' then
+    select jsonb_object_agg(col, hc._hstore_get(rh, col)) into undo
+      from unnest(owned_pg) col
+     where inc ? col and not (st ? col) and not hc._conflict_same(inc->>col, hc._hstore_get(rh, col))
+       and not exists (select 1 from hc.conflicts c where c.mapping_id = p_mapping_id and c.sfid = rsfid and c.kind = 'update'
+                          and col = any (c.columns) and c.sf_values->>col is not distinct from inc->>col
+                          and c.detected_at > now() - interval '1 minute');
+    if undo is not null then
+      insert into hc.conflicts (connection_id, mapping_id, object_name, table_name, record_id, sfid, kind, fields, columns,
+                                pg_values, sf_values, pg_at, sf_at, policy, winner, origin, resolved_at, resolved_by, resolution)
+      select m.connection_id, p_mapping_id, m.object_name, m.table_name, rid, rsfid, 'update',
+             array(select f.field_name from jsonb_object_keys(undo) c join hc._mapping_fields f on f.mapping_id = p_mapping_id and f.column_name = c),
+             array(select c from jsonb_object_keys(undo) c), undo,
+             (select jsonb_object_agg(c, inc->>c) from jsonb_object_keys(undo) c),
+             null, at_sf, 'ownership', 'pg', p_origin, now(), 'ownership', 'ownership';
+      n := n + 1;
+      for fname in select jsonb_object_keys(undo) loop
+        st := st || jsonb_build_object(fname, 'pending');
+      end loop;
+      perform hc._conflict_send(tlog, tbl, m.table_name, rid, undo);
+    end if;
+  end if;
+end;
+$fn$;
+
 -- Inbound, called by hc.inbound_merge once it knows the local changes of the batch's rows (p_pend,
 -- {record_id: {column: "pending" | "sent"}}), before it builds its SET list. Finds the conflicts,
 -- records them, applies the policy, and returns the map hc.inbound_merge applies with: a column marked
@@ -196,29 +438,19 @@ declare
   recs integer[];
   parked integer[];
   owned_pg text[] := '{}';
-  undo jsonb;
   inc_sql text;
   inc_all_sql text;
   inc_cols text[];
   incoming jsonb;
   sfids text[];
   r record;
-  e record;
   inc jsonb;
   at_sf timestamptz;
-  since timestamptz;
   st jsonb;
   openc hc.conflicts;
-  refresh jsonb;
-  win text;
-  owner text;
-  fname text;
   groups jsonb;
-  g record;
-  cid bigint;
   n integer := 0;
-  in_flight boolean;
-  first_at timestamptz;
+  res record;   -- a step's answer
 begin
   t := hc._inbound_target(p_mapping_id);
   tbl := format('%I.%I', t.schema_name, (t.m).table_name);
@@ -283,22 +515,11 @@ begin
     continue when inc is null;
     st := coalesce(pend -> r.id::text, '{}');
 
-    -- Parked columns keep their local value; the conflict follows both sides' latest values (not our
-    -- own writes coming back: Salesforce's version stays the other user's).
-    select * into openc from hc.conflicts c
-     where c.mapping_id = p_mapping_id and c.sfid = r.sfid and c.kind = 'update' and c.resolved_at is null
-     for update;
-    if found then
-      select coalesce(jsonb_object_agg(col, inc->>col), '{}') into refresh
-        from unnest(openc.columns) col where inc ? col and p_origin <> 'cdc-echo';
-      for fname in select col from unnest(openc.columns) col where inc ? col loop
-        st := st || jsonb_build_object(fname, 'pending');
-      end loop;
-      update hc.conflicts set sf_values = coalesce(sf_values, '{}') || refresh,
-                              sf_at = coalesce(greatest(sf_at, at_sf), sf_at, at_sf),
-                              pg_values = (select coalesce(jsonb_object_agg(col, hc._hstore_get(r.h, col)), '{}') from unnest(openc.columns) col)
-       where id = openc.id;
-    end if;
+    -- The steps for this record: hc._conflict_follow_parked, hc._conflict_judge, hc._conflict_settle,
+    -- hc._conflict_owned.
+    res := hc._conflict_follow_parked(t.m, p_origin, r.id, r.sfid, r.h, inc, at_sf, st);
+    st := res.st;
+    openc := res.openc;
 
     -- (only when some incoming value of such a column differs from the row's: otherwise nothing below
     -- can find a conflict, and the record's entries need not be read)
@@ -306,164 +527,16 @@ begin
        and exists (select 1 from jsonb_each_text(st) x
                     where x.value in ('pending', 'sent') and inc ? x.key
                       and not hc._conflict_same(inc->>x.key, hc._hstore_get(r.h, x.key))) then
-      -- The local entries naming each column: the agreed value before them, when the last was made,
-      -- whether one is on its way to Salesforce (PENDING, or sent since the incoming values were read).
-      since := at_sf - interval '5 seconds';
-      groups := '{}';
-      for e in execute format($q$
-          select kv.key as col,
-                 -- (a create of ours sent meanwhile: what it sent is what both sides agreed on)
-                 (array_agg(case when x.action = 'INSERT' then hc._hstore_get(x."values", kv.key) else hc._hstore_get(x.old, kv.key) end
-                            order by x.id))[1] as base,
-                 -- values of ours Salesforce has or may have by now: seeing one of them is not a change there
-                 array_agg(hc._hstore_get(x."values", kv.key)) filter (where x.state <> 'NEW') as ours,
-                 max(x.created_at) as pg_at, min(x.created_at) as first_at,
-                 bool_or(x.state <> 'NEW' and x.action = 'UPDATE') as in_flight
-            -- (found by record_id alone, then filtered: see the same lookup in hc.inbound_merge)
-            from (select id, action, state, old, "values", created_at from (select * from %1$s where record_id = $2 offset 0) l
-                   where table_name = $1 and action in ('INSERT', 'UPDATE')
-                     and (state in ('NEW', 'PENDING') or (state in ('SUCCESS', 'MERGED') and processed_at >= $3))
-                  union all
-                  select id, action, state, old, "values", created_at from (select * from %2$s where record_id = $2 offset 0) l
-                   where $3 is not null and table_name = $1 and action in ('INSERT', 'UPDATE')
-                     and state in ('SUCCESS', 'MERGED') and processed_at >= $3) x,
-                 hc._hstore_each(x."values") kv
-           group by kv.key$q$, tlog, tarch)
-        using (t.m).table_name, r.id, since
-      loop
-        continue when not (inc ? e.col) or not (st ? e.col) or st->>e.col not in ('pending', 'sent');
-        continue when openc.id is not null and e.col = any (openc.columns);
-        -- A column only sent (none of our changes of it waits) is judged on a change event of someone
-        -- else's alone: a full row read after our write may carry our value as automation rewrote it,
-        -- which the re-read rules handle.
-        continue when st->>e.col = 'sent' and p_origin <> 'cdc';
-        continue when hc._conflict_same(inc->>e.col, hc._hstore_get(r.h, e.col));     -- both sides agree
-        continue when hc._conflict_same(inc->>e.col, e.base);                          -- Salesforce did not change it
-        continue when exists (select 1 from unnest(e.ours) o where hc._conflict_same(o, inc->>e.col));  -- ours, coming back
-        continue when hc._hstore_get(r.h, e.col) is not distinct from e.base;          -- Postgres did not (in the end)
-        -- Seen already (a poll page and a change event telling the same change).
-        continue when exists (select 1 from hc.conflicts c where c.mapping_id = p_mapping_id and c.sfid = r.sfid
-                                 and c.kind = 'update' and e.col = any (c.columns)
-                                 and c.sf_values->>e.col is not distinct from inc->>e.col
-                                 and c.detected_at >= e.first_at - interval '5 seconds');
-        select f.field_name into fname from hc._mapping_fields f where f.mapping_id = p_mapping_id and f.column_name = e.col;
-        owner := hc._conflict_owner((t.m).config, fname);
-        win := case when owner in ('pg', 'sf') then owner
-                    when pol = 'sf_wins' then 'sf'
-                    when pol = 'pg_wins' then 'pg'
-                    when pol = 'latest' then case when hc._conflict_sf_later(coalesce(at_sf, now()), e.pg_at) then 'sf' else 'pg' end
-                    else 'parked' end;
-        groups := jsonb_set(groups, array[win], coalesce(groups->win, '[]') || jsonb_build_array(jsonb_build_object(
-          'col', e.col, 'field', fname, 'base', e.base, 'pg_at', e.pg_at, 'in_flight', e.in_flight,
-          'owner', owner)), true);
-      end loop;
-
-      for g in select key as win, value as items from jsonb_each(groups) loop
-        in_flight := exists (select 1 from jsonb_array_elements(g.items) i where (i->>'in_flight')::boolean);
-        if g.win = 'parked' and openc.id is not null then
-          cid := openc.id;
-          update hc.conflicts c
-             set columns = c.columns || array(select i->>'col' from jsonb_array_elements(g.items) i),
-                 fields = c.fields || array(select i->>'field' from jsonb_array_elements(g.items) i),
-                 pg_values = c.pg_values || (select jsonb_object_agg(i->>'col', hc._hstore_get(r.h, i->>'col')) from jsonb_array_elements(g.items) i),
-                 sf_values = c.sf_values || (select jsonb_object_agg(i->>'col', inc->>(i->>'col')) from jsonb_array_elements(g.items) i),
-                 base_values = c.base_values || (select jsonb_object_agg(i->>'col', i->'base') from jsonb_array_elements(g.items) i),
-                 sf_overwritten = c.sf_overwritten or in_flight
-           where c.id = cid;
-        else
-          insert into hc.conflicts (connection_id, mapping_id, object_name, table_name, record_id, sfid, kind, fields, columns,
-                                    pg_values, sf_values, base_values, pg_at, sf_at, policy, winner, origin, sf_overwritten,
-                                    resolved_at, resolved_by, resolution)
-          select (t.m).connection_id, p_mapping_id, (t.m).object_name, (t.m).table_name, r.id, r.sfid, 'update',
-                 array(select i->>'field' from jsonb_array_elements(g.items) i),
-                 array(select i->>'col' from jsonb_array_elements(g.items) i),
-                 (select jsonb_object_agg(i->>'col', hc._hstore_get(r.h, i->>'col')) from jsonb_array_elements(g.items) i),
-                 (select jsonb_object_agg(i->>'col', inc->>(i->>'col')) from jsonb_array_elements(g.items) i),
-                 (select jsonb_object_agg(i->>'col', i->'base') from jsonb_array_elements(g.items) i),
-                 (select max((i->>'pg_at')::timestamptz) from jsonb_array_elements(g.items) i),
-                 at_sf,
-                 case when exists (select 1 from jsonb_array_elements(g.items) i where i->>'owner' in ('pg', 'sf'))
-                      then 'ownership' else pol end,
-                 nullif(g.win, 'parked'), p_origin, in_flight,
-                 case when g.win <> 'parked' then now() end,
-                 case when g.win = 'parked' then null
-                      when exists (select 1 from jsonb_array_elements(g.items) i where i->>'owner' in ('pg', 'sf')) then 'ownership'
-                      else 'policy' end,
-                 case when g.win = 'parked' then null
-                      when exists (select 1 from jsonb_array_elements(g.items) i where i->>'owner' in ('pg', 'sf')) then 'ownership'
-                      else 'policy' end
-          returning id into cid;
-        end if;
-        n := n + 1;
-        if g.win = 'sf' then
-          -- Salesforce's value is applied, and the local change of it is not sent. If one was on its
-          -- way already, Salesforce's value is sent after it, so that it stays.
-          for fname in select i->>'col' from jsonb_array_elements(g.items) i loop
-            st := st || jsonb_build_object(fname, 'take');
-          end loop;
-          perform hc._conflict_unsend(tlog, (t.m).table_name, r.id, array(select i->>'col' from jsonb_array_elements(g.items) i),
-                                      cid, 'Salesforce''s value won; this value is not sent');
-          -- A writer may have claimed the entry after it was read as NEW above (after a resume the writer
-          -- and this batch start at once): the unsend then found nothing NEW to take, and the local value
-          -- is on its way after all. Salesforce's value follows it, as for one in flight from the start.
-          if not in_flight then
-            in_flight := hc._conflict_claimed(tlog, (t.m).table_name, r.id, array(select i->>'col' from jsonb_array_elements(g.items) i));
-            if in_flight then
-              update hc.conflicts set sf_overwritten = true where id = cid;
-              perform hc._conflict_send(tlog, tbl, (t.m).table_name, r.id,
-                                        (select jsonb_object_agg(i->>'col', inc->>(i->>'col')) from jsonb_array_elements(g.items) i));
-            end if;
-          elsif in_flight then
-            perform hc._conflict_send(tlog, tbl, (t.m).table_name, r.id,
-                                      (select jsonb_object_agg(i->>'col', inc->>(i->>'col')) from jsonb_array_elements(g.items) i
-                                        where (i->>'in_flight')::boolean));
-          end if;
-        elsif g.win = 'pg' then
-          -- The local value stays and is sent; if it went out before Salesforce's change, again.
-          for fname in select i->>'col' from jsonb_array_elements(g.items) i loop
-            st := st || jsonb_build_object(fname, 'pending');
-          end loop;
-          if in_flight then
-            perform hc._conflict_send(tlog, tbl, (t.m).table_name, r.id,
-                                      (select jsonb_object_agg(i->>'col', hc._hstore_get(r.h, i->>'col')) from jsonb_array_elements(g.items) i
-                                        where (i->>'in_flight')::boolean));
-          end if;
-        else
-          -- Parked: the local value stays, and is not sent (the claim holds parked columns back). A claim
-          -- made before the conflict was recorded may have taken it already: the conflict says so.
-          for fname in select i->>'col' from jsonb_array_elements(g.items) i loop
-            st := st || jsonb_build_object(fname, 'pending');
-          end loop;
-          if not in_flight and hc._conflict_claimed(tlog, (t.m).table_name, r.id, array(select i->>'col' from jsonb_array_elements(g.items) i)) then
-            update hc.conflicts set sf_overwritten = true where id = cid;
-          end if;
-          select * into openc from hc.conflicts where id = cid;
-        end if;
-      end loop;
+      groups := hc._conflict_judge(t.m, p_origin, r.id, r.sfid, r.h, inc, at_sf, st, openc, pol, tlog, tarch);
+      res := hc._conflict_settle(t.m, p_origin, r.id, r.sfid, r.h, inc, at_sf, groups, pol, tlog, tbl, st, openc);
+      st := res.st;
+      openc := res.openc;
+      n := n + res.n;
     end if;
-    -- A field Postgres owns that Salesforce changed alone (no local change of it waits): the row keeps
-    -- its value, which is sent back to Salesforce, and the overruled change is recorded.
     if cardinality(owned_pg) > 0 and p_origin <> 'cdc-echo' then
-      select jsonb_object_agg(col, hc._hstore_get(r.h, col)) into undo
-        from unnest(owned_pg) col
-       where inc ? col and not (st ? col) and not hc._conflict_same(inc->>col, hc._hstore_get(r.h, col))
-         and not exists (select 1 from hc.conflicts c where c.mapping_id = p_mapping_id and c.sfid = r.sfid and c.kind = 'update'
-                            and col = any (c.columns) and c.sf_values->>col is not distinct from inc->>col
-                            and c.detected_at > now() - interval '1 minute');
-      if undo is not null then
-        insert into hc.conflicts (connection_id, mapping_id, object_name, table_name, record_id, sfid, kind, fields, columns,
-                                  pg_values, sf_values, pg_at, sf_at, policy, winner, origin, resolved_at, resolved_by, resolution)
-        select (t.m).connection_id, p_mapping_id, (t.m).object_name, (t.m).table_name, r.id, r.sfid, 'update',
-               array(select f.field_name from jsonb_object_keys(undo) c join hc._mapping_fields f on f.mapping_id = p_mapping_id and f.column_name = c),
-               array(select c from jsonb_object_keys(undo) c), undo,
-               (select jsonb_object_agg(c, inc->>c) from jsonb_object_keys(undo) c),
-               null, at_sf, 'ownership', 'pg', p_origin, now(), 'ownership', 'ownership';
-        n := n + 1;
-        for fname in select jsonb_object_keys(undo) loop
-          st := st || jsonb_build_object(fname, 'pending');
-        end loop;
-        perform hc._conflict_send(tlog, tbl, (t.m).table_name, r.id, undo);
-      end if;
+      res := hc._conflict_owned(t.m, p_origin, r.id, r.sfid, r.h, inc, at_sf, owned_pg, tlog, tbl, st);
+      st := res.st;
+      n := n + res.n;
     end if;
     -- (only when changed: each || copies the whole map, and a page holds 2,000 records)
     if st <> '{}' and st is distinct from pend -> r.id::text then
