@@ -116,6 +116,23 @@ describe('inbound recovery', () => {
     }
   });
 
+  it('a re-read queued for now is not kept waiting by a timer already set for a later one', async () => {
+    // The reader's re-read timer is set for the earliest due record. A record queued after it, due
+    // sooner (a phantom row removed by the writer queues one for now), waited for the later timer.
+    const m = (await h.db.query(`select id from hc._mappings where object_name = 'Account'`)).rows[0].id as number;
+    const [late, soon] = (await h.db.query('select sfid from salesforce.account order by sfid limit 2')).rows.map((r) => r.sfid as string);
+    await h.db.query(`insert into hc.inbound_rereads (mapping_id, sfid, not_before) values ($1, $2, now() + interval '60 seconds')`, [m, late]);
+    await h.db.query(`select pg_notify('hc_control', 'salesforce')`);
+    // The nudge's re-read of the mapping has armed the timer for the later record: a positive sign is
+    // the next nudge being handled, so nudge until a probe record queued for now, read, leaves the queue.
+    await withoutChangeEvents(h.emu, () => h.sf.conn.sobject('Account').update({ Id: soon, Name: 'Soon Co' }));
+    await h.db.query(`insert into hc.inbound_rereads (mapping_id, sfid, not_before) values ($1, $2, now())`, [m, soon]);
+    await h.db.query(`select pg_notify('hc_control', 'salesforce')`);
+    await until(async () => (await nameOf(soon)) === 'Soon Co', 'the record due now read again (not after the 60 s one)', 20_000);
+    expect((await h.db.query('select count(*)::int n from hc.inbound_rereads where mapping_id = $1 and sfid = $2', [m, late])).rows[0].n).toBe(1);
+    await h.db.query('delete from hc.inbound_rereads where mapping_id = $1', [m]);
+  });
+
   it('hc.abort stops a running load between pages (or before it starts); a reload afterwards completes it', async () => {
     h.emu.setLatency(600); // REST pages of 2,000 rows: each page now takes long enough for the abort to land
     try {

@@ -55,6 +55,8 @@ export class MappingWorker {
   private pollTimer?: NodeJS.Timeout;
   private driftTimer?: LongTimer;
   private rereadTimer?: NodeJS.Timeout;
+  /** When rereadTimer fires. */
+  private rereadAt = 0;
   private pollSeconds?: number;
   private stopped = false;
   m: MappingRow;
@@ -436,9 +438,16 @@ export class MappingWorker {
    * due, through the same batch apply, also when no further event arrives to carry them.
    */
   private async armRereads(fields: string[], calculated: string[]): Promise<void> {
-    if (this.rereadTimer || this.stopped || !this.cdc) return;
+    if (this.stopped || !this.cdc) return;
     const next = await rereadsNext(this.ctx.db, this.m.id);
-    if (!next || this.rereadTimer) return;
+    if (!next) return;
+    // A timer set for later than this re-read is due gives way to it (a record queued since, for now,
+    // waited for the later one).
+    if (this.rereadTimer) {
+      if (next.getTime() >= this.rereadAt - 50) return;
+      clearTimeout(this.rereadTimer);
+    }
+    this.rereadAt = Math.max(Date.now() + 50, next.getTime());
     this.rereadTimer = setTimeout(() => {
       this.rereadTimer = undefined;
       this.run('reread-queue', async () => {
@@ -447,7 +456,7 @@ export class MappingWorker {
         await applyCdcBatch(this.ctx, this.m, fields, calculated, [], epoch);
         await this.armRereads(fields, calculated);
       });
-    }, Math.max(50, next.getTime() - Date.now()));
+    }, this.rereadAt - Date.now());
     this.rereadTimer.unref();
   }
 
