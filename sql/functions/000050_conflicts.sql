@@ -691,6 +691,9 @@ begin
       kept := kept || d.sfid;
     end if;
   end loop;
+  -- The records are gone from Salesforce: nothing of theirs is left to read again. A re-read waiting for
+  -- the row's changes to be sent (after_writes) would wait for ever, as they wait for the conflict.
+  delete from hc.inbound_rereads q where q.mapping_id = p_mapping_id and q.sfid = any (kept);
   return array(select x from unnest(p_sfids) x where not x = any (kept));
 end;
 $fn$;

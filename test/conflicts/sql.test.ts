@@ -289,8 +289,12 @@ describe('conflicts in SQL', () => {
     await merge([full(id)]);
     const row = await local(id);
     await db.query(`update salesforce.account set phone = 'kept' where id = $1`, [row.id]);
+    // A re-read waiting for that change to be sent (a flow rewrote a value of ours, say): the change now
+    // waits for the operator, and the record is gone, so nothing is left to read. Kept, it never drained.
+    await db.query(`insert into hc.inbound_rereads (mapping_id, sfid, not_before, after_writes) values ($1, $2, now(), true)`, [mappingId, id]);
     expect((await deleteEvent(id)).deleted).toBe(0);
     expect(await conflicts(id)).toMatchObject([{ kind: 'sf_delete', winner: null, pg_values: { phone: 'kept' } }]);
+    expect((await db.query('select count(*)::int n from hc.inbound_rereads where sfid = $1', [id])).rows[0].n).toBe(0);
     // The daily reconciliation lists Salesforce's ids: this one is not among them, and its row is old.
     const c = await sync.connect();
     try {
