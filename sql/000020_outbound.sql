@@ -66,6 +66,10 @@ create table hc._outbound_attempts (
   -- The last send, and who made it: a send by a claimer that is gone may still be running in Salesforce.
   sent_at        timestamptz not null default clock_timestamp(),
   claimer        integer,
+  -- The record the lost-create lookup found to be this create (hc.outbound_found): later rounds take it
+  -- as it is. Looked up again, a record our own later writes (sent to it as that create's updates) had
+  -- changed no longer held the values the create sent, and the create was made a second time.
+  found_sfid     text,
   primary key (connection_id, table_name, record_id, log_id)
 );
 

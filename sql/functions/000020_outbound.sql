@@ -624,7 +624,7 @@ begin
            'adopted', o.action = 'insert' and o.log_sfid is not null,
            -- one per version of what was sent (hc._outbound_attempts.earlier)
            'attempts', coalesce((select jsonb_agg(jsonb_build_object('log_id', a.log_id, 'started_at', a.started_at, 'sent', v.sent,
-                                                                     'upsert_field', a.upsert_field)
+                                                                     'upsert_field', a.upsert_field, 'found_sfid', a.found_sfid)
                                                   order by a.started_at, v.n)
                                    from hc._outbound_attempts a,
                                         jsonb_array_elements(a.earlier || jsonb_build_array(a.sent)) with ordinality v(sent, n)
@@ -902,6 +902,22 @@ begin
    where o.outcome = 'failed';
 end;
 $fn$;
+
+-- Records what the lost-create lookup found, before anything is sent to it. found: [{op_id, table,
+-- record_id, sfid}] (an insert's earlier create is that record; a delete's is the record to delete). Only
+-- for ops this claimer still holds. Later rounds take the record as found instead of looking it up again.
+create or replace function hc.outbound_found(connection_id integer, claimer integer, found jsonb)
+returns void
+language sql
+set search_path = pg_catalog, pg_temp
+as $$
+  update hc._outbound_attempts a set found_sfid = f->>'sfid'
+    from jsonb_array_elements(found) f
+    join hc._outbound_claims k on k.connection_id = outbound_found.connection_id and k.log_id = (f->>'op_id')::int
+                              and k.claimer = outbound_found.claimer
+   where a.connection_id = outbound_found.connection_id and a.table_name = f->>'table'
+     and a.record_id = (f->>'record_id')::int;
+$$;
 
 -- Records what Salesforce answered. results: [{op_id, outcome: 'ok'|'failed'|'retry', sfid?, error?}]
 --   ok      lead entry SUCCESS, superseded entries MERGED; sfid written back on insert; _hc_lastop

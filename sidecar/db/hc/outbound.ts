@@ -46,6 +46,12 @@ export async function recordCreateAttempts(s: Session, connectionId: number, cla
   await exec(s, sql`select hc.outbound_attempt(${connectionId}, ${claimer}, ${JSON.stringify(creates)})`);
 }
 
+/** Records the records the lost-create lookup found (hc.outbound_found): later rounds take them as found. */
+export async function recordFound(s: Session, connectionId: number, claimer: number, found: { op_id: number; table: string; record_id: number; sfid: string }[]): Promise<void> {
+  if (!found.length) return;
+  await exec(s, sql`select hc.outbound_found(${connectionId}, ${claimer}, ${JSON.stringify(found)})`);
+}
+
 /** Records Salesforce's answers for the claimer's entries (hc.outbound_complete). */
 export async function completeOps(s: Session, connectionId: number, claimer: number, outcomes: unknown[]): Promise<void> {
   await exec(s, sql`select hc.outbound_complete(${connectionId}, ${claimer}, ${JSON.stringify(outcomes)})`);

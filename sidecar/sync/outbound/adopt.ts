@@ -18,7 +18,7 @@ import type pg from 'pg';
 import type { Sf } from '../../salesforce/client.js';
 import { recordsCreatedSince, recordsWithValues, userId as integrationUser } from '../../salesforce/rest.js';
 import type { Op } from './salesforce.js';
-import { heldSfids } from '../../db/hc/outbound.js';
+import { heldSfids, recordFound } from '../../db/hc/outbound.js';
 
 const SKEW_MS = 120_000;
 // A create sent by a sidecar that is gone (kill -9, a crash, a lost host) may still land in Salesforce,
@@ -103,13 +103,26 @@ function found(o: Op, id: string): void {
  * (sfid set); a delete gets the sfid of the record to delete (none found: sfid stays null, nothing to
  * delete). Returns how many were found.
  */
-export async function adoptLostCreates(sf: Sf, db: pg.Pool, connectionId: number, ops: Op[]): Promise<number> {
+export async function adoptLostCreates(sf: Sf, db: pg.Pool, connectionId: number, claimer: number, ops: Op[]): Promise<number> {
   const lost = ops.filter(
     (o) => o.attempts.length && ((o.action === 'insert' && !o.adopted) || (o.action === 'delete' && !o.sfid)),
   );
-  const userId = integrationUser(sf);
   if (!lost.length) return 0;
-  return lookUp(sf, db, connectionId, lost, userId);
+  // Found by an earlier round (hc.outbound_found): taken as found. Looked up again, the record may no
+  // longer hold what the create sent (our own later writes went to it), and would be created twice.
+  let adopted = 0;
+  const unknown: Op[] = [];
+  for (const o of lost) {
+    const known = o.attempts.find((a) => a.found_sfid)?.found_sfid;
+    if (known) {
+      found(o, known);
+      adopted++;
+    } else unknown.push(o);
+  }
+  if (!unknown.length) return adopted;
+  adopted += await lookUp(sf, db, connectionId, unknown, integrationUser(sf));
+  await recordFound(db, connectionId, claimer, unknown.filter((o) => o.sfid).map((o) => ({ op_id: o.op_id, table: o.table, record_id: o.record_id, sfid: o.sfid! })));
+  return adopted;
 }
 
 async function lookUp(sf: Sf, db: pg.Pool, connectionId: number, lost: Op[], userId: string | undefined): Promise<number> {

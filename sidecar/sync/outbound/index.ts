@@ -223,7 +223,7 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
       try {
         // Held records (an earlier call may still land) are not looked up yet: the lookup could miss it.
         lane.phase = 'looking up creates whose answer was lost';
-        await adoptLostCreates(sf, db, connection.id, ops.filter((o) => !inflight.holds(o)));
+        await adoptLostCreates(sf, db, connection.id, me, ops.filter((o) => !inflight.holds(o)));
         lane.phase = 'sending';
         outcomes = await send(sf, ops, {
           timeoutMs: opts.callTimeoutMs,

@@ -24,7 +24,7 @@ export interface Op {
   upsert_value: string | null;
   /** Creates of this record that may have landed without their answer reaching us (insert, or the delete
    * of a row deleted meanwhile): the lost-create lookup runs first. */
-  attempts: { log_id: number; started_at: string; sent: Record<string, unknown>; upsert_field: string | null }[];
+  attempts: { log_id: number; started_at: string; sent: Record<string, unknown>; upsert_field: string | null; found_sfid?: string | null }[];
   /** Set when a lost create was found in Salesforce: the op is sent as an update of that record. */
   adopted?: boolean;
 }
