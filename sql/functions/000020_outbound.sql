@@ -823,6 +823,7 @@ as $fn$
 declare
   tl text := format('%I._trigger_log', c.schema_name);
   seqscan_was text;
+  log_table text;
 begin
   -- The entries by id, as in hc.outbound_claim ('Entries by id').
   seqscan_was := current_setting('enable_seqscan');
@@ -846,18 +847,14 @@ begin
   -- so hc.write_errors no longer lists a failure that is fixed, and hc.retry cannot send the refused
   -- values again over the record that now exists.
   if exists (select 1 from _ob_res where action = 'insert' and outcome = 'ok') then
-    execute format($q$update %1$I.%2$I t set state = 'MERGED', updated_at = now(),
-                             sf_message = format('settled: entry %%s created the record after this create failed (%%s)', o.op_id, t.sf_message)
-                        from _ob_res o
-                       where o.action = 'insert' and o.outcome = 'ok' and t.table_name = o.table_name
-                         and t.record_id = o.record_id and t.id < o.op_id and t.state = 'FAILED'
-                         and t.action = 'INSERT' and t.sfid is null$q$, c.schema_name, '_trigger_log');
-    execute format($q$update %1$I.%2$I t set state = 'MERGED', updated_at = now(),
-                             sf_message = format('settled: entry %%s created the record after this create failed (%%s)', o.op_id, t.sf_message)
-                        from _ob_res o
-                       where o.action = 'insert' and o.outcome = 'ok' and t.table_name = o.table_name
-                         and t.record_id = o.record_id and t.id < o.op_id and t.state = 'FAILED'
-                         and t.action = 'INSERT' and t.sfid is null$q$, c.schema_name, '_trigger_log_archive');
+    foreach log_table in array array['_trigger_log', '_trigger_log_archive'] loop
+      execute format($q$update %1$I.%2$I t set state = 'MERGED', updated_at = now(),
+                               sf_message = format('settled: entry %%s created the record after this create failed (%%s)', o.op_id, t.sf_message)
+                          from _ob_res o
+                         where o.action = 'insert' and o.outcome = 'ok' and t.table_name = o.table_name
+                           and t.record_id = o.record_id and t.id < o.op_id and t.state = 'FAILED'
+                           and t.action = 'INSERT' and t.sfid is null$q$, c.schema_name, log_table);
+    end loop;
   end if;
 end;
 $fn$;
