@@ -26,6 +26,9 @@ create table hc._outbound_claims (
   op_id          integer not null,   -- the op's lead entry (the newest of a merged group)
   claimer        integer not null,
   claimed_at     timestamptz not null default now(),
+  -- What the claim decided the op does in Salesforce (insert, update, delete): the outcome is recorded as
+  -- that, so the writer reports only {op_id, outcome, sfid, error}.
+  action         text,
   primary key (connection_id, log_id)
 );
 

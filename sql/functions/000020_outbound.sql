@@ -549,8 +549,8 @@ begin
                       from _ob_ops o where o.action is null and o.error is null and t.id = any(o.log_ids)$q$, tl);
 
   -- The rest: PENDING, owned by this claimer.
-  insert into hc._outbound_claims (connection_id, log_id, op_id, claimer)
-  select c.id, l, o.op_id, p_claimer from _ob_ops o, unnest(o.log_ids) l where o.action is not null;
+  insert into hc._outbound_claims (connection_id, log_id, op_id, claimer, action)
+  select c.id, l, o.op_id, p_claimer, o.action from _ob_ops o, unnest(o.log_ids) l where o.action is not null;
   execute format($q$update %s t set state = 'PENDING', updated_at = now()
                       from _ob_ops o where o.action is not null and t.id = any(o.log_ids)$q$, tl);
   get diagnostics n = row_count;
@@ -674,17 +674,18 @@ begin
     error text, lastop text, newer boolean
   ) on commit drop;
   truncate _ob_res;
+  -- (the action is the claim's: hc._outbound_claims recorded it)
   with r as (
-    select (e->>'op_id')::int op_id, e->>'outcome' outcome, nullif(e->>'sfid', '') sfid, e->>'error' error, e->>'action' action
+    select (e->>'op_id')::int op_id, e->>'outcome' outcome, nullif(e->>'sfid', '') sfid, e->>'error' error
       from jsonb_array_elements(results) e),
   mine as (
     delete from hc._outbound_claims k using r
      where k.connection_id = c.id and k.claimer = p_claimer and k.op_id = r.op_id
-    returning k.op_id, k.log_id)
+    returning k.op_id, k.log_id, k.action)
   insert into _ob_res (op_id, log_ids, outcome, sfid, error, action)
-  select r.op_id, array_agg(m.log_id order by m.log_id), r.outcome, r.sfid, r.error, r.action
+  select r.op_id, array_agg(m.log_id order by m.log_id), r.outcome, r.sfid, r.error, max(m.action)
     from r join mine m on m.op_id = r.op_id
-   group by r.op_id, r.outcome, r.sfid, r.error, r.action;
+   group by r.op_id, r.outcome, r.sfid, r.error;
   get diagnostics n = row_count;
 
   -- (Each op's entry by its id: joined instead, the queue was read whole, a seq scan of 100,000 entries.)
@@ -916,7 +917,8 @@ as $$
      and a.record_id = (f->>'record_id')::int;
 $$;
 
--- Records what Salesforce answered. results: [{op_id, outcome: 'ok'|'failed'|'retry', sfid?, error?}]
+-- Records what Salesforce answered. results: [{op_id, outcome: 'ok'|'failed'|'retry', sfid?, error?}]; each op
+-- is recorded as the action its claim decided (hc._outbound_claims.action)
 --   ok      lead entry SUCCESS, superseded entries MERGED; sfid written back on insert; _hc_lastop
 --           INSERTED/UPDATED (only when no newer change of the row waits: then it stays PENDING)
 --   failed  entries FAILED with sf_message; the row gets _hc_lastop FAILED and _hc_err

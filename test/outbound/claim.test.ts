@@ -31,8 +31,11 @@ const CLAIMER = 7;
 
 const claim = async (claimer = CLAIMER) =>
   (await sync.query('select hc.outbound_claim($1, $2, 100) as op', [connId, claimer])).rows.map((r) => r.op);
-const complete = async (results: unknown[], claimer = CLAIMER) =>
-  sync.query('select hc.outbound_complete($1, $2, $3)', [connId, claimer, JSON.stringify(results)]);
+// The writer reports only {op_id, outcome, sfid, error}: what each op was, its claim recorded. (The
+// results below name the action for the reader; it is taken out before they are sent.)
+const complete = async (results: Record<string, unknown>[], claimer = CLAIMER) =>
+  sync.query('select hc.outbound_complete($1, $2, $3)',
+    [connId, claimer, JSON.stringify(results.map(({ action: _action, ...answer }) => answer))]);
 const log = async () =>
   (await db.query('select id, state, action, record_id, sf_message from salesforce._trigger_log order by id')).rows;
 

@@ -53,8 +53,11 @@ export async function recordFound(s: Session, connectionId: number, claimer: num
 }
 
 /** Records Salesforce's answers for the claimer's entries (hc.outbound_complete). */
-export async function completeOps(s: Session, connectionId: number, claimer: number, outcomes: unknown[]): Promise<void> {
-  await exec(s, sql`select hc.outbound_complete(${connectionId}, ${claimer}, ${JSON.stringify(outcomes)})`);
+export async function completeOps(s: Session, connectionId: number, claimer: number,
+  outcomes: { op_id: number; outcome: string; sfid?: string; error?: string }[]): Promise<void> {
+  // Only what Salesforce answered: what each op was, its claim recorded.
+  const answers = outcomes.map(({ op_id, outcome, sfid, error }) => ({ op_id, outcome, sfid, error }));
+  await exec(s, sql`select hc.outbound_complete(${connectionId}, ${claimer}, ${JSON.stringify(answers)})`);
 }
 
 /** Hands what the claimer holds back to the queue (hc.outbound_release); answers how many entries. */
