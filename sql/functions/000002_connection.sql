@@ -42,16 +42,13 @@ begin
 end;
 $$;
 
-create or replace function hc._install_connection_objects(s text)
+-- Connection objects, step 1: HC's metadata table, the outbound queue (_trigger_log) and its archive.
+create or replace function hc._install_queue(s text)
 returns void
 language plpgsql
 set search_path = pg_catalog, pg_temp
 as $fn$
-declare
-  hs text := hc._hstore_type();
 begin
-  execute format('create schema if not exists %I', s);
-
   -- HC's schema metadata; HC declares the database unusable when it (or the trigger logs) disappear.
   execute format($ddl$
     create table if not exists %1$I._hcmeta (
@@ -117,7 +114,16 @@ begin
   execute format('create index if not exists _trigger_log_archive_idx_record_id on %I._trigger_log_archive (record_id)', s);
   execute format($ddl$create index if not exists _trigger_log_archive_idx_state_table_name on %I._trigger_log_archive (state, table_name)
                       where state = 'FAILED'$ddl$, s);
+end;
+$fn$;
 
+-- Connection objects, step 2: HC's inbound event log (_sf_event_log).
+create or replace function hc._install_event_log(s text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
   -- Inbound events (streaming/CDC notifications) as HC lays them out.
   execute format($ddl$
     create table if not exists %1$I._sf_event_log (
@@ -132,7 +138,16 @@ begin
     )$ddl$, s);
   execute format('create index if not exists idx__sf_event_log_comp_key on %I._sf_event_log (table_name, synced_at)', s);
   execute format('create index if not exists idx__sf_event_log_sfid on %I._sf_event_log (sfid)', s);
+end;
+$fn$;
 
+-- Connection objects, step 3: the writer's wake-up on every queued entry.
+create or replace function hc._install_queue_notify(s text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
   -- The writer's wake-up: channel '<schema>.hc_trigger_log', payload 'ping'. Never row data: payloads
   -- are limited to 8000 bytes and identical payloads in one transaction collapse into one notification.
   execute format($ddl$
@@ -147,7 +162,18 @@ begin
     $body$$ddl$, s, s || '.hc_trigger_log');
   execute format('drop trigger if exists tlog_insert_trigger on %I._trigger_log', s);
   execute format('create trigger tlog_insert_trigger after insert on %1$I._trigger_log for each row execute procedure %1$I.tlog_notify_trigger()', s);
+end;
+$fn$;
 
+-- Connection objects, step 4: HC's re-queue functions (hc_capture_*_from_row), the owner's alone.
+create or replace function hc._install_requeue(s text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  hs text := hc._hstore_type();
+begin
   -- HC's documented way to re-queue a row (Ordered Writes): a new INSERT entry from the full row.
   -- SECURITY DEFINER: callers need no rights on _trigger_log. Like the capture triggers it resolves
   -- nothing outside pg_catalog and hc: the hstore argument is read as its text (hc._hstore_pairs), not
@@ -218,6 +244,22 @@ begin
   -- Nobody but the owner changes the queue or calls the re-queue functions.
   execute format('revoke all on function %1$I.hc_capture_insert_from_row(%2$s, character varying, text[]), %1$I.hc_capture_update_from_row(%2$s, character varying, text[]) from public', s, hs);
   execute format('revoke all on function %I.tlog_notify_trigger() from public', s);
+end;
+$fn$;
+
+
+create or replace function hc._install_connection_objects(s text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+begin
+  execute format('create schema if not exists %I', s);
+  -- The steps: hc._install_queue, hc._install_event_log, hc._install_queue_notify, hc._install_requeue.
+  perform hc._install_queue(s);
+  perform hc._install_event_log(s);
+  perform hc._install_queue_notify(s);
+  perform hc._install_requeue(s);
 end;
 $fn$;
 
