@@ -15,7 +15,11 @@ import { FULL_MIX, type Mix } from './workload.js';
 const SECONDS = Number(process.env.HCSYNC_CONVERGENCE_SECONDS ?? 45);
 const SOAK = SECONDS > 300;
 const MIN_KILLS = Number(process.env.HCSYNC_SOAK_MIN_KILLS ?? 1);
-const SETTLE_MS = SOAK ? 300_000 : 40_000;
+// The soak's nemesis hangs calls (no answer at all): the writer holds a hung call's records for 5 call
+// timeouts (10 minutes at the default 2-minute timeout), since Salesforce may still act on such a request
+// until it ends it after 10 minutes. The settle must outlast that hold: at 5 minutes the 30-minute soak
+// at 10a4bed ended with 157 entries of a batch caught by a late hang still waiting, sent a minute later.
+const SETTLE_MS = SOAK ? 720_000 : 40_000;
 /** HCSYNC_NEMESIS=off: the same workload without faults (tells a defect under faults from one without). */
 const CALM = process.env.HCSYNC_NEMESIS === 'off';
 /**
