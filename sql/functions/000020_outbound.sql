@@ -671,7 +671,7 @@ declare
 begin
   create temp table if not exists _ob_res (
     op_id integer, log_ids integer[], table_name text, record_id integer, action text, outcome text, sfid text,
-    error text, lastop text, newer boolean
+    error text, lastop text, newer boolean, claimed_at timestamptz
   ) on commit drop;
   truncate _ob_res;
   -- (the action is the claim's: hc._outbound_claims recorded it)
@@ -681,9 +681,9 @@ begin
   mine as (
     delete from hc._outbound_claims k using r
      where k.connection_id = c.id and k.claimer = p_claimer and k.op_id = r.op_id
-    returning k.op_id, k.log_id, k.action)
-  insert into _ob_res (op_id, log_ids, outcome, sfid, error, action)
-  select r.op_id, array_agg(m.log_id order by m.log_id), r.outcome, r.sfid, r.error, max(m.action)
+    returning k.op_id, k.log_id, k.action, k.claimed_at)
+  insert into _ob_res (op_id, log_ids, outcome, sfid, error, action, claimed_at)
+  select r.op_id, array_agg(m.log_id order by m.log_id), r.outcome, r.sfid, r.error, max(m.action), min(m.claimed_at)
     from r join mine m on m.op_id = r.op_id
    group by r.op_id, r.outcome, r.sfid, r.error;
   get diagnostics n = row_count;
@@ -892,6 +892,16 @@ begin
 
   update hc._mappings m set last_write_at = now()
    where m.connection_id = c.id and m.table_name in (select table_name from _ob_res where outcome = 'ok');
+
+  -- A parked conflict recorded while this op was being claimed (after a resume the writer and the reader
+  -- start at once): the claim may not have seen it, and sent the parked value. The conflict says so
+  -- (sf_overwritten), so that the operator's choice is sent whatever it is. (Said of a claim that did see
+  -- it, it only costs that send.)
+  update hc.conflicts k set sf_overwritten = true
+    from _ob_res o join hc._mappings m on m.connection_id = c.id and m.table_name = o.table_name
+   where o.outcome = 'ok' and o.action in ('update', 'insert') and k.mapping_id = m.id and k.record_id = o.record_id
+     and k.kind = 'update' and k.resolved_at is null and not k.sf_overwritten
+     and k.detected_at >= o.claimed_at - interval '5 seconds';
 
   insert into hc.sync_log (connection_id, mapping_id, direction, level, event, message, detail)
   select c.id, m.id, 'outbound', 'warn', 'write_failed', o.error,

@@ -107,6 +107,33 @@ describe('conflicts in SQL', () => {
     await setPolicy('manual');
   });
 
+  it('manual: a claim still open while the batch parks the conflict sent the local value; its completion says so (sf_overwritten)', async () => {
+    // "a conflict while paused" under manual, once in a full run: after a resume the writer's claim (not
+    // committed yet, so the batch read the entry as NEW) and the batch that parked the conflict ran at
+    // once; the local value reached Salesforce and the conflict said nothing of it.
+    await setPolicy('manual');
+    const id = sfid();
+    await merge([full(id)]);
+    const row = await local(id);
+    await db.query(`update salesforce.account set phone = 'pg' where id = $1`, [row.id]);
+    const writer = await sync.connect();
+    try {
+      await writer.query('begin');
+      const [op] = (await writer.query('select hc.outbound_claim((select id from hc.connections), 51, 100) as op')).rows.map((r) => r.op);
+      expect(op).toMatchObject({ action: 'update', body: { Phone: 'pg' } });
+      expect((await event(id, { Phone: 'sf' })).conflicts).toBe(1);
+      expect(await conflicts(id)).toMatchObject([{ columns: ['phone'], winner: null, sf_overwritten: false }]);
+      await writer.query('commit');
+      // Salesforce took the local value (the claim sent it); the completion records that.
+      await writer.query('select hc.outbound_complete((select id from hc.connections), 51, $1)', [JSON.stringify([{ op_id: op.op_id, outcome: 'ok' }])]);
+    } finally {
+      await writer.query('rollback').catch(() => {});
+      writer.release();
+    }
+    expect(await conflicts(id)).toMatchObject([{ columns: ['phone'], winner: null, sf_overwritten: true }]);
+    await db.query(`select hc.resolve_conflict((select id from hc.conflicts where sfid = $1), 'sf')`, [id]);
+  });
+
   it('a value read while our write of it waits (its answer lost) is read again once the write is recorded', async () => {
     // The 30-minute soak: an application's Email was sent, Salesforce's flow lower-cased it, the answer
     // was lost; the echo and the re-read it queued both came while the entry was still PENDING (kept:
