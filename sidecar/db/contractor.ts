@@ -75,8 +75,13 @@ function fullText(m: Migration): string {
 const RECORD_FUNCTIONS = `insert into hc.function_files as f (name, checksum) values ($1, $2)
   on conflict (name) do update set checksum = excluded.checksum, applied_at = now()`;
 
-/** Functions files whose recorded checksum differs from the file's (none recorded: its migration is pending). */
-async function staleFunctions(client: pg.ClientBase): Promise<Migration[]> {
+/**
+ * Functions files whose recorded checksum differs from the file's (none recorded: its migration is
+ * pending). None for an hcsync older than the database (`applied` holds migrations it does not know): it
+ * would put older functions back.
+ */
+async function staleFunctions(client: pg.ClientBase, applied: AppliedRow[]): Promise<Migration[]> {
+  if (applied.some((r) => r.id > latestVersion())) return [];
   if (!(await client.query(`select to_regclass('hc.function_files') is not null as ok`)).rows[0].ok) return [];
   const r = await client.query<{ name: string; checksum: string }>('select name, checksum from hc.function_files');
   const have = new Map(r.rows.map((x) => [x.name, x.checksum]));
@@ -156,10 +161,8 @@ export async function migrate(connectionString: string): Promise<{ applied: stri
         const have = new Set(rows.map((r) => r.id));
         const next = migrations().find((m) => !have.has(m.id));
         if (!next) {
-          // Then the functions files that changed since they were applied. Not by an hcsync older than
-          // the database (it knows fewer migrations): it would put older functions back.
-          const older = rows.some((r) => r.id > latestVersion());
-          const stale = older ? undefined : (await staleFunctions(client))[0];
+          // Then the functions files that changed since they were applied.
+          const stale = (await staleFunctions(client, rows))[0];
           if (!stale) {
             await client.query('commit');
             return { applied: done };
@@ -203,8 +206,7 @@ export async function assertMigrated(connectionString: string): Promise<void> {
           'Run `hcsync migrate` (or apply the output of `hcsync sql` with psql -f).',
       );
     }
-    const older = rows.some((r) => r.id > latestVersion());
-    const stale = older ? [] : await staleFunctions(client);
+    const stale = await staleFunctions(client, rows);
     if (stale.length) {
       throw new SchemaError(
         `The database's hcsync functions of ${stale.map((m) => `sql/functions/${m.name}.sql`).join(', ')} are not this hcsync's. ` +
