@@ -439,6 +439,8 @@ export class MappingWorker {
    */
   private async armRereads(fields: string[], calculated: string[]): Promise<void> {
     if (this.stopped || !this.cdc) return;
+    // (every applied batch calls this: no query while the armed timer fires within a second anyway)
+    if (this.rereadTimer && this.rereadAt - Date.now() <= 1000) return;
     const next = await rereadsNext(this.ctx.db, this.m.id);
     if (!next) return;
     // A timer set for later than this re-read is due gives way to it (a record queued since, for now,
