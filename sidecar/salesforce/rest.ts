@@ -82,11 +82,11 @@ export async function* queryPages(sf: Sf, soql: string, opts: { scanAll?: boolea
   }
 }
 
-/** Every record of a query, all pages read (at most `maxFetch`). */
-export async function queryAll(sf: Sf, soql: string, opts: { maxFetch?: number } = {}): Promise<SfRecord[]> {
-  const conn = connectionOf(sf);
-  const res = await conn.query<SfRecord>(soql, { autoFetch: true, maxFetch: opts.maxFetch ?? 100_000 });
-  return res.records;
+/** Every record of a query, all pages read; deleted ones too (queryAll, IsDeleted = true) with scanAll. */
+async function allRecords(sf: Sf, soql: string, opts: { scanAll?: boolean } = {}): Promise<SfRecord[]> {
+  const out: SfRecord[] = [];
+  for await (const page of queryPages(sf, soql, opts)) out.push(...page.records);
+  return out;
 }
 
 /** SELECT COUNT() of an object, optionally with a WHERE clause. */
@@ -111,25 +111,25 @@ export async function* retrieveByIds(sf: Sf, object: string, ids: string[], fiel
   }
 }
 
-/** Records whose `field` holds one of `values` (100 values per query), with the fields `select`. */
+/** Records whose `field` holds one of `values` (100 values per query), deleted ones too, with the fields `select`. */
 export async function recordsWithValues(sf: Sf, object: string, field: string, values: string[], select: string[]): Promise<SfRecord[]> {
   const out: SfRecord[] = [];
   for (let i = 0; i < values.length; i += 100) {
     const list = values.slice(i, i + 100).map(soqlString);
-    out.push(...(await queryAll(sf, `SELECT ${select.join(', ')} FROM ${object} WHERE ${field} IN (${list.join(', ')})`)));
+    out.push(...(await allRecords(sf, `SELECT ${select.join(', ')} FROM ${object} WHERE ${field} IN (${list.join(', ')})`, { scanAll: true })));
   }
   return out;
 }
 
 /**
- * Records created at or after `sinceMs` (by `createdById` when given), oldest first, with Id, CreatedDate
- * and the fields `select`.
+ * Records created at or after `sinceMs` (by `createdById` when given), deleted ones too, oldest first,
+ * with Id, CreatedDate and the fields `select`.
  */
 export function recordsCreatedSince(sf: Sf, object: string, select: string[], sinceMs: number, createdById?: string): Promise<SfRecord[]> {
   const where = [`CreatedDate >= ${soqlDateTime(sinceMs)}`];
   if (createdById) where.push(`CreatedById = '${createdById}'`);
   const soql = `SELECT Id, CreatedDate${select.filter((f) => f !== 'Id').map((f) => `, ${f}`).join('')} FROM ${object} WHERE ${where.join(' AND ')} ORDER BY CreatedDate`;
-  return queryAll(sf, soql);
+  return allRecords(sf, soql, { scanAll: true });
 }
 
 /** The URL path of a REST path: under the version's base path, or a full /services/… path as it is. */

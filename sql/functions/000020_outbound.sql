@@ -622,14 +622,17 @@ begin
            -- A create Salesforce accepted whose write-back failed (entry FAILED with the sfid, then
            -- hc.retry): the record exists, so it is sent as an update of it and reported as the insert.
            'adopted', o.action = 'insert' and o.log_sfid is not null,
-           -- one per version of what was sent (hc._outbound_attempts.earlier)
+           -- one per version of what was sent (hc._outbound_attempts.earlier); also for the update of a
+           -- create in doubt whose record the read side has found (the row took its sfid by external id):
+           -- what an attempt sent is not sent again (sidecar/sync/outbound/adopt.ts)
            'attempts', coalesce((select jsonb_agg(jsonb_build_object('log_id', a.log_id, 'started_at', a.started_at, 'sent', v.sent,
                                                                      'upsert_field', a.upsert_field, 'found_sfid', a.found_sfid)
                                                   order by a.started_at, v.n)
                                    from hc._outbound_attempts a,
                                         jsonb_array_elements(a.earlier || jsonb_build_array(a.sent)) with ordinality v(sent, n)
                                   where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id
-                                    and (o.action = 'insert' or (o.action = 'delete' and coalesce(o.row_sfid, o.log_sfid) is null))),
+                                    and (o.action = 'insert' or (o.action = 'update' and o.first_action = 'INSERT')
+                                         or (o.action = 'delete' and coalesce(o.row_sfid, o.log_sfid) is null))),
                                 '[]'::jsonb))
     from _ob_ops o
    where o.action is not null
@@ -747,7 +750,7 @@ begin
     phantom := format($q$
       with gone as (
         delete from %1$I.%2$I d using _ob_res o
-         where o.table_name = $1 and o.action = 'insert' and o.outcome = 'ok' and d.sfid = o.sfid
+         where o.table_name = $1 and o.action = 'insert' and o.outcome in ('ok', 'failed') and d.sfid = o.sfid
            and d.id <> o.record_id
            and not exists (select 1 from %1$I._trigger_log l where l.table_name = $1 and l.record_id = d.id and l.action = 'INSERT')
            and not exists (select 1 from %1$I._trigger_log_archive l where l.table_name = $1 and l.record_id = d.id and l.action = 'INSERT')
@@ -757,11 +760,12 @@ begin
       select m.id, gone.sfid, now() from gone join hc._mappings m on m.connection_id = %3$s and m.table_name = $1
       on conflict (mapping_id, sfid) do nothing$q$, c.schema_name, t.table_name, c.id);
     -- Write back (a sync session: not captured). _hc_lastop is set explicitly so the status trigger
-    -- keeps it. A successful update of a row with a newer change still queued leaves the row alone:
+    -- keeps it. A create's sfid is written back also when the op failed with one: an adopted create
+    -- (sent as an update of the record it made) whose update Salesforce refused, the record there. A successful update of a row with a newer change still queued leaves the row alone:
     -- it stays PENDING until that change is written too.
     writeback := format($q$
       update %1$I.%2$I r
-         set sfid = case when o.action = 'insert' and o.outcome = 'ok' then coalesce(o.sfid, r.sfid) else r.sfid end,
+         set sfid = case when o.action = 'insert' then coalesce(o.sfid, r.sfid) else r.sfid end,
              _hc_lastop = o.lastop,
              _hc_err = case when o.outcome = 'failed' then o.error end
         from _ob_res o
@@ -860,7 +864,45 @@ begin
 end;
 $fn$;
 
--- Completion step 4: what follows from the outcomes: attempts settled, deletes of records whose row went
+-- Completion step 4: a create that was in doubt (its answer lost) and is settled now, its record found:
+-- while we did not know, others may have changed the record (another user, a flow), and the adopted
+-- create sent only what was ours. The record is read again, so the row gets the rest, or goes when a user
+-- deleted the record (the read side's delete rules). Only where the row holds the record's sfid. Returns
+-- how many were queued.
+create or replace function hc._complete_rereads(c hc.connections)
+returns integer
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $fn$
+declare
+  t record;
+  n integer;
+  queued integer := 0;
+begin
+  for t in select distinct o.table_name from _ob_res o
+            where o.outcome in ('ok', 'failed') and o.action in ('insert', 'update') and o.sfid is not null
+              and exists (select 1 from hc._outbound_attempts a
+                           where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id) loop
+    continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
+    execute format($q$
+      insert into hc.inbound_rereads as q (mapping_id, sfid, not_before, after_writes)
+      select distinct m.id, o.sfid, now(), true
+        from _ob_res o
+        join hc._mappings m on m.connection_id = $2 and m.table_name = o.table_name
+        join %I.%I r on r.id = o.record_id and r.sfid = o.sfid
+       where o.table_name = $1 and o.outcome in ('ok', 'failed') and o.action in ('insert', 'update')
+         and exists (select 1 from hc._outbound_attempts a
+                      where a.connection_id = $2 and a.table_name = o.table_name and a.record_id = o.record_id)
+      on conflict (mapping_id, sfid) do nothing$q$, c.schema_name, t.table_name)
+      using t.table_name, c.id;
+    get diagnostics n = row_count;
+    queued := queued + n;
+  end loop;
+  return queued;
+end;
+$fn$;
+
+-- Completion step 5: what follows from the outcomes: attempts settled, deletes of records whose row went
 -- meanwhile, the mapping's last write, failures in hc.sync_log.
 create or replace function hc._complete_follow_ups(c hc.connections)
 returns void
@@ -872,10 +914,10 @@ declare
   t record;
 begin
   -- The outcome of these creates is known now (a delete of a row whose create was in doubt found the
-  -- record and deleted it, or found none).
+  -- record and deleted it, or found none; an update went to the record the read side found).
   delete from hc._outbound_attempts a using _ob_res o
    where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id
-     and o.outcome in ('ok', 'failed') and o.action in ('insert', 'delete');
+     and o.outcome in ('ok', 'failed');
 
   -- Created, but the row was deleted meanwhile: delete the new record too (as a queued entry of ours).
   for t in select distinct table_name from _ob_res where action = 'insert' and outcome = 'ok' and sfid is not null loop
@@ -957,6 +999,7 @@ begin
   n := hc._complete_results(c, claimer, results);
   reread := hc._complete_write_back(c);
   perform hc._complete_entries(c);
+  reread := reread + hc._complete_rereads(c);
   perform hc._complete_follow_ups(c);
 
   -- The read side takes its queued re-reads when nudged (it re-reads the mappings on hc_control).

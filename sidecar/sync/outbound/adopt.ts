@@ -11,7 +11,12 @@
 //     whether the lost answer changed it cannot be told;
 //   * an adopted create is sent as an update carrying only the fields whose values differ from what every
 //     attempt sent: the rest Salesforce holds already, or has changed since (another user, a flow), and
-//     sending them again would put older values over newer ones;
+//     sending them again would put older values over newer ones. So is a create the read side adopted
+//     first (it found the record by its external id: the row has the sfid, the claim sends an update).
+//     Once settled, the record is read again (hc._complete_rereads): the row gets what others changed;
+//   * the lookups see deleted records too (queryAll): a landed create a user has deleted since is
+//     adopted, its update fails with ENTITY_IS_DELETED, the row takes the Id, and the read side removes
+//     the row as for any record deleted in Salesforce. Not seen, it was created a second time;
 //   * a delete of a row deleted before its create's outcome was known: the record is found the same way
 //     (or, for an upsert, by its external id value) and deleted; none found means none was created.
 import type pg from 'pg';
@@ -88,14 +93,22 @@ function sameSent(sent: unknown, now: unknown): boolean {
   return same(sent, now) && same(now, sent);
 }
 
+/**
+ * What a landed attempt already wrote is not sent again (see the top of this file). A field an attempt
+ * left out was sent as nothing (a create omits empty fields): an update's null for it is not news either.
+ */
+function unsentOnly(o: Op): void {
+  if (!o.attempts.length) return;
+  for (const k of Object.keys(o.body)) {
+    if (o.attempts.every((a) => sameSent(a.sent[k] ?? null, o.body[k]))) delete o.body[k];
+  }
+}
+
 function found(o: Op, id: string): void {
   o.sfid = id;
   if (o.action !== 'insert') return;
   o.adopted = true;
-  // What a landed attempt already wrote is not sent again (see the top of this file).
-  for (const k of Object.keys(o.body)) {
-    if (o.attempts.length && o.attempts.every((a) => k in a.sent && sameSent(a.sent[k], o.body[k]))) delete o.body[k];
-  }
+  unsentOnly(o);
 }
 
 /**
@@ -104,6 +117,9 @@ function found(o: Op, id: string): void {
  * delete). Returns how many were found.
  */
 export async function adoptLostCreates(sf: Sf, db: pg.Pool, connectionId: number, claimer: number, ops: Op[]): Promise<number> {
+  // A create in doubt whose record the read side has found already (by its external id): the row has
+  // the sfid, and the claim sends its INSERT entry as an update, with the attempts.
+  for (const o of ops) if (o.action === 'update') unsentOnly(o);
   const lost = ops.filter(
     (o) => o.attempts.length && ((o.action === 'insert' && !o.adopted) || (o.action === 'delete' && !o.sfid)),
   );
@@ -139,7 +155,9 @@ async function lookUp(sf: Sf, db: pg.Pool, connectionId: number, lost: Op[], use
   }
   for (const { object, field, ops: list } of byExtId.values()) {
     const value = (o: Op) => String(o.attempts.find((x) => x.upsert_field === field)!.sent[field]);
-    const records = await recordsWithValues(sf, object, field, list.map(value), ['Id', field, 'CreatedDate', 'CreatedById']);
+    // (Live records first: a deleted one holding the value is only taken when no live one does.)
+    const records = (await recordsWithValues(sf, object, field, list.map(value), ['Id', field, 'CreatedDate', 'CreatedById', 'IsDeleted']))
+      .sort((a, b) => Number(a.IsDeleted === true) - Number(b.IsDeleted === true));
     const taken = await held(db, connectionId, [...new Set(list.map((o) => o.table))], records.map((r) => String(r.Id)));
     for (const o of list) {
       // A delete takes the record whoever made it; an insert only one it made itself (see the top).

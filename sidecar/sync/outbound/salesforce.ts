@@ -299,7 +299,8 @@ export async function send(sf: Sf, ops: Op[], opts: {
           } else if (isRetryCode(code)) {
             out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'retry', error: errorText(code, e.message, e.fields) });
           } else {
-            out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'failed', error: errorText(code, e.message, e.fields) });
+            // (An adopted create's record exists, or existed: the failure keeps its Id, hc._complete_write_back.)
+            out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'failed', sfid: o.sfid ?? undefined, error: errorText(code, e.message, e.fields) });
           }
         }
       });
@@ -312,7 +313,7 @@ export async function send(sf: Sf, ops: Op[], opts: {
         // The whole call was refused for a reason that is not the rows' (e.g. an unknown field):
         // every row of the call carries the message.
         for (const o of c.ops) {
-          out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'failed', error: errorText(e.errorCode ?? e.name, e.message, e.data?.fields) });
+          out.push({ op_id: o.op_id, action: resultAction(o), outcome: 'failed', sfid: o.sfid ?? undefined, error: errorText(e.errorCode ?? e.name, e.message, e.data?.fields) });
         }
       }
     }
