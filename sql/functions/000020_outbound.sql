@@ -864,11 +864,12 @@ begin
 end;
 $fn$;
 
--- Completion step 4: a create that was in doubt (its answer lost) and is settled now, its record found:
--- while we did not know, others may have changed the record (another user, a flow), and the adopted
--- create sent only what was ours. The record is read again, so the row gets the rest, or goes when a user
--- deleted the record (the read side's delete rules). Only where the row holds the record's sfid. Returns
--- how many were queued.
+-- Completion step 4: a create that was in doubt (sent by an earlier claim, its answer lost) and is settled
+-- now, its record found: while we did not know, others may have changed the record (another user, a flow),
+-- and the adopted create sent only what was ours. The record is read again, so the row gets the rest, or
+-- goes when a user deleted the record (the read side's delete rules). Only where the row holds the
+-- record's sfid; a create sent once (its attempt made by this very claim) is not read again. Returns how
+-- many were queued.
 create or replace function hc._complete_rereads(c hc.connections)
 returns integer
 language plpgsql
@@ -882,7 +883,8 @@ begin
   for t in select distinct o.table_name from _ob_res o
             where o.outcome in ('ok', 'failed') and o.action in ('insert', 'update') and o.sfid is not null
               and exists (select 1 from hc._outbound_attempts a
-                           where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id) loop
+                           where a.connection_id = c.id and a.table_name = o.table_name and a.record_id = o.record_id
+                             and a.started_at < o.claimed_at) loop
     continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
     execute format($q$
       insert into hc.inbound_rereads as q (mapping_id, sfid, not_before, after_writes)
@@ -892,7 +894,8 @@ begin
         join %I.%I r on r.id = o.record_id and r.sfid = o.sfid
        where o.table_name = $1 and o.outcome in ('ok', 'failed') and o.action in ('insert', 'update')
          and exists (select 1 from hc._outbound_attempts a
-                      where a.connection_id = $2 and a.table_name = o.table_name and a.record_id = o.record_id)
+                      where a.connection_id = $2 and a.table_name = o.table_name and a.record_id = o.record_id
+                        and a.started_at < o.claimed_at)
       on conflict (mapping_id, sfid) do nothing$q$, c.schema_name, t.table_name)
       using t.table_name, c.id;
     get diagnostics n = row_count;
