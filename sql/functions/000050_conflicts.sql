@@ -220,6 +220,7 @@ declare
   fname text;
   owner text;
   win text;
+  pg_at timestamptz;
 begin
   -- The local entries naming each column: the agreed value before them, when the last was made,
   -- whether one is on its way to Salesforce (PENDING, or sent since the incoming values were read).
@@ -263,13 +264,25 @@ begin
                              and c.detected_at >= e.first_at - interval '5 seconds');
     select f.field_name into fname from hc._mapping_fields f where f.mapping_id = p_mapping_id and f.column_name = e.col;
     owner := hc._conflict_owner(m.config, fname);
+    -- The local value may be Salesforce's own, sent back after a conflict it won (our value had reached
+    -- Salesforce over it: hc._conflict_send). That value is as old as Salesforce's change, not as new as
+    -- its queueing: under latest, a later change of the field in Salesforce wins over it.
+    pg_at := e.pg_at;
+    if pol = 'latest' then
+      pg_at := coalesce((select c.sf_at from hc.conflicts c
+                          where c.mapping_id = p_mapping_id and c.sfid = rsfid and c.kind = 'update' and c.winner = 'sf'
+                            and c.sf_overwritten and e.col = any (c.columns)
+                            and c.sf_values->>e.col is not distinct from hc._hstore_get(rh, e.col)
+                            and c.resolved_at >= e.pg_at - interval '5 seconds'
+                          order by c.id desc limit 1), e.pg_at);
+    end if;
     win := case when owner in ('pg', 'sf') then owner
                 when pol = 'sf_wins' then 'sf'
                 when pol = 'pg_wins' then 'pg'
-                when pol = 'latest' then case when hc._conflict_sf_later(coalesce(at_sf, now()), e.pg_at) then 'sf' else 'pg' end
+                when pol = 'latest' then case when hc._conflict_sf_later(coalesce(at_sf, now()), pg_at) then 'sf' else 'pg' end
                 else 'parked' end;
     groups := jsonb_set(groups, array[win], coalesce(groups->win, '[]') || jsonb_build_array(jsonb_build_object(
-      'col', e.col, 'field', fname, 'base', e.base, 'pg_at', e.pg_at, 'in_flight', e.in_flight,
+      'col', e.col, 'field', fname, 'base', e.base, 'pg_at', pg_at, 'in_flight', e.in_flight,
       'owner', owner)), true);
   end loop;
   return groups;

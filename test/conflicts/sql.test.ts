@@ -373,6 +373,32 @@ describe('conflicts in SQL', () => {
     await setPolicy('manual');
   });
 
+  it('latest: Salesforce\'s value sent back after a conflict it won is as old as that change: a later Salesforce change of the field wins over it', async () => {
+    // The policies run (latest, seed 729381288) lost a Salesforce write: a local Phone was sent; two
+    // Salesforce users then set Phone twice in the same second; the first event won (later than the local
+    // change) and, the local value being in Salesforce already, queued Salesforce's value to be sent back.
+    // The second event then met that queued value as a local change made just now, and lost to it: both
+    // sides ended with the first Salesforce value, the second one gone.
+    await setPolicy('latest');
+    const id = sfid();
+    await merge([full(id)]);
+    const row = await local(id);
+    await db.query(`update salesforce.account set phone = 'pg' where id = $1`, [row.id]);
+    // the local change, made 10 s ago, went out (answered just now); Salesforce's two changes 5 s ago
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now(), created_at = now() - interval '10 seconds' where record_id = $1`, [row.id]);
+    const at = new Date(Math.floor(Date.now() / 1000) * 1000 - 5_000);
+    await event(id, { Phone: 'sf-1' }, at);
+    expect(await conflicts(id)).toMatchObject([{ winner: 'sf', sf_overwritten: true, sf_values: { phone: 'sf-1' } }]);
+    expect((await queued(row.id)).map((q) => [q.state, q.values])).toEqual([['SUCCESS', '"phone"=>"pg"'], ['NEW', '"phone"=>"sf-1"']]);
+    await event(id, { Phone: 'sf-2' }, at);
+    expect((await local(id)).phone).toBe('sf-2');
+    expect((await conflicts(id)).map((c) => [c.winner, c.sf_values.phone])).toEqual([['sf', 'sf-1'], ['sf', 'sf-2']]);
+    // Only the newer Salesforce value is sent back (the local value may have overwritten it there).
+    expect((await queued(row.id)).filter((q) => q.state === 'NEW').map((q) => q.values)).toEqual(['"phone"=>"sf-2"']);
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1 and state = 'NEW'`, [row.id]);
+    await setPolicy('manual');
+  });
+
   it('hc.resolve_conflict refuses a resolved conflict, an unknown one, and values that do not cover the fields', async () => {
     const parked = (await db.query(`select id from hc.conflicts where resolved_at is null and kind = 'update' order by id limit 1`)).rows[0].id;
     await expect(db.query(`select hc.resolve_conflict($1, '{"Name": "x"}'::jsonb)`, [parked])).rejects.toThrow(/give a value for each of them/);
