@@ -11,7 +11,7 @@ import jsforce from 'jsforce';
 import pg from 'pg';
 import type { Service } from '../../sidecar/context.js';
 import { startInbound } from '../../sidecar/sync/inbound/index.js';
-import { setup, until, queueEmpty, type Harness } from '../outbound/harness.js';
+import { setup, until, queueEmpty, otherUser, type Harness } from '../outbound/harness.js';
 import { replayNumber } from '../support/sidecar.js';
 
 let h: Harness;
@@ -29,12 +29,7 @@ beforeAll(async () => {
     const m = (await h.db.query(`select state, last_poll_at from hc._mappings`)).rows[0];
     return m?.state === 'DATA_SYNCED' && m.last_poll_at;
   }, 'mapping synced and subscribed', 90_000);
-  other = new jsforce.Connection({
-    loginUrl: h.emu.credentials.loginUrl,
-    version: '62.0',
-    oauth2: { loginUrl: h.emu.credentials.loginUrl, clientId: h.emu.credentials.clientId, clientSecret: h.emu.credentials.clientSecret, redirectUri: 'http://localhost/cb' },
-  });
-  await other.login(h.emu.credentials.username, h.emu.credentials.password);
+  other = await otherUser(h.emu);
 }, 120_000);
 beforeEach(() => h.emu.clearFaults());
 afterAll(async () => {

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import jsforce from 'jsforce';
 import type { Service } from '../../sidecar/context.js';
 import { startInbound } from '../../sidecar/sync/inbound/index.js';
-import { setup, until, queueEmpty, type Harness } from './harness.js';
+import { setup, until, queueEmpty, otherUser, type Harness } from './harness.js';
 import { replayNumber } from '../support/sidecar.js';
 
 let h: Harness;
@@ -25,12 +25,7 @@ beforeAll(async () => {
   reader = await startInbound(h.ctx);
   await h.startWriter({ callTimeoutMs: 1000, maxBackoffMs: 300 });
   await until(async () => (await h.db.query(`select state from hc._mappings`)).rows[0].state === 'DATA_SYNCED', 'mapping synced');
-  other = new jsforce.Connection({
-    loginUrl: h.emu.credentials.loginUrl,
-    version: '62.0',
-    oauth2: { loginUrl: h.emu.credentials.loginUrl, clientId: h.emu.credentials.clientId, clientSecret: h.emu.credentials.clientSecret, redirectUri: 'http://localhost/cb' },
-  });
-  await other.login(h.emu.credentials.username, h.emu.credentials.password);
+  other = await otherUser(h.emu);
 });
 beforeEach(() => h.emu.clearFaults());
 afterAll(async () => {

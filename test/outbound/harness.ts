@@ -3,6 +3,7 @@
 // sidecar as a process, for kill -9).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { resolve } from 'node:path';
+import jsforce from 'jsforce';
 import pg from 'pg';
 import { startEmulator } from '../../emulator/index.js';
 import { loadConfig, type Config } from '../../sidecar/config.js';
@@ -69,6 +70,17 @@ export async function setup(opts: { algorithm?: 'merged' | 'ordered'; upsert?: b
       await emu.stop();
     },
   };
+}
+
+/** Someone else in Salesforce: a second login, whose changes are not marked client=hcsync. */
+export async function otherUser(emu: Emulator): Promise<jsforce.Connection> {
+  const c = new jsforce.Connection({
+    loginUrl: emu.credentials.loginUrl,
+    version: '62.0',
+    oauth2: { loginUrl: emu.credentials.loginUrl, clientId: emu.credentials.clientId, clientSecret: emu.credentials.clientSecret, redirectUri: 'http://localhost/cb' },
+  });
+  await c.login(emu.credentials.username, emu.credentials.password);
+  return c;
 }
 
 export async function queueEmpty(db: TestDb): Promise<boolean> {

@@ -15,17 +15,14 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import jsforce from 'jsforce';
 import type { Service } from '../../sidecar/context.js';
 import { startInbound } from '../../sidecar/sync/inbound/index.js';
-import { setup, until, queueEmpty, type Harness } from './harness.js';
+import { setup, until, queueEmpty, otherUser, type Harness } from './harness.js';
 
-/** Someone else in Salesforce (not marked client=hcsync). */
-async function otherUser(h: Harness): Promise<jsforce.Connection> {
-  const c = new jsforce.Connection({
-    loginUrl: h.emu.credentials.loginUrl,
-    version: '62.0',
-    oauth2: { loginUrl: h.emu.credentials.loginUrl, clientId: h.emu.credentials.clientId, clientSecret: h.emu.credentials.clientSecret, redirectUri: 'http://localhost/cb' },
-  });
-  await c.login(h.emu.credentials.username, h.emu.credentials.password);
-  return c;
+/** The reader and the writer, in-process, once the mapping is synced. */
+async function startSync(h: Harness): Promise<Service> {
+  const reader = await startInbound(h.ctx);
+  await h.startWriter({ callTimeoutMs: 2000, maxBackoffMs: 300 });
+  await until(async () => (await h.db.query(`select state from hc._mappings`)).rows[0].state === 'DATA_SYNCED', 'mapping synced');
+  return reader;
 }
 
 for (const algorithm of ['ordered', 'merged'] as const) {
@@ -37,10 +34,8 @@ for (const algorithm of ['ordered', 'merged'] as const) {
 
     beforeAll(async () => {
       h = await setup({ algorithm, upsert: true });
-      reader = await startInbound(h.ctx);
-      await h.startWriter({ callTimeoutMs: 2000, maxBackoffMs: 300 });
-      await until(async () => (await h.db.query(`select state from hc._mappings`)).rows[0].state === 'DATA_SYNCED', 'mapping synced');
-      other = await otherUser(h);
+      reader = await startSync(h);
+      other = await otherUser(h.emu);
     });
     beforeEach(() => {
       h.emu.clearFaults();
@@ -103,10 +98,8 @@ describe('a lost create found by the lookup, deleted by another user before its 
 
   beforeAll(async () => {
     h = await setup({ algorithm: 'merged' });
-    reader = await startInbound(h.ctx);
-    await h.startWriter({ callTimeoutMs: 2000, maxBackoffMs: 300 });
-    await until(async () => (await h.db.query(`select state from hc._mappings`)).rows[0].state === 'DATA_SYNCED', 'mapping synced');
-    other = await otherUser(h);
+    reader = await startSync(h);
+    other = await otherUser(h.emu);
   });
   afterAll(async () => {
     await reader?.stop();
