@@ -255,7 +255,9 @@ begin
     continue when st->>e.col = 'sent' and p_origin <> 'cdc';
     continue when hc._conflict_same(inc->>e.col, hc._hstore_get(rh, e.col));     -- both sides agree
     continue when hc._conflict_same(inc->>e.col, e.base);                          -- Salesforce did not change it
-    continue when exists (select 1 from unnest(e.ours) o where hc._conflict_same(o, inc->>e.col));  -- ours, coming back
+    -- Ours, coming back: an echo of our write (cdc-echo) or a full row read after it. A change event of
+    -- someone else's (cdc: not marked client=hcsync) is their change even when it sets a value we sent.
+    continue when p_origin <> 'cdc' and exists (select 1 from unnest(e.ours) o where hc._conflict_same(o, inc->>e.col));
     continue when hc._hstore_get(rh, e.col) is not distinct from e.base;          -- Postgres did not (in the end)
     -- Seen already (a poll page and a change event telling the same change).
     continue when exists (select 1 from hc.conflicts c where c.mapping_id = p_mapping_id and c.sfid = rsfid

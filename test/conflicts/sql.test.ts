@@ -399,6 +399,39 @@ describe('conflicts in SQL', () => {
     await setPolicy('manual');
   });
 
+  it('latest: another user\'s change to a value we sent earlier is their change, not our value coming back', async () => {
+    // The policies run (latest, seed 1873759058) lost a Salesforce write: the application set Title CFO
+    // (sent); a Salesforce user set Buyer, then CFO. Buyer won (the later change) and was queued to be
+    // sent back; the user's CFO was then taken for the echo of our own CFO and skipped, so Buyer went out
+    // and both sides ended with it. A change event of someone else's (origin cdc, not client=hcsync) is
+    // never our write coming back.
+    await setPolicy('latest');
+    const id = sfid();
+    await merge([full(id)]);
+    const row = await local(id);
+    await db.query(`update salesforce.account set phone = 'cfo' where id = $1`, [row.id]);
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now(), created_at = now() - interval '10 seconds' where record_id = $1`, [row.id]);
+    const at = new Date(Math.floor(Date.now() / 1000) * 1000 - 5_000);
+    await event(id, { Phone: 'buyer' }, at);
+    await event(id, { Phone: 'cfo' }, at);
+    expect((await local(id)).phone).toBe('cfo');
+    const waiting = (await queued(row.id)).filter((q) => q.state === 'NEW').map((q) => q.values);
+    expect(waiting.filter((v) => v !== '"phone"=>"cfo"')).toEqual([]);
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1 and state = 'NEW'`, [row.id]);
+    // Our own value's echo (origin cdc-echo) is still taken for ours: no conflict.
+    const id2 = sfid();
+    await merge([full(id2)]);
+    const row2 = await local(id2);
+    await db.query(`update salesforce.account set phone = 'x1' where id = $1`, [row2.id]);
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1`, [row2.id]);
+    await db.query(`update salesforce.account set phone = 'x2' where id = $1`, [row2.id]);
+    await event(id2, { Phone: 'x1' }, new Date(), 'cdc-echo');
+    expect(await conflicts(id2)).toEqual([]);
+    expect((await local(id2)).phone).toBe('x2');
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1 and state = 'NEW'`, [row2.id]);
+    await setPolicy('manual');
+  });
+
   it('hc.resolve_conflict refuses a resolved conflict, an unknown one, and values that do not cover the fields', async () => {
     const parked = (await db.query(`select id from hc.conflicts where resolved_at is null and kind = 'update' order by id limit 1`)).rows[0].id;
     await expect(db.query(`select hc.resolve_conflict($1, '{"Name": "x"}'::jsonb)`, [parked])).rejects.toThrow(/give a value for each of them/);
