@@ -147,19 +147,6 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-  tbl text := p.tbl;
-  tlog text := p.tlog;
-  src text := p.src;
-  sel text[] := p.sel;
-  cols text[] := p.cols;
-  id_expr text := p.id_expr;
-  upsert_col text := p.upsert_col;
-  upsert_expr text := p.upsert_expr;
-  has_isdeleted boolean := p.has_isdeleted;
-  isdeleted_expr text := p.isdeleted_expr;
-  smod_expr text := p.smod_expr;
-  at_expr text := p.at_expr;
-  full_row boolean := p.full_row;
   waiting boolean := false;
   pend jsonb;
 begin
@@ -167,12 +154,12 @@ begin
   -- rows), as {record_id: {column: "pending" | "sent"}}. "pending": a NEW/PENDING entry names the column.
   -- "sent": a write of ours named it and was answered after hcsync_at − 5 s (the clocks of Salesforce and
   -- Postgres may differ by that much), so the incoming value may be older than it. Usually empty.
-  if at_expr = 'null::timestamptz' then   -- (nothing to look up when no local change waits at all)
-    execute format($q$select exists (select 1 from %s where state in ('NEW', 'PENDING') and table_name = %L)$q$, tlog, m.table_name)
+  if p.at_expr = 'null::timestamptz' then   -- (nothing to look up when no local change waits at all)
+    execute format($q$select exists (select 1 from %s where state in ('NEW', 'PENDING') and table_name = %L)$q$, p.tlog, m.table_name)
       into waiting;
   end if;
   pend := '{}';
-  if at_expr <> 'null::timestamptz' or waiting then
+  if p.at_expr <> 'null::timestamptz' or waiting then
   execute format($q$
     with b as (select distinct t.id, %1$s - interval '5 seconds' as since
                  from %2$s join %3$s t on (t.sfid = %4$s %8$s)),
@@ -195,10 +182,10 @@ begin
         -- an INSERT entry lists every column: the NULL ones were not set, so not sent either
         where e.state in ('NEW', 'PENDING') or e.action = 'UPDATE' or kv.value is not null
         group by e.id, kv.key) y
-      group by id) x$q$, at_expr, src, tbl, id_expr, tlog, m.table_name, format('%I._trigger_log_archive', p.schema_name),
+      group by id) x$q$, p.at_expr, p.src, p.tbl, p.id_expr, p.tlog, m.table_name, format('%I._trigger_log_archive', p.schema_name),
       -- a row our writer created and has not stamped with its sfid yet is found by its external id (the
       -- adopt step below): its pending changes count too
-      case when upsert_col is null then '' else format('or (t.sfid is null and t.%s = %s)', upsert_col, upsert_expr) end)
+      case when p.upsert_col is null then '' else format('or (t.sfid is null and t.%s = %s)', p.upsert_col, p.upsert_expr) end)
     using p_rows into pend;
   end if;
   return pend;
@@ -212,24 +199,11 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-  tbl text := p.tbl;
-  tlog text := p.tlog;
-  src text := p.src;
-  sel text[] := p.sel;
-  cols text[] := p.cols;
-  id_expr text := p.id_expr;
-  upsert_col text := p.upsert_col;
-  upsert_expr text := p.upsert_expr;
-  has_isdeleted boolean := p.has_isdeleted;
-  isdeleted_expr text := p.isdeleted_expr;
-  smod_expr text := p.smod_expr;
-  at_expr text := p.at_expr;
-  full_row boolean := p.full_row;
   kept text[] := '{}';
 begin
-  if has_isdeleted then
+  if p.has_isdeleted then
     begin
-      execute format('select coalesce(array_agg(%s), ''{}'') from %s where coalesce(%s, false)', id_expr, src, isdeleted_expr)
+      execute format('select coalesce(array_agg(%s), ''{}'') from %s where coalesce(%s, false)', p.id_expr, p.src, p.isdeleted_expr)
         using p_rows into kept;
     exception when others then
       kept := '{}';
@@ -250,19 +224,6 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-  tbl text := p.tbl;
-  tlog text := p.tlog;
-  src text := p.src;
-  sel text[] := p.sel;
-  cols text[] := p.cols;
-  id_expr text := p.id_expr;
-  upsert_col text := p.upsert_col;
-  upsert_expr text := p.upsert_expr;
-  has_isdeleted boolean := p.has_isdeleted;
-  isdeleted_expr text := p.isdeleted_expr;
-  smod_expr text := p.smod_expr;
-  at_expr text := p.at_expr;
-  full_row boolean := p.full_row;
   stmt text;
   rid text;
   n bigint;
@@ -283,12 +244,12 @@ begin
          where %6$s or %8$s
         on conflict (mapping_id, sfid) do update set not_before = greatest(q.not_before, excluded.not_before),
                                                      after_writes = q.after_writes or excluded.after_writes$q$,
-        p_mapping_id, id_expr,
-        (select coalesce(string_agg(format(', %s as %s', e, c), ''), '') from unnest(sel, cols) as u(e, c)),
-        src, tbl,
+        p_mapping_id, p.id_expr,
+        (select coalesce(string_agg(format(', %s as %s', e, c), ''), '') from unnest(p.sel, p.cols) as u(e, c)),
+        p.src, p.tbl,
         (select coalesce(string_agg(format('(($2 -> t.id::text ->> %2$L) = ''sent'' and t.%1$s is distinct from s.%1$s)', c, trim(both '"' from c)), ' or '), 'false')
-           from unnest(cols) c),
-        case when upsert_col is null then '' else format('or (t.sfid is null and t.%1$s = s.%1$s)', upsert_col) end,
+           from unnest(p.cols) c),
+        case when p.upsert_col is null then '' else format('or (t.sfid is null and t.%1$s = s.%1$s)', p.upsert_col) end,
         -- (not for a column an open conflict parks, nor a record an open delete conflict keeps: those
         -- values wait for hc.resolve_conflict on purpose, whose writes bring their own echoes; read again,
         -- they would be queued again, for ever. Another column of that record is read as any other.)
@@ -299,16 +260,16 @@ begin
                                                                     c, trim(both '"' from c), p_mapping_id), ' or ')
                                    || ', false)',
                                    'false')
-                     from unnest(cols) c) end);
+                     from unnest(p.cols) c) end);
     begin
       execute format(stmt, '') using p_rows, pend;
       get diagnostics n_reread = row_count;
     exception when others then
       -- A row whose values do not cast (the apply below fails it alone, into the sync log) must not keep
       -- the others from being queued: one row at a time, each in its own subtransaction.
-      for rid in execute format('select %s from %s', id_expr, src) using p_rows loop
+      for rid in execute format('select %s from %s', p.id_expr, p.src) using p_rows loop
         begin
-          execute format(stmt, format('and %s = %L', id_expr, rid)) using p_rows, pend;
+          execute format(stmt, format('and %s = %L', p.id_expr, rid)) using p_rows, pend;
           get diagnostics n = row_count;
           n_reread := n_reread + n;
         exception when others then
@@ -329,19 +290,6 @@ language plpgsql
 set search_path = pg_catalog, pg_temp
 as $fn$
 declare
-  tbl text := p.tbl;
-  tlog text := p.tlog;
-  src text := p.src;
-  sel text[] := p.sel;
-  cols text[] := p.cols;
-  id_expr text := p.id_expr;
-  upsert_col text := p.upsert_col;
-  upsert_expr text := p.upsert_expr;
-  has_isdeleted boolean := p.has_isdeleted;
-  isdeleted_expr text := p.isdeleted_expr;
-  smod_expr text := p.smod_expr;
-  at_expr text := p.at_expr;
-  full_row boolean := p.full_row;
   p_mapping_id integer := m.id;
   sets text[] := '{}';
   stmt text;
@@ -356,7 +304,7 @@ begin
   select coalesce(array_agg(format('%1$s = case when ($2 -> t.id::text ->> %2$L) = ''pending'' then t.%1$s
                                                 when ($2 -> t.id::text ->> %2$L) = ''sent'' and t.%1$s is distinct from excluded.%1$s then t.%1$s
                                                 else excluded.%1$s end', c, trim(both '"' from c))), '{}')
-    into sets from unnest(cols) c;
+    into sets from unnest(p.cols) c;
 
   -- One statement text, applied set-based, or per row (filter on one Id) when the set fails.
   stmt := format($q$
@@ -383,30 +331,30 @@ begin
       returning 1
     )
     select (select count(*) from up) + (select count(*) from adopt), (select count(*) from gone)$q$,
-    tbl,
-    id_expr,
-    (select coalesce(string_agg(format(', %s as %s', e, c), ''), '') from unnest(sel, cols) as u(e, c)),
-    case when has_isdeleted then format('coalesce(%s, false)', isdeleted_expr) else 'false' end,
-    src,
-    case when upsert_col is null then 'select null::text as sfid where false'
+    p.tbl,
+    p.id_expr,
+    (select coalesce(string_agg(format(', %s as %s', e, c), ''), '') from unnest(p.sel, p.cols) as u(e, c)),
+    case when p.has_isdeleted then format('coalesce(%s, false)', p.isdeleted_expr) else 'false' end,
+    p.src,
+    case when p.upsert_col is null then 'select null::text as sfid where false'
          else format($a$update %1$s t set sfid = src.sfid %2$s
                         from src
                         where not src._del and t.sfid is null and t.%3$s = src.%3$s and src.%3$s is not null
                           and not exists (select 1 from %1$s x where x.sfid = src.sfid)
                         returning t.sfid$a$,
-                     tbl,
+                     p.tbl,
                      (select coalesce(string_agg(format(', %1$s = case when ($2 -> t.id::text ->> %2$L) = ''pending'' then t.%1$s
                                                                when ($2 -> t.id::text ->> %2$L) = ''sent'' and t.%1$s is distinct from src.%1$s then t.%1$s
                                                                else src.%1$s end', c, trim(both '"' from c)), ''), '')
-                        from unnest(cols) c where c <> upsert_col),
-                     upsert_col) end,
-    (select coalesce(string_agg(', ' || c, ''), '') from unnest(cols) c),
-    (select coalesce(string_agg(', ' || c, ''), '') from unnest(cols) c),
-    tlog,
+                        from unnest(p.cols) c where c <> p.upsert_col),
+                     p.upsert_col) end,
+    (select coalesce(string_agg(', ' || c, ''), '') from unnest(p.cols) c),
+    (select coalesce(string_agg(', ' || c, ''), '') from unnest(p.cols) c),
+    p.tlog,
     m.table_name,
     case when cardinality(sets) = 0 then 'sfid = excluded.sfid' else array_to_string(sets, ', ') end,
     -- A full row older than what the table holds (a poll page racing a CDC event) is not applied.
-    case when full_row and smod_expr is not null
+    case when p.full_row and p.smod_expr is not null
          then 'where t.systemmodstamp is null or excluded.systemmodstamp is null or excluded.systemmodstamp >= t.systemmodstamp'
          else '' end);
 
@@ -417,9 +365,9 @@ begin
     -- rows that do not fit fail (into the sync log, with the record id and the fix).
     n_applied := 0;
     n_deleted := 0;
-    for rid in execute format('select %s from %s', id_expr, src) using p_rows loop
+    for rid in execute format('select %s from %s', p.id_expr, p.src) using p_rows loop
       begin
-        execute format(stmt, format('and %s = %L', id_expr, rid)) using p_rows, pend, kept into n, n_deleted;
+        execute format(stmt, format('and %s = %L', p.id_expr, rid)) using p_rows, pend, kept into n, n_deleted;
         n_applied := n_applied + n;
       exception when others then
         get stacked diagnostics err_msg = message_text, err_state = returned_sqlstate;
