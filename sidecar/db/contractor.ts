@@ -218,6 +218,14 @@ export async function assertMigrated(connectionString: string): Promise<void> {
   }
 }
 
+/**
+ * One step of the install script: its own transaction under the migration lock, skipped (rolled back)
+ * when `applied` (a boolean query) says it is in already.
+ */
+function scriptStep(title: string, applied: string, skipped: string[], body: string[]): string[] {
+  return [`\n-- ${title}`, 'begin;', MIGRATE_LOCK + ';', `select ${applied} as skip \\gset`, '\\if :skip', ...skipped, 'rollback;', '\\else', ...body, 'commit;', '\\endif'];
+}
+
 /** The whole install as one psql script, for DBAs who apply SQL themselves (`hcsync sql`). */
 export function installScript(): string {
   const parts = [
@@ -227,38 +235,19 @@ export function installScript(): string {
     BOOTSTRAP.trim(),
   ];
   for (const m of migrations()) {
-    parts.push(
-      `\n-- ${m.name}`,
-      'begin;',
-      MIGRATE_LOCK + ';',
-      `select exists (select 1 from hc.migrations where id = ${m.id}) as skip \\gset`,
-      '\\if :skip',
-      `  \\echo 'migration ${m.name} already applied'`,
-      'rollback;',
-      '\\else',
-      fullText(m).trim(),
-      `insert into hc.migrations (id, name, checksum, breaking) values (${m.id}, '${m.name}', '${m.checksum}', ${m.breaking});`,
-      ...(m.functions ? [`insert into hc.function_files (name, checksum) values ('${m.name}', '${m.functions.checksum}');`] : []),
-      'commit;',
-      '\\endif',
-    );
+    parts.push(...scriptStep(m.name, `exists (select 1 from hc.migrations where id = ${m.id})`,
+      [`  \\echo 'migration ${m.name} already applied'`],
+      [
+        fullText(m).trim(),
+        `insert into hc.migrations (id, name, checksum, breaking) values (${m.id}, '${m.name}', '${m.checksum}', ${m.breaking});`,
+        ...(m.functions ? [`insert into hc.function_files (name, checksum) values ('${m.name}', '${m.functions.checksum}');`] : []),
+      ]));
   }
   // Functions files changed since an earlier install: applied again.
   for (const m of migrations().filter((x) => x.functions)) {
-    parts.push(
-      `\n-- functions/${m.name}`,
-      'begin;',
-      MIGRATE_LOCK + ';',
-      `select exists (select 1 from hc.function_files where name = '${m.name}' and checksum = '${m.functions!.checksum}') as skip \\gset`,
-      '\\if :skip',
-      'rollback;',
-      '\\else',
-      FUNCTIONS_SETTINGS,
-      m.functions!.text.trim(),
-      `update hc.function_files set checksum = '${m.functions!.checksum}', applied_at = now() where name = '${m.name}';`,
-      'commit;',
-      '\\endif',
-    );
+    const f = m.functions!;
+    parts.push(...scriptStep(`functions/${m.name}`, `exists (select 1 from hc.function_files where name = '${m.name}' and checksum = '${f.checksum}')`, [],
+      [FUNCTIONS_SETTINGS, f.text.trim(), `update hc.function_files set checksum = '${f.checksum}', applied_at = now() where name = '${m.name}';`]));
   }
   return parts.join('\n') + '\n';
 }
