@@ -119,9 +119,11 @@ function run(cmd: string, args: string[], ids: Ids | undefined): Promise<void> {
 
 /**
  * Starts a server in `dir`; `fresh` wipes the directory first. `major` picks another PostgreSQL major
- * version's binaries (14–17, see packagedBinDir); without it, PostgreSQL 18.
+ * version's binaries (14–17, see packagedBinDir); without it, PostgreSQL 18. It runs with fsync,
+ * synchronous_commit and full_page_writes off (a scratch server: the demo, tests, benchmarks) unless
+ * `durable`, which keeps PostgreSQL's defaults (what a production server runs; the capture benchmark).
  */
-export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean; port?: number; major?: number } = {}): Promise<RunningPostgres> {
+export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean; port?: number; major?: number; durable?: boolean } = {}): Promise<RunningPostgres> {
   dir = resolve(dir);
   const ids = postgresIds();
   if (opts.fresh) removeDataDir(dir);
@@ -135,7 +137,8 @@ export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean
     chmodSync(data, 0o700);
     await run(join(bin, 'initdb'), [`--pgdata=${data}`, '--auth=trust', '--username=postgres', '--encoding=UTF8', '--locale=C.UTF-8', '--lc-messages=C'], ids);
   }
-  const flags = ['-c', 'max_connections=300', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-k', '/tmp'];
+  const scratch = opts.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
+  const flags = ['-c', 'max_connections=300', ...scratch, '-k', '/tmp'];
   // detached: its own process group, so the terminal's Ctrl-C is ours to handle, not Postgres's.
   const child: ChildProcess = spawn(join(bin, 'postgres'), ['-D', data, '-p', String(port), ...flags], {
     ...(ids ?? {}),
