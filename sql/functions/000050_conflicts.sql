@@ -249,6 +249,24 @@ begin
   loop
     continue when not (inc ? e.col) or not (st ? e.col) or st->>e.col not in ('pending', 'sent');
     continue when openc.id is not null and e.col = any (openc.columns);
+    -- The row's value may be Salesforce's own, sent back after a conflict it won (our value had reached
+    -- Salesforce over it: hc._conflict_send). That is no local change: another change of the field in
+    -- Salesforce (a change event of someone else's) wins over it whatever the policy, even one back to the
+    -- value before our change, which the rules below would take for no change at all.
+    if p_origin = 'cdc' and not hc._conflict_same(inc->>e.col, hc._hstore_get(rh, e.col))
+       and exists (select 1 from hc.conflicts c
+                    where c.mapping_id = p_mapping_id and c.sfid = rsfid and c.kind = 'update' and c.winner = 'sf'
+                      and c.sf_overwritten and e.col = any (c.columns)
+                      and c.sf_values->>e.col is not distinct from hc._hstore_get(rh, e.col)
+                      and c.resolved_at >= e.pg_at - interval '5 seconds') then
+      select f.field_name into fname from hc._mapping_fields f where f.mapping_id = p_mapping_id and f.column_name = e.col;
+      owner := hc._conflict_owner(m.config, fname);
+      if owner is distinct from 'pg' then
+        groups := jsonb_set(groups, array['sf'], coalesce(groups->'sf', '[]') || jsonb_build_array(jsonb_build_object(
+          'col', e.col, 'field', fname, 'base', e.base, 'pg_at', e.pg_at, 'in_flight', e.in_flight, 'owner', owner)), true);
+        continue;
+      end if;
+    end if;
     -- A column only sent (none of our changes of it waits) is judged on a change event of someone
     -- else's alone: a full row read after our write may carry our value as automation rewrote it,
     -- which the re-read rules handle.

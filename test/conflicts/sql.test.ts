@@ -432,6 +432,27 @@ describe('conflicts in SQL', () => {
     await setPolicy('manual');
   });
 
+  it('sf_wins: Salesforce\'s value sent back is no local change: a later Salesforce change back to the old value wins over it', async () => {
+    // The policies run (sf_wins, seed 550368490) lost a Salesforce write: Title Director; the application
+    // set Engineer (sent); a Salesforce user set Office Manager, then Director again. Office Manager won and
+    // was queued to be sent back; Director, the value before the application's change, was then taken for
+    // "Salesforce did not change it" and skipped, and Office Manager went out.
+    await setPolicy('sf_wins');
+    const id = sfid();
+    await merge([full(id, { Phone: 'director' })]);
+    const row = await local(id);
+    await db.query(`update salesforce.account set phone = 'engineer' where id = $1`, [row.id]);
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1`, [row.id]);
+    await event(id, { Phone: 'office manager' });
+    expect((await queued(row.id)).filter((q) => q.state === 'NEW').map((q) => q.values)).toEqual(['"phone"=>"office manager"']);
+    await event(id, { Phone: 'director' });
+    expect((await local(id)).phone).toBe('director');
+    expect((await queued(row.id)).filter((q) => q.state === 'NEW').map((q) => q.values)).toEqual(['"phone"=>"director"']);
+    expect((await conflicts(id)).map((c) => [c.winner, c.sf_values.phone])).toEqual([['sf', 'office manager'], ['sf', 'director']]);
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1 and state = 'NEW'`, [row.id]);
+    await setPolicy('manual');
+  });
+
   it('hc.resolve_conflict refuses a resolved conflict, an unknown one, and values that do not cover the fields', async () => {
     const parked = (await db.query(`select id from hc.conflicts where resolved_at is null and kind = 'update' order by id limit 1`)).rows[0].id;
     await expect(db.query(`select hc.resolve_conflict($1, '{"Name": "x"}'::jsonb)`, [parked])).rejects.toThrow(/give a value for each of them/);
