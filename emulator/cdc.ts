@@ -148,7 +148,8 @@ export class CdcBus {
     const payload: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(e.fields)) {
       const f = obj.fieldsByLower.get(k.toLowerCase());
-      payload[k] = f?.type === 'datetime' && typeof v === 'string' ? toZulu(v) : v;
+      // (CometD carries a field sent as data differences as {"diff": ...}; Pub/Sub as the value itself)
+      payload[k] = e.diffFields.includes(k) ? { diff: v } : f?.type === 'datetime' && typeof v === 'string' ? toZulu(v) : v;
     }
     payload.ChangeEventHeader = {
       entityName: e.entityName,

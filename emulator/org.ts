@@ -6,6 +6,7 @@ import { makeId, normalizeId, ORG_ID } from './ids.js';
 import { coerce, formatDateTime, type FieldError } from './values.js';
 import { evalCondition, evalFormula } from './expr.js';
 import { RecordTable } from './store.js';
+import { largeTextDiff } from './textdiff.js';
 
 export type Rec = Record<string, unknown>;
 
@@ -437,10 +438,21 @@ class Tx {
     if (!rec.IsDeleted) this.org.indexSet(obj, rec, true);
   }
 
-  private event(obj: ObjectMeta, changeType: ChangeEvent['changeType'], id: string, fields: Rec, changed: string[], nulled: string[]): void {
+  /** `before`: an UPDATE's record before it, whose large text fields may then go as diffs (textdiff.ts). */
+  private event(obj: ObjectMeta, changeType: ChangeEvent['changeType'], id: string, fields: Rec, changed: string[], nulled: string[], before?: Rec): void {
     if (!obj.cdc) return;
+    const diffFields: string[] = [];
+    if (before) {
+      for (const f of obj.fields) {
+        if (f.type !== 'textarea' || !(f.name in fields)) continue;
+        const d = largeTextDiff(before[f.name], fields[f.name]);
+        if (d === undefined) continue;
+        fields[f.name] = d;
+        diffFields.push(f.name);
+      }
+    }
     this.events.push({
-      entityName: obj.name, changeType, recordIds: [id], changedFields: changed, nulledFields: nulled, diffFields: [],
+      entityName: obj.name, changeType, recordIds: [id], changedFields: changed, nulledFields: nulled, diffFields,
       changeOrigin: this.ctx.origin, transactionKey: this.key, sequenceNumber: 0, commitTimestamp: 0, commitNumber: 0,
       commitUser: this.ctx.userId, fields,
     });
@@ -494,7 +506,7 @@ class Tx {
     this.put(obj, rec.Id as string, next, rec);
     this.counts.updated++;
     const nulled = changed.filter((k) => next[k] == null);
-    this.event(obj, 'UPDATE', rec.Id as string, this.eventFields(obj, next, new Set([...changed, 'LastModifiedDate'])), [...changed, 'LastModifiedDate'], nulled);
+    this.event(obj, 'UPDATE', rec.Id as string, this.eventFields(obj, next, new Set([...changed, 'LastModifiedDate'])), [...changed, 'LastModifiedDate'], nulled, rec);
   }
 
   private live(obj: ObjectMeta | undefined, rawId: unknown): { obj: ObjectMeta; id: string; rec: Rec } {
@@ -522,7 +534,7 @@ class Tx {
     this.put(obj, id, rec, old);
     this.counts.updated++;
     const nulled = changed.filter((k) => rec[k] == null);
-    this.event(obj, 'UPDATE', id, this.eventFields(obj, rec, new Set(changed)), changed, nulled);
+    this.event(obj, 'UPDATE', id, this.eventFields(obj, rec, new Set(changed)), changed, nulled, old);
     this.afterSave(obj, rec, old);
     return fromUpsert ? { id, success: true, errors: [], created: false } : { id, success: true, errors: [] };
   }

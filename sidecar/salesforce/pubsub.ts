@@ -221,6 +221,7 @@ export function decodeChange(d: Decoder, payload: Buffer, channel: string, repla
     commitUser: raw.commitUser,
     changedFields: names(d, raw.changedFields),
     nulledFields: names(d, raw.nulledFields),
+    diffFields: names(d, raw.diffFields),
   };
   const fields: Record<string, unknown> = {};
   if (changeType === 'CREATE' || changeType === 'UNDELETE') {

@@ -26,6 +26,8 @@ export interface ChangeEventHeader {
   commitUser?: string;
   changedFields?: string[];
   nulledFields?: string[];
+  /** Fields sent as data differences (a unified diff of a large text value), not as their value. */
+  diffFields?: string[];
 }
 
 export interface ChangeEvent {

@@ -69,6 +69,8 @@ export async function applyCdcBatch(
         // Restored (or re-created) after a delete in this same batch: the fields before the delete are gone.
         if (state.get(id) === 'deleted') fetchFull.add(id);
         if (t === 'UPDATE' && !known.has(id) && !state.has(id)) fetchFull.add(id);
+        // A large text field sent as data differences (a unified diff, not the value): read whole.
+        if (t === 'UPDATE' && e.header.diffFields?.length) fetchFull.add(id);
         state.set(id, t === 'UPDATE' && state.get(id) !== 'created' ? 'seen' : 'created');
       }
     }
