@@ -16,6 +16,7 @@ import { seedOrg } from './seed.js';
 import { makeId, normalizeId } from './ids.js';
 import { selfSignedCertificate } from './tls.js';
 import { handleSoap, SOAP_TYPE } from './soap.js';
+import { toolingQuery } from './tooling.js';
 
 export interface EmulatorOptions {
   port?: number;
@@ -367,7 +368,9 @@ export class EmulatorServer {
     const headers: Record<string, string | undefined> = {};
     for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v.join(', ') : v;
     const apiReq = { method: req.method, path, query: url.searchParams, headers, body: typeof req.body === 'string' ? req.body : undefined, version, userId: session.userId, client: parseCallOptions(headers['sforce-call-options']), baseUrl: this.base(req) };
-    const r = path.startsWith('/jobs/') || path === '/jobs' ? await this.bulk.handle(apiReq) : await this.rest.handle(apiReq);
+    const r = path.startsWith('/jobs/') || path === '/jobs' ? await this.bulk.handle(apiReq)
+      : path.startsWith('/tooling/') ? this.tooling(apiReq)
+      : await this.rest.handle(apiReq);
     if (this.dropAfter.has(reply)) {
       // The org has done the work; the client never hears about it.
       reply.hijack();
@@ -375,6 +378,18 @@ export class EmulatorServer {
       return reply;
     }
     return this.send(reply, r);
+  }
+
+  /** Of the Tooling API, only queries of the event channels and their members (tooling.ts). */
+  private tooling(req: { method: string; path: string; query: URLSearchParams; version: string }): ApiResponse {
+    if (req.path.replace(/\/+$/, '') !== '/tooling/query' || req.method !== 'GET') return sfError(404, 'NOT_FOUND', 'The requested resource does not exist');
+    const q = req.query.get('q');
+    if (!q) return sfError(400, 'MALFORMED_QUERY', 'A query string has to be specified');
+    const channels = this.cdc.customChannels().map((c) => ({
+      channel: c.channel,
+      entities: c.objects.map((o) => this.org.object(o)?.changeEventName ?? `${o}ChangeEvent`),
+    }));
+    return toolingQuery(q, channels, req.version);
   }
 
   // ------------------------------------------------------------ observation and faults

@@ -89,6 +89,20 @@ async function allRecords(sf: Sf, soql: string, opts: { scanAll?: boolean } = {}
   return out;
 }
 
+/**
+ * The change event names (`AccountChangeEvent`) a custom channel (`/data/Sync__chn`) carries, from the Tooling
+ * API's PlatformEventChannel and PlatformEventChannelMember (reading them needs View Setup and
+ * Configuration). Throws what Salesforce answers when they cannot be read.
+ */
+export async function channelEntities(sf: Sf, channel: string): Promise<string[]> {
+  const developerName = channel.replace(/^\/data\//, '').replace(/__chn$/, '');
+  const tooling = <R>(soql: string) => get<{ records: R[] }>(sf, `/tooling/query?q=${encodeURIComponent(soql)}`);
+  const ids = (await tooling<{ Id: string }>(`SELECT Id FROM PlatformEventChannel WHERE DeveloperName = ${soqlString(developerName)}`)).records.map((r) => r.Id);
+  if (!ids.length) return [];
+  const members = await tooling<{ EventChannel: string; SelectedEntity: string }>('SELECT EventChannel, SelectedEntity FROM PlatformEventChannelMember');
+  return members.records.filter((r) => ids.includes(r.EventChannel)).map((r) => r.SelectedEntity);
+}
+
 /** SELECT COUNT() of an object, optionally with a WHERE clause. */
 export async function count(sf: Sf, object: string, where = ''): Promise<number> {
   const res = await get<{ totalSize: number }>(sf, `/query?q=${encodeURIComponent(`SELECT COUNT() FROM ${object}${where ? ` WHERE ${where}` : ''}`)}`);

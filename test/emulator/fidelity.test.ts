@@ -87,6 +87,13 @@ describe('HTTP behaviour', () => {
       expect([method, path, r.status]).toEqual([method, path, 404]);
       expect(r.json(), path).toEqual([{ message: 'The requested resource does not exist', errorCode: 'NOT_FOUND' }]);
     }
+    // Of Tooling, only the event channels and their members are served: which objects a custom channel carries.
+    emu.defineChannel('Fidelity__chn', ['Account', 'Contact']);
+    const tooling = async (soql: string) => (await raw(emu, token, 'GET', `/services/data/v${VERSION}/tooling/query?q=${encodeURIComponent(soql)}`)).json() as { records: Record<string, unknown>[] };
+    const [ch] = (await tooling("SELECT Id, DeveloperName FROM PlatformEventChannel WHERE DeveloperName = 'Fidelity'")).records;
+    expect(ch).toMatchObject({ DeveloperName: 'Fidelity', attributes: { type: 'PlatformEventChannel' } });
+    const members = (await tooling('SELECT EventChannel, SelectedEntity FROM PlatformEventChannelMember')).records.filter((m) => m.EventChannel === ch.Id);
+    expect(members.map((m) => m.SelectedEntity).sort()).toEqual(['AccountChangeEvent', 'ContactChangeEvent']);
   });
 });
 

@@ -123,6 +123,40 @@ describe('Pub/Sub change stream, in process', () => {
   });
 });
 
+describe('Pub/Sub on a custom channel that does not carry every mapped object', () => {
+  let h: Harness;
+  let inbound: Service;
+
+  beforeAll(async () => {
+    h = await setup({ seed: { Account: 3, Contact: 3 } });
+    h.emu.defineChannel('Accounts__chn', ['Account']);
+    h.config.changeStream = { transport: 'pubsub', channel: '/data/Accounts__chn', pubsubEndpoint: h.emu.pubsubEndpoint!, pubsubCa: h.emu.certificate };
+    inbound = await h.startInbound();
+    await h.db.query('select hc.create_mapping($1, $2)', ['Account', cfg(['Id', 'Name', 'SystemModstamp', 'IsDeleted'])]);
+    await h.db.query('select hc.create_mapping($1, $2)', ['Contact', cfg(['Id', 'LastName', 'SystemModstamp', 'IsDeleted'])]);
+    await synced(h, 'Account');
+    await synced(h, 'Contact');
+  }, 120_000);
+  afterAll(async () => {
+    await inbound?.stop();
+    await h?.close();
+  });
+
+  it("the object the channel lacks (its members, read from the Tooling API) gets its own channel; the others share the custom one", async () => {
+    const acc = (await h.db.query('select sfid from salesforce.account order by sfid limit 1')).rows[0].sfid as string;
+    const con = (await h.db.query('select sfid from salesforce.contact order by sfid limit 1')).rows[0].sfid as string;
+    await h.sf.conn.sobject('Account').update({ Id: acc, Name: 'On the custom channel' });
+    await h.sf.conn.sobject('Contact').update({ Id: con, LastName: 'On its own channel' });
+    await until(async () => (await h.db.query('select lastname from salesforce.contact where sfid = $1', [con])).rows[0].lastname === 'On its own channel'
+      && (await h.db.query('select name from salesforce.account where sfid = $1', [acc])).rows[0].name === 'On the custom channel', 'both changes arrived', 30_000);
+    const pos = await h.db.query(`select m.object_name, p.replay_channel from hc.sync_positions p join hc._mappings m on m.id = p.mapping_id order by 1`);
+    expect(pos.rows).toEqual([
+      { object_name: 'Account', replay_channel: 'pubsub:/data/Accounts__chn' },
+      { object_name: 'Contact', replay_channel: 'pubsub:/data/ContactChangeEvent' },
+    ]);
+  });
+});
+
 describe('Pub/Sub API out of reach', () => {
   let h: Harness;
   let inbound: Service;

@@ -17,6 +17,8 @@ import type { Logger } from '../../log.js';
 import type { SyncContext } from '../../context.js';
 import { PubSubApi, PubSubError, PubSubSubscription, positionChannel } from '../../salesforce/pubsub.js';
 import { changeEventChannel, type ChangeEvent } from '../../salesforce/streaming.js';
+import { channelEntities } from '../../salesforce/rest.js';
+import { isTransient } from '../../salesforce/errors.js';
 
 export interface StreamMember {
   mappingId: number;
@@ -230,6 +232,7 @@ export class ChangeStreams {
   readonly api: PubSubApi;
   private topics = new Map<string, SharedTopic>();
   private checks = new Map<string, { missing?: string; at: number }>();
+  private members = new Map<string, { entities: string[] | null; at: number }>();
   /** The API did not answer: every mapping is told at once for a while, instead of each waiting in turn. */
   private down?: { error: Error; until: number };
   private log: Logger;
@@ -260,11 +263,43 @@ export class ChangeStreams {
     }
   }
 
-  /** The topic a mapping's events come on: the shared channel when it exists, else the object's own. */
+  /**
+   * The change event names a custom channel carries (channelEntities, asked of the Tooling API and
+   * remembered as GetTopic's answers are), or null when Salesforce does not say (the integration user lacks
+   * View Setup and Configuration): the channel is then trusted to carry every mapped object.
+   */
+  private async carried(channel: string): Promise<string[] | null> {
+    const c = this.members.get(channel);
+    if (c && Date.now() - c.at < CDC_CHECK_OK_MS) return c.entities;
+    let entities: string[] | null;
+    try {
+      entities = await channelEntities(this.ctx.sf, channel);
+    } catch (e) {
+      if (isTransient(e)) throw e;
+      entities = null;
+      this.log.warn({ channel, err: (e as Error).message }, `the members of the change channel ${channel} cannot be read (the integration user needs View Setup and Configuration): it is trusted to carry every mapped object`);
+    }
+    this.members.set(channel, { entities, at: Date.now() });
+    return entities;
+  }
+
+  /**
+   * The topic a mapping's events come on: the shared channel when it exists and carries the object (a custom
+   * channel lists its members; /data/ChangeEvents carries every object selected for Change Data Capture),
+   * else the object's own.
+   */
   private async topicFor(object: string): Promise<string> {
     const shared = this.ctx.config.changeStream.channel;
     if (shared === 'per-object') return changeEventChannel(object);
     const why = await this.missing(shared);
+    if (why === null && shared !== '/data/ChangeEvents') {
+      const entities = await this.carried(shared);
+      const own = changeEventChannel(object);
+      if (entities && !entities.includes(own.replace(/^\/data\//, ''))) {
+        this.log.warn({ channel: shared, object }, `the change channel ${shared} does not carry ${object}: subscribing to ${own} for it (add ${object} to the channel to share one subscription)`);
+        return own;
+      }
+    }
     if (why === null) return shared;
     this.log.warn({ channel: shared, reason: why }, `the change channel ${shared} cannot be used: subscribing to each object's own channel (set HC_CHANGE_CHANNEL to an existing channel, or per-object)`);
     return changeEventChannel(object);
