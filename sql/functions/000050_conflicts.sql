@@ -276,7 +276,8 @@ begin
     -- Ours, coming back: an echo of our write (cdc-echo) or a full row read after it. A change event of
     -- someone else's (cdc: not marked client=hcsync) is their change even when it sets a value we sent.
     continue when p_origin <> 'cdc' and exists (select 1 from unnest(e.ours) o where hc._conflict_same(o, inc->>e.col));
-    continue when hc._hstore_get(rh, e.col) is not distinct from e.base;          -- Postgres did not (in the end)
+    -- Postgres did not (in the end); a value of ours Salesforce automation re-cased and the row took back is no change
+    continue when hc._conflict_same(hc._hstore_get(rh, e.col), e.base);
     -- Seen already (a poll page and a change event telling the same change).
     continue when exists (select 1 from hc.conflicts c where c.mapping_id = p_mapping_id and c.sfid = rsfid
                              and c.kind = 'update' and e.col = any (c.columns)

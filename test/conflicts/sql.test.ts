@@ -453,6 +453,26 @@ describe('conflicts in SQL', () => {
     await setPolicy('manual');
   });
 
+  it('pg_wins: a value of ours that a Salesforce flow only re-cased is no change of Postgres: another user\'s later change is no conflict', async () => {
+    // The policies run (pg_wins, seed 1111467901) left a row diverged: the application inserted Email
+    // Alan.N123@Example.COM, the org's flow stored it lower-cased (and the row took that back); a user then
+    // set another Email. The row's value, differing from what the insert sent only by case, was taken for
+    // a change of Postgres's: a conflict Postgres won, with nothing left to send, so each side kept its own.
+    await setPolicy('pg_wins');
+    const id = sfid();
+    const rowId = (await db.query(`insert into salesforce.account (name, phone) values ('Recased', 'Alan.N123@Example.COM') returning id`)).rows[0].id as number;
+    // our create went out (answered just now) and its record's Id came back; the flow's value came back too
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now(), sfid = $2 where record_id = $1`, [rowId, id]);
+    await sync.query(`update salesforce.account set sfid = $2, phone = 'alan.n123@example.com' where id = $1`, [rowId, id]);
+    await db.query(`delete from hc.inbound_rereads`);
+    await event(id, { Phone: 'ada.n221@example.com' });
+    expect(await conflicts(id)).toEqual([]);
+    // The incoming value meets a column our write just named: the record is read again once that is past.
+    expect((await db.query(`select sfid from hc.inbound_rereads`)).rows).toEqual([{ sfid: id }]);
+    await db.query(`delete from hc.inbound_rereads`);
+    await setPolicy('manual');
+  });
+
   it('hc.resolve_conflict refuses a resolved conflict, an unknown one, and values that do not cover the fields', async () => {
     const parked = (await db.query(`select id from hc.conflicts where resolved_at is null and kind = 'update' order by id limit 1`)).rows[0].id;
     await expect(db.query(`select hc.resolve_conflict($1, '{"Name": "x"}'::jsonb)`, [parked])).rejects.toThrow(/give a value for each of them/);
