@@ -157,6 +157,28 @@ describe('Pub/Sub on a custom channel that does not carry every mapped object', 
   });
 });
 
+describe('Pub/Sub on a channel that does not exist, and per object', () => {
+  for (const [label, channel] of [['a custom channel the org does not have', '/data/Missing__chn'], ['HC_CHANGE_CHANNEL=per-object', 'per-object']] as const) {
+    it(`${label}: each object's own channel, and its changes arrive`, async () => {
+      const h = await setup({ seed: { Account: 2 } });
+      let inbound: Service | undefined;
+      try {
+        h.config.changeStream = { transport: 'pubsub', channel, pubsubEndpoint: h.emu.pubsubEndpoint!, pubsubCa: h.emu.certificate };
+        inbound = await h.startInbound();
+        await h.db.query('select hc.create_mapping($1, $2)', ['Account', cfg(['Id', 'Name', 'SystemModstamp', 'IsDeleted'])]);
+        await synced(h, 'Account');
+        const acc = (await h.db.query('select sfid from salesforce.account order by sfid limit 1')).rows[0].sfid as string;
+        await h.sf.conn.sobject('Account').update({ Id: acc, Name: `Own channel (${channel})` });
+        await until(async () => (await h.db.query('select name from salesforce.account where sfid = $1', [acc])).rows[0].name === `Own channel (${channel})`, 'the change arrived', 30_000);
+        expect((await h.db.query('select replay_channel from hc.sync_positions')).rows).toEqual([{ replay_channel: 'pubsub:/data/AccountChangeEvent' }]);
+      } finally {
+        await inbound?.stop();
+        await h.close();
+      }
+    }, 120_000);
+  }
+});
+
 describe('Pub/Sub API out of reach', () => {
   let h: Harness;
   let inbound: Service;
