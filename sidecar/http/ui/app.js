@@ -210,7 +210,8 @@ function Overview({ conn }) {
   return html`<section>
     <div class="cards">
       <div class="card"><h3>Connection</h3><p class="big"><${Badge} category=${conn?.state_category}>${conn?.state_label ?? '…'}</${Badge}></p>
-        <p class="muted" data-test="state-message">${conn?.state_message ?? ''}</p></div>
+        <p class="muted" data-test="state-message">${conn?.state_message ?? ''}${conn?.state === 'PAUSED'
+          ? html`${conn.state_message ? '. ' : ''}<span data-test="resume-hint">Nothing is synced until it resumes: Resume in <a href="#settings">Settings</a>, or select hc.resume();</span>` : ''}</p></div>
       <div class="card"><h3>Mappings</h3><p class="big">${num(conn?.mapping_count)}</p><p class="muted">${num(conn?.mappings_in_error)} in error</p></div>
       <div class="card"><h3>Pending writes</h3><p class="big">${num(conn?.pending_writes)}</p><p class="muted">${num(conn?.errored_writes)} failed</p></div>
       <div class="card" data-test="events-delivered"><h3>Change events</h3><p class="big">${num(counted.data?.events_delivered_24h ?? conn?.events_delivered_24h)}</p>
