@@ -167,6 +167,78 @@ describe('the API', () => {
     expect(await (await d.api('/api/write-errors')).json()).toEqual([]);
   }, 150_000);
 
+  it('retry and discard by several ids: exactly those are re-queued or discarded; one id alone; an id no longer failed refuses the whole pick', async () => {
+    const listedIds = async () =>
+      ((await (await d.api('/api/write-errors')).json()) as Array<{ trigger_log_id: number }>).map((e) => Number(e.trigger_log_id)).sort((a, b) => a - b);
+    const states = async (ids: number[]) => Object.fromEntries((await d.db.query(
+      `select id, state from salesforce._trigger_log where id = any($1) union all select id, state from salesforce._trigger_log_archive where id = any($1)`, [ids],
+    )).rows.map((r) => [r.id, r.state]));
+    const failedOf = async (recordIds: number[], n: number) => {
+      const e = await until(async () => {
+        const all = await (await d.api('/api/write-errors')).json();
+        return all.length === n ? all as Array<{ record_id: number; trigger_log_id: number }> : undefined;
+      }, `${n} failed writes`, 60_000, 200);
+      return recordIds.map((r) => Number(e.find((x) => x.record_id === r)!.trigger_log_id));
+    };
+    const insert = async (name: string, ext: string) =>
+      (await d.db.query(`insert into salesforce.account (name, external_id__c) values ($1, $2) returning id`, [name, ext])).rows[0].id as number;
+    // Two refused while Salesforce refuses every write call (a cause that then goes), three by the validation rule.
+    d.emu.injectFault({ kind: 'collections', status: 400, errorCode: 'INVALID_FIELD', message: 'Refused until fixed', remaining: -1 });
+    let r1: number, r2: number, t1: number, t2: number;
+    try {
+      r1 = await insert('Many 1', 'many-1');
+      r2 = await insert('Many 2', 'many-2');
+      [t1, t2] = await failedOf([r1, r2], 2);
+    } finally {
+      d.emu.clearFaults();
+    }
+    const [r3, r4, r5] = [await insert('INVALID', 'many-3'), await insert('INVALID', 'many-4'), await insert('INVALID', 'many-5')];
+    const [t3, t4, t5] = await failedOf([r3, r4, r5], 5);
+    const audit = async (action: string) => (await d.db.query(`select principal, detail from hc.audit_log where action = $1 order by id desc limit 1`, [action])).rows[0];
+
+    // Retry two by id: those two leave the list at once (back in the queue) and are sent; the other three stay.
+    let res = await d.api('/api/write-errors/retry', { method: 'POST', json: { ids: [t1, t2] } });
+    expect(await res.json()).toEqual({ ok: true, action: 'retry', count: 2 });
+    expect(await listedIds()).toEqual([t3, t4, t5].sort((a, b) => a - b));
+    expect(Object.values(await states([t1, t2])).some((s) => s === 'FAILED')).toBe(false);
+    expect(await audit('retry')).toMatchObject({ principal: 'dashboard:admin', detail: { ids: [t1, t2], requeued: 2 } });
+    await until(async () => (await d.db.query(`select count(*)::int n from salesforce.account where id = any($1) and sfid is not null`, [[r1, r2]])).rows[0].n === 2,
+      'the two retried writes sent', 60_000, 200);
+    // Each failed entry was re-queued, in place or (once archived) copied back as a new entry; each record's last entry succeeded.
+    await until(async () => {
+      const { rows } = await d.db.query(
+        `select distinct on (record_id) record_id, state from (select record_id, id, state from salesforce._trigger_log where record_id = any($1) and table_name = 'account'
+           union all select record_id, id, state from salesforce._trigger_log_archive where record_id = any($1) and table_name = 'account') e order by record_id, id desc`, [[r1, r2]]);
+      return rows.length === 2 && rows.every((r) => r.state === 'SUCCESS');
+    }, "each retried record's last write SUCCESS", 30_000, 200);
+    expect(Object.values(await states([t1, t2])).every((s) => s === 'SUCCESS' || s === 'REQUEUED')).toBe(true);
+
+    // Discard one by id: only it.
+    res = await d.api('/api/write-errors/discard', { method: 'POST', json: { ids: [t3] } });
+    expect(await res.json()).toEqual({ ok: true, action: 'discard', count: 1 });
+    expect(await listedIds()).toEqual([t4, t5].sort((a, b) => a - b));
+    expect(await audit('discard')).toMatchObject({ principal: 'dashboard:admin', detail: { ids: [t3], discarded: 1 } });
+
+    // A pick with an id that is no longer failed (t3, discarded) is refused as a whole: t4 stays FAILED.
+    res = await d.api('/api/write-errors/retry', { method: 'POST', json: { ids: [t4, t3] } });
+    expect(res.status).toBe(400);
+    const refused = await res.json();
+    expect(refused.error).toContain('are not failed writes');
+    expect(refused.hint).toMatch(/only FAILED entries/);
+    expect(await listedIds()).toEqual([t4, t5].sort((a, b) => a - b));
+
+    // Discard the other two by id.
+    res = await d.api('/api/write-errors/discard', { method: 'POST', json: { ids: [t4, t5] } });
+    expect(await res.json()).toEqual({ ok: true, action: 'discard', count: 2 });
+    expect(await listedIds()).toEqual([]);
+    expect(await audit('discard')).toMatchObject({ principal: 'dashboard:admin', detail: { ids: [t4, t5], discarded: 2 } });
+    expect(await states([t3, t4, t5])).toEqual({ [t3]: 'IGNORED', [t4]: 'IGNORED', [t5]: 'IGNORED' });
+    // Discarded writes are never sent; the retried ones are in Salesforce.
+    const ext = d.emu.records('Account').map((r) => r.External_Id__c);
+    expect(ext).toEqual(expect.arrayContaining(['many-1', 'many-2']));
+    expect(ext.filter((x) => ['many-3', 'many-4', 'many-5'].includes(x as string))).toEqual([]);
+  }, 150_000);
+
   it('export, then import: the mapping JSON round-trips and the import is audited', async () => {
     const exp = await d.api('/api/export?download=1');
     expect(exp.headers.get('content-disposition')).toContain('attachment');
