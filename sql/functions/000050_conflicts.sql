@@ -81,11 +81,13 @@ begin
   if p_values is null or p_values = '{}' then
     return;
   end if;
+  -- (created_at and updated_at one and the same moment, as the capture trigger writes them: an entry whose
+  -- updated_at is later has been sent once, see hc._conflict_judge)
   execute format($q$insert into %s (txid, created_at, updated_at, state, action, table_name, record_id, sfid, old, "values")
-                    select txid_current(), clock_timestamp(), clock_timestamp(), 'NEW', 'UPDATE', $1, t.id, t.sfid,
+                    select txid_current(), n.at, n.at, 'NEW', 'UPDATE', $1, t.id, t.sfid,
                            hc._hstore_text(t::%s, array['_hc_lastop', '_hc_err']),
                            hc._hstore_of(array(select jsonb_object_keys($3)), array(select $3->>k from jsonb_object_keys($3) k))
-                      from %s t where t.id = $2 and t.sfid is not null$q$, p_tlog, hc._hstore_type(), p_tbl)
+                      from %s t, (select clock_timestamp() as at) n where t.id = $2 and t.sfid is not null$q$, p_tlog, hc._hstore_type(), p_tbl)
     using p_table, p_record_id, p_values;
 end;
 $$;
@@ -231,16 +233,18 @@ begin
              -- (a create of ours sent meanwhile: what it sent is what both sides agreed on)
              (array_agg(case when x.action = 'INSERT' then hc._hstore_get(x."values", kv.key) else hc._hstore_get(x.old, kv.key) end
                         order by x.id))[1] as base,
-             -- values of ours Salesforce has or may have by now: seeing one of them is not a change there
-             array_agg(hc._hstore_get(x."values", kv.key)) filter (where x.state <> 'NEW') as ours,
+             -- values of ours Salesforce has or may have by now: seeing one of them is not a change there.
+             -- (An entry back in the queue after it was sent, updated_at past created_at, may have landed:
+             -- its call timed out, or its writer died, and Salesforce may still have done it.)
+             array_agg(hc._hstore_get(x."values", kv.key)) filter (where x.state <> 'NEW' or x.updated_at > x.created_at) as ours,
              max(x.created_at) as pg_at, min(x.created_at) as first_at,
-             bool_or(x.state <> 'NEW' and x.action = 'UPDATE') as in_flight
+             bool_or((x.state <> 'NEW' or x.updated_at > x.created_at) and x.action = 'UPDATE') as in_flight
         -- (found by record_id alone, then filtered: see the same lookup in hc.inbound_merge)
-        from (select id, action, state, old, "values", created_at from (select * from %1$s where record_id = $2 offset 0) l
+        from (select id, action, state, old, "values", created_at, updated_at from (select * from %1$s where record_id = $2 offset 0) l
                where table_name = $1 and action in ('INSERT', 'UPDATE')
                  and (state in ('NEW', 'PENDING') or (state in ('SUCCESS', 'MERGED') and processed_at >= $3))
               union all
-              select id, action, state, old, "values", created_at from (select * from %2$s where record_id = $2 offset 0) l
+              select id, action, state, old, "values", created_at, updated_at from (select * from %2$s where record_id = $2 offset 0) l
                where $3 is not null and table_name = $1 and action in ('INSERT', 'UPDATE')
                  and state in ('SUCCESS', 'MERGED') and processed_at >= $3) x,
              hc._hstore_each(x."values") kv

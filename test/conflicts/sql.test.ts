@@ -473,6 +473,26 @@ describe('conflicts in SQL', () => {
     await setPolicy('manual');
   });
 
+  it('sf_wins: a local change sent once and back in the queue (its call timed out) may be in Salesforce: Salesforce\'s winning value follows it', async () => {
+    // CI's policies run (latest, seed 891518915) lost a Salesforce write: the call that sent a local Email
+    // answered too late, so its entry went back to NEW, and the call landed anyway. Salesforce's change won
+    // the conflict, and the local value, read as never sent, was only taken out of the queue: the value that
+    // had landed stayed in Salesforce.
+    await setPolicy('sf_wins');
+    const id = sfid();
+    await merge([full(id)]);
+    const row = await local(id);
+    await db.query(`update salesforce.account set phone = 'pg-late' where id = $1`, [row.id]);
+    // claimed, sent, and handed back to the queue as the writer's call timed out
+    await db.query(`update salesforce._trigger_log set updated_at = updated_at + interval '3 seconds' where record_id = $1`, [row.id]);
+    await event(id, { Phone: 'sf' });
+    expect(await conflicts(id)).toMatchObject([{ winner: 'sf', sf_overwritten: true }]);
+    expect((await local(id)).phone).toBe('sf');
+    expect((await queued(row.id)).map((q) => [q.state, q.values])).toEqual([['IGNORED', ''], ['NEW', '"phone"=>"sf"']]);
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1 and state = 'NEW'`, [row.id]);
+    await setPolicy('manual');
+  });
+
   it('hc.resolve_conflict refuses a resolved conflict, an unknown one, and values that do not cover the fields', async () => {
     const parked = (await db.query(`select id from hc.conflicts where resolved_at is null and kind = 'update' order by id limit 1`)).rows[0].id;
     await expect(db.query(`select hc.resolve_conflict($1, '{"Name": "x"}'::jsonb)`, [parked])).rejects.toThrow(/give a value for each of them/);
