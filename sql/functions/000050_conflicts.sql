@@ -223,6 +223,9 @@ declare
   owner text;
   win text;
   pg_at timestamptz;
+  sent_back boolean;
+  sent_back_at timestamptz;
+  sf_again boolean;
 begin
   -- The local entries naming each column: the agreed value before them, when the last was made,
   -- whether one is on its way to Salesforce (PENDING, or sent since the incoming values were read).
@@ -254,54 +257,52 @@ begin
     continue when not (inc ? e.col) or not (st ? e.col) or st->>e.col not in ('pending', 'sent');
     continue when openc.id is not null and e.col = any (openc.columns);
     -- The row's value may be Salesforce's own, sent back after a conflict it won (our value had reached
-    -- Salesforce over it: hc._conflict_send). That is no local change: another change of the field in
-    -- Salesforce (a change event of someone else's) wins over it whatever the policy, even one back to the
-    -- value before our change, which the rules below would take for no change at all.
-    if p_origin = 'cdc' and not hc._conflict_same(inc->>e.col, hc._hstore_get(rh, e.col))
-       and exists (select 1 from hc.conflicts c
-                    where c.mapping_id = p_mapping_id and c.sfid = rsfid and c.kind = 'update' and c.winner = 'sf'
-                      and c.sf_overwritten and e.col = any (c.columns)
-                      and c.sf_values->>e.col is not distinct from hc._hstore_get(rh, e.col)
-                      and c.resolved_at >= e.pg_at - interval '5 seconds') then
-      select f.field_name into fname from hc._mapping_fields f where f.mapping_id = p_mapping_id and f.column_name = e.col;
-      owner := hc._conflict_owner(m.config, fname);
-      if owner is distinct from 'pg' then
-        groups := jsonb_set(groups, array['sf'], coalesce(groups->'sf', '[]') || jsonb_build_array(jsonb_build_object(
-          'col', e.col, 'field', fname, 'base', e.base, 'pg_at', e.pg_at, 'in_flight', e.in_flight, 'owner', owner)), true);
-        continue;
-      end if;
+    -- Salesforce over it: hc._conflict_send). That is no local change, and it is as old as Salesforce's
+    -- change, not as new as its queueing. Asked once, where the incoming value differs from the row's and
+    -- the answer matters (a change event of someone else's, or the latest policy).
+    sent_back := false;
+    sent_back_at := null;
+    if (p_origin = 'cdc' or pol = 'latest') and not hc._conflict_same(inc->>e.col, hc._hstore_get(rh, e.col)) then
+      select true, c.sf_at into sent_back, sent_back_at
+        from hc.conflicts c
+       where c.mapping_id = p_mapping_id and c.sfid = rsfid and c.kind = 'update' and c.winner = 'sf'
+         and c.sf_overwritten and e.col = any (c.columns)
+         and c.sf_values->>e.col is not distinct from hc._hstore_get(rh, e.col)
+         and c.resolved_at >= e.pg_at - interval '5 seconds'
+       order by c.id desc limit 1;
+      sent_back := coalesce(sent_back, false);
     end if;
-    -- A column only sent (none of our changes of it waits) is judged on a change event of someone
-    -- else's alone: a full row read after our write may carry our value as automation rewrote it,
-    -- which the re-read rules handle.
-    continue when st->>e.col = 'sent' and p_origin <> 'cdc';
-    continue when hc._conflict_same(inc->>e.col, hc._hstore_get(rh, e.col));     -- both sides agree
-    continue when hc._conflict_same(inc->>e.col, e.base);                          -- Salesforce did not change it
-    -- Ours, coming back: an echo of our write (cdc-echo) or a full row read after it. A change event of
-    -- someone else's (cdc: not marked client=hcsync) is their change even when it sets a value we sent.
-    continue when p_origin <> 'cdc' and exists (select 1 from unnest(e.ours) o where hc._conflict_same(o, inc->>e.col));
-    -- Postgres did not (in the end); a value of ours Salesforce automation re-cased and the row took back is no change
-    continue when hc._conflict_same(hc._hstore_get(rh, e.col), e.base);
-    -- Seen already (a poll page and a change event telling the same change).
-    continue when exists (select 1 from hc.conflicts c where c.mapping_id = p_mapping_id and c.sfid = rsfid
-                             and c.kind = 'update' and e.col = any (c.columns)
-                             and c.sf_values->>e.col is not distinct from inc->>e.col
-                             and c.detected_at >= e.first_at - interval '5 seconds');
+    -- Another change of such a field in Salesforce (a change event of someone else's) wins over it whatever
+    -- the policy (unless Postgres owns the field), even one back to the value before our change, which the
+    -- rules below would take for no change at all.
+    sf_again := case when sent_back and p_origin = 'cdc'
+                     then hc._conflict_owner(m.config, (select f.field_name from hc._mapping_fields f
+                                                         where f.mapping_id = p_mapping_id and f.column_name = e.col)) is distinct from 'pg'
+                     else false end;
+    if not sf_again then
+      -- A column only sent (none of our changes of it waits) is judged on a change event of someone
+      -- else's alone: a full row read after our write may carry our value as automation rewrote it,
+      -- which the re-read rules handle.
+      continue when st->>e.col = 'sent' and p_origin <> 'cdc';
+      continue when hc._conflict_same(inc->>e.col, hc._hstore_get(rh, e.col));     -- both sides agree
+      continue when hc._conflict_same(inc->>e.col, e.base);                          -- Salesforce did not change it
+      -- Ours, coming back: an echo of our write (cdc-echo) or a full row read after it. A change event of
+      -- someone else's (cdc: not marked client=hcsync) is their change even when it sets a value we sent.
+      continue when p_origin <> 'cdc' and exists (select 1 from unnest(e.ours) o where hc._conflict_same(o, inc->>e.col));
+      -- Postgres did not (in the end); a value of ours Salesforce automation re-cased and the row took back is no change
+      continue when hc._conflict_same(hc._hstore_get(rh, e.col), e.base);
+      -- Seen already (a poll page and a change event telling the same change).
+      continue when exists (select 1 from hc.conflicts c where c.mapping_id = p_mapping_id and c.sfid = rsfid
+                               and c.kind = 'update' and e.col = any (c.columns)
+                               and c.sf_values->>e.col is not distinct from inc->>e.col
+                               and c.detected_at >= e.first_at - interval '5 seconds');
+    end if;
     select f.field_name into fname from hc._mapping_fields f where f.mapping_id = p_mapping_id and f.column_name = e.col;
     owner := hc._conflict_owner(m.config, fname);
-    -- The local value may be Salesforce's own, sent back after a conflict it won (our value had reached
-    -- Salesforce over it: hc._conflict_send). That value is as old as Salesforce's change, not as new as
-    -- its queueing: under latest, a later change of the field in Salesforce wins over it.
-    pg_at := e.pg_at;
-    if pol = 'latest' then
-      pg_at := coalesce((select c.sf_at from hc.conflicts c
-                          where c.mapping_id = p_mapping_id and c.sfid = rsfid and c.kind = 'update' and c.winner = 'sf'
-                            and c.sf_overwritten and e.col = any (c.columns)
-                            and c.sf_values->>e.col is not distinct from hc._hstore_get(rh, e.col)
-                            and c.resolved_at >= e.pg_at - interval '5 seconds'
-                          order by c.id desc limit 1), e.pg_at);
-    end if;
-    win := case when owner in ('pg', 'sf') then owner
+    -- Under latest, a value sent back counts as of Salesforce's change.
+    pg_at := case when pol = 'latest' and not sf_again then coalesce(sent_back_at, e.pg_at) else e.pg_at end;
+    win := case when sf_again then 'sf'
+                when owner in ('pg', 'sf') then owner
                 when pol = 'sf_wins' then 'sf'
                 when pol = 'pg_wins' then 'pg'
                 when pol = 'latest' then case when hc._conflict_sf_later(coalesce(at_sf, now()), pg_at) then 'sf' else 'pg' end
