@@ -291,18 +291,19 @@ export class ChangeStreams {
   private async topicFor(object: string): Promise<string> {
     const shared = this.ctx.config.changeStream.channel;
     if (shared === 'per-object') return changeEventChannel(object);
+    const own = changeEventChannel(object);
     const why = await this.missing(shared);
-    if (why === null && shared !== '/data/ChangeEvents') {
-      const entities = await this.carried(shared);
-      const own = changeEventChannel(object);
-      if (entities && !entities.includes(own.replace(/^\/data\//, ''))) {
-        this.log.warn({ channel: shared, object }, `the change channel ${shared} does not carry ${object}: subscribing to ${own} for it (add ${object} to the channel to share one subscription)`);
-        return own;
-      }
+    if (why !== null) {
+      this.log.warn({ channel: shared, reason: why }, `the change channel ${shared} cannot be used: subscribing to each object's own channel (set HC_CHANGE_CHANNEL to an existing channel, or per-object)`);
+      return own;
     }
-    if (why === null) return shared;
-    this.log.warn({ channel: shared, reason: why }, `the change channel ${shared} cannot be used: subscribing to each object's own channel (set HC_CHANGE_CHANNEL to an existing channel, or per-object)`);
-    return changeEventChannel(object);
+    if (shared === '/data/ChangeEvents') return shared;
+    const entities = await this.carried(shared);
+    if (entities && !entities.includes(own.replace(/^\/data\//, ''))) {
+      this.log.warn({ channel: shared, object }, `the change channel ${shared} does not carry ${object}: subscribing to ${own} for it (add ${object} to the channel to share one subscription)`);
+      return own;
+    }
+    return shared;
   }
 
   /**
