@@ -18,6 +18,8 @@ export function toolingQuery(q: string, channels: Array<{ channel: string; entit
     return sfError(400, 'MALFORMED_QUERY', `\n${q}\n^\nERROR at Row:1:Column:1\nunexpected token`);
   }
   const object = String(query.sObject ?? '');
+  // (any other Tooling object is not emulated: NOT_FOUND, as the rest of the Tooling API)
+  if (!/^platformeventchannel(member)?$/i.test(object)) return sfError(404, 'NOT_FOUND', 'The requested resource does not exist');
   const rows: Rec[] = [];
   channels.forEach((c, i) => {
     const name = c.channel.replace(/^\/data\//, '');
@@ -32,10 +34,9 @@ export function toolingQuery(q: string, channels: Array<{ channel: string; entit
       }));
     }
   });
-  // (any other Tooling object is not emulated: NOT_FOUND, as the rest of the Tooling API)
-  if (!/^platformeventchannel(member)?$/i.test(object)) return sfError(404, 'NOT_FOUND', 'The requested resource does not exist');
   const fields = (query.fields ?? []).map((f) => (f.type === 'Field' ? f.field : ''));
-  const known = new Set(Object.keys(rows[0] ?? { Id: 1, DeveloperName: 1, MasterLabel: 1, ChannelType: 1, FullName: 1, EventChannel: 1, SelectedEntity: 1, FilterExpression: 1 }).map((k) => k.toLowerCase()));
+  // (with no rows there is nothing to check a field against: an unknown one then answers no records)
+  const known = new Set(Object.keys(rows[0] ?? {}).map((k) => k.toLowerCase()));
   const bad = fields.find((f) => !f || (rows.length && !known.has(f.toLowerCase())));
   if (bad !== undefined) return sfError(400, 'INVALID_FIELD', `\n${q}\n^\nERROR at Row:1:Column:1\nNo such column '${bad}' on entity '${object}'.`);
   const get = (r: Rec, f: string) => Object.entries(r).find(([k]) => k.toLowerCase() === f.toLowerCase())?.[1];
