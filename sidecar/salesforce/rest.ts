@@ -83,7 +83,7 @@ export async function* queryPages(sf: Sf, soql: string, opts: { scanAll?: boolea
 }
 
 /** Every record of a query, all pages read; deleted ones too (queryAll, IsDeleted = true) with scanAll. */
-async function allRecords(sf: Sf, soql: string, opts: { scanAll?: boolean } = {}): Promise<SfRecord[]> {
+export async function allRecords(sf: Sf, soql: string, opts: { scanAll?: boolean } = {}): Promise<SfRecord[]> {
   const out: SfRecord[] = [];
   for await (const page of queryPages(sf, soql, opts)) out.push(...page.records);
   return out;

@@ -10,7 +10,7 @@ import { save } from '../../sidecar/salesforce/collections.js';
 import {
   classify, classifyRecordError, isAlreadyDeleted, isDescribeMissing, isObjectGone, isObjectMissing, isRecordMissing, isRefusal, isRefusedSignIn, isTransient, SignInError,
 } from '../../sidecar/salesforce/errors.js';
-import { count, describe as describeObject, queryPages, retrieve } from '../../sidecar/salesforce/rest.js';
+import { allRecords, count, describe as describeObject, retrieve } from '../../sidecar/salesforce/rest.js';
 
 type Emulator = Awaited<ReturnType<typeof startEmulator>>;
 let emu: Emulator;
@@ -41,12 +41,7 @@ async function caught(p: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a failure');
 }
 
-/** A query through the client, every page read. */
-const query = async (soql = 'SELECT Id FROM Account LIMIT 1') => {
-  const records = [];
-  for await (const page of queryPages(sf, soql)) records.push(...page.records);
-  return records;
-};
+const query = (soql = 'SELECT Id FROM Account LIMIT 1') => allRecords(sf, soql);
 
 describe('transient: try again later', () => {
   it('HTTP 503 and 500 answers', async () => {
