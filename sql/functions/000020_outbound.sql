@@ -761,8 +761,9 @@ begin
       on conflict (mapping_id, sfid) do nothing$q$, c.schema_name, t.table_name, c.id);
     -- Write back (a sync session: not captured). _hc_lastop is set explicitly so the status trigger
     -- keeps it. A create's sfid is written back also when the op failed with one: an adopted create
-    -- (sent as an update of the record it made) whose update Salesforce refused, the record there. A successful update of a row with a newer change still queued leaves the row alone:
-    -- it stays PENDING until that change is written too.
+    -- (sent as an update of the record it made) whose update Salesforce refused, the record there. A
+    -- successful update of a row with a newer change still queued leaves the row alone: it stays PENDING
+    -- until that change is written too.
     writeback := format($q$
       update %1$I.%2$I r
          set sfid = case when o.action = 'insert' then coalesce(o.sfid, r.sfid) else r.sfid end,
