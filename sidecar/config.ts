@@ -114,6 +114,8 @@ const Env = z.object({
   HC_STOP_SECONDS: duration('s', '8', 1000, 600_000),
   /** Rows per Bulk 2.0 query result page of a load or id listing. */
   HC_BULK_PAGE_SIZE: whole('rows per Bulk 2.0 result page', 1, 1_000_000, 25_000),
+  /** Result pages of a load read at once, each into a database session of its own. */
+  HC_BULK_PAGES_IN_FLIGHT: whole('Bulk 2.0 result pages a load reads at once, each on a database session of its own', 1, 4, 2),
   /** The drift sweep: every mapping compares its row count with Salesforce's this often. */
   HC_DRIFT_SECONDS: duration('s', '3600', 1000, 30 * 86_400_000),
   /** How often the sweep compares the table id by id even when the counts agree (0: every sweep). */
@@ -175,7 +177,7 @@ export interface Config {
   /** HC_STOP_SECONDS in milliseconds: how long a stop waits for work in flight before handing it back. */
   stopMs: number;
   /** Inbound timings (milliseconds) and the Bulk 2.0 result page size. */
-  inbound: { driftMs: number; reconcileIntervalMs: number; reconcileMs: number; standbyMs: number; bulkPageSize: number };
+  inbound: { driftMs: number; reconcileIntervalMs: number; reconcileMs: number; standbyMs: number; bulkPageSize: number; bulkPagesInFlight: number };
   connectionCheckMs: number;
   /** The change stream: transport, the Pub/Sub channel (or per-object), endpoint and extra CA (PEM text). */
   changeStream: { transport: 'pubsub' | 'cometd'; channel: string; pubsubEndpoint: string; pubsubCa?: string };
@@ -279,6 +281,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, opts: { salesfo
       reconcileMs: e.HC_INBOUND_RECONCILE_MS,
       standbyMs: e.HC_INBOUND_STANDBY_MS,
       bulkPageSize: e.HC_BULK_PAGE_SIZE,
+      bulkPagesInFlight: e.HC_BULK_PAGES_IN_FLIGHT,
     },
     connectionCheckMs: e.HC_CONNECTION_CHECK_MS,
     changeStream: { transport: e.HC_CHANGE_STREAM, channel: e.HC_CHANGE_CHANNEL, pubsubEndpoint: e.SF_PUBSUB_ENDPOINT, pubsubCa: pubsubRoots(readPubsubCa(e.SF_PUBSUB_CA_FILE), env.NODE_EXTRA_CA_CERTS) },

@@ -37,7 +37,7 @@ describe('durations', () => {
     expect(c.inbound).toMatchObject({ driftMs: 3_600_000, reconcileIntervalMs: 172_800_000, reconcileMs: 30_000, standbyMs: 500 });
     expect(c.connectionCheckMs).toBe(60_000);
     const d = load({});
-    expect(d.inbound).toEqual({ driftMs: 3_600_000, reconcileIntervalMs: 86_400_000, reconcileMs: 30_000, standbyMs: 2_000, bulkPageSize: 25_000 });
+    expect(d.inbound).toEqual({ driftMs: 3_600_000, reconcileIntervalMs: 86_400_000, reconcileMs: 30_000, standbyMs: 2_000, bulkPageSize: 25_000, bulkPagesInFlight: 2 });
     expect(d.connectionCheckMs).toBe(30_000);
     // Reconciling on every sweep is a setting the tests use.
     expect(load({ HC_RECONCILE_SECONDS: '0' }).inbound.reconcileIntervalMs).toBe(0);
@@ -60,7 +60,7 @@ describe('numbers have ranges', () => {
   it('refuses negative, zero, fractional, huge and non-numeric values, naming the range', () => {
     for (const [k, v] of [['HC_ARCHIVE_RETENTION_DAYS', '-1'], ['HC_ARCHIVE_RETENTION_DAYS', '30d'], ['HC_ARCHIVE_RETENTION_DAYS', '100000'],
                           ['HC_BULK_WRITE_THRESHOLD', '0'], ['HC_BULK_WRITE_THRESHOLD', '1.5'], ['HC_BULK_PAGE_SIZE', '0'],
-                          ['HC_BULK_PAGE_SIZE', 'lots'], ['HC_BULK_PAGE_SIZE', '100000000'], ['HC_HTTP_PORT', '70000']]) {
+                          ['HC_BULK_PAGE_SIZE', 'lots'], ['HC_BULK_PAGE_SIZE', '100000000'], ['HC_BULK_PAGES_IN_FLIGHT', '5'], ['HC_HTTP_PORT', '70000']]) {
       const p = problems({ [k]: v });
       expect([k, v, p.length]).toEqual([k, v, 1]);
       expect(p[0].startsWith(`${k}: `)).toBe(true);

@@ -1,28 +1,19 @@
 // Bulk API 2.0 query jobs, driven by hand: create the job, wait for JobComplete, then read the result one
 // page at a time with maxRecords + Sforce-Locator. jsforce's bulk2.query helper is not used: with more
 // than one result page it pipes every page into one CSV parser and crashes (reference salesforce-api.md
-// §4.2). Each page is handed over as CSV text (header row on every page) and dropped before the next
-// one is fetched, so memory is bounded by the page size, never by the result.
-import HttpApiModule from 'jsforce/lib/http-api.js';
+// §4.2). Each page is handed over as a stream of its CSV (header row on every page), read as it arrives
+// and, by the caller, COPYed as it is read: no page is ever held whole, so memory stays flat whatever the
+// page size or the result's. A page's answer names the next page (Sforce-Locator) in its headers, before
+// its rows, so the next page can be asked for while this one is still read: up to `inFlight` at once.
+import { Readable } from 'node:stream';
+import type { ReadableStream } from 'node:stream/web';
 import type { SalesforceClient } from './client.js';
-
-// The CommonJS default export, as ESM sees it.
-const HttpApi = ((HttpApiModule as unknown as { default?: unknown }).default ?? HttpApiModule) as new (
-  conn: unknown,
-  options: unknown,
-) => {
-  on(event: 'response', cb: (res: { headers: Record<string, string | undefined> }) => void): void;
-  request(req: { method: string; url: string; headers?: Record<string, string> }): Promise<unknown>;
-};
-
-export interface BulkPage {
-  csv: string;
-  records: number;
-}
 
 export interface BulkQueryOptions {
   scanAll?: boolean;
   pageSize?: number;
+  /** Result pages read at once (each by its own `onPage`); 1 reads them one after another, in order. */
+  inFlight?: number;
   pollMs?: number;
   signal?: AbortSignal;
 }
@@ -35,7 +26,15 @@ const sleep = (ms: number, signal?: AbortSignal) =>
     signal?.addEventListener('abort', () => { clearTimeout(t); resolve(); }, { once: true });
   });
 
-export async function* bulkQuery(sf: SalesforceClient, soql: string, opts: BulkQueryOptions = {}): AsyncGenerator<BulkPage> {
+/**
+ * Runs the query as a Bulk 2.0 job and hands each result page's CSV stream (header row first) to `onPage`,
+ * which must read it whole. At most `inFlight` pages are being read at once; with more than one, pages
+ * may finish in any order. Resolves when every page has been handled; the first failure (of a call or of
+ * an `onPage`) stops the rest, waits for the pages in hand to settle, aborts the job and is thrown.
+ */
+export async function bulkQuery(
+  sf: SalesforceClient, soql: string, opts: BulkQueryOptions, onPage: (csv: Readable, page: number) => Promise<void>,
+): Promise<void> {
   const base = `${sf.basePath}/jobs/query`;
   const job = (await sf.conn.request({
     method: 'POST',
@@ -44,6 +43,8 @@ export async function* bulkQuery(sf: SalesforceClient, soql: string, opts: BulkQ
     headers: { 'Content-Type': 'application/json; charset=utf-8' },
   })) as JobInfo;
   let finished = false;
+  const reading = new Map<Promise<void>, Readable>();
+  let failure: { error: unknown } | undefined;
   try {
     let pollMs = opts.pollMs ?? 250;
     for (;;) {
@@ -57,26 +58,40 @@ export async function* bulkQuery(sf: SalesforceClient, soql: string, opts: BulkQ
       await sleep(pollMs, opts.signal);
       pollMs = Math.min(pollMs * 2, 5000);
     }
+    const inFlight = Math.max(1, opts.inFlight ?? 1);
     let locator: string | undefined;
-    for (;;) {
+    for (let page = 0; ; page++) {
+      while (reading.size >= inFlight && !failure) await Promise.race(reading.keys());
+      if (failure) break;
       if (opts.signal?.aborted) throw new Error('aborted');
       const q = new URLSearchParams({ maxRecords: String(opts.pageSize ?? 50_000) });
       if (locator) q.set('locator', locator);
-      const api = new HttpApi(sf.conn, { responseType: 'text/plain' });
-      let headers: Record<string, string | undefined> = {};
-      api.on('response', (res) => { headers = res.headers ?? {}; });
-      const csv = String((await api.request({ method: 'GET', url: `${sf.conn.instanceUrl}${base}/${job.id}/results?${q}`, headers: { Accept: 'text/csv' } })) ?? '');
-      const next = headers['sforce-locator'];
-      const records = Number(headers['sforce-numberofrecords'] ?? NaN);
-      yield { csv, records: Number.isFinite(records) ? records : Math.max(0, csv.split('\n').filter(Boolean).length - 1) };
+      const res = await sf.getStream(`${base}/${job.id}/results?${q}`, { Accept: 'text/csv' }, opts.signal);
+      const next = res.headers.get('sforce-locator');
+      const body = res.body ? Readable.fromWeb(res.body as ReadableStream<Uint8Array>) : Readable.from([]);
+      const handled: Promise<void> = onPage(body, page)
+        .catch((error: unknown) => {
+          failure ??= { error };
+        })
+        .finally(() => {
+          // Not read to its end (the handler failed): the connection is let go.
+          if (!body.readableEnded) body.destroy();
+          reading.delete(handled);
+        });
+      reading.set(handled, body);
       if (!next || next === 'null') break;
       if (next === locator) throw new Error(`Bulk 2.0 query job ${job.id} returned the same locator twice (${next}): stopping rather than looping`);
       locator = next;
     }
+    await Promise.all(reading.keys());
+    if (failure) throw failure.error;
     finished = true;
   } finally {
     if (!finished) {
-      // Aborted or failed midway: stop the job so it does not keep the org busy (best effort).
+      // Failed or aborted midway: the pages in hand are cut and waited for (their handlers hold database
+      // sessions), and the job is stopped so it does not keep the org busy (best effort).
+      for (const body of reading.values()) body.destroy();
+      await Promise.allSettled(reading.keys());
       await sf.conn
         .request({ method: 'PATCH', url: `${base}/${job.id}`, body: JSON.stringify({ state: 'Aborted' }), headers: { 'Content-Type': 'application/json' } })
         .catch(() => {});

@@ -275,6 +275,46 @@ export class SalesforceClient {
     return (Array.isArray(list) ? list : []).map((v) => v.version);
   }
 
+  /**
+   * A GET whose body is read as it arrives (a Bulk 2.0 result page: tens of megabytes), where jsforce
+   * would buffer it whole. Counted in the ledger like every call; an expired session is refreshed through
+   * jsforce's own refresh and the GET sent once more; any other refusal is an error in the taxonomy's
+   * shape (errorCode, statusCode). The caller reads the body or cancels it.
+   */
+  async getStream(path: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
+    const url = `${this.conn.instanceUrl}${path}`;
+    const call = { kind: callKind('GET', url), method: 'GET', path, mappingId: callScope.getStore()?.mappingId };
+    for (let attempt = 1; ; attempt++) {
+      const started = performance.now();
+      let res: Response;
+      try {
+        res = await fetch(url, { headers: { ...headers, Authorization: `Bearer ${this.conn.accessToken}`, 'Sforce-Call-Options': `client=${CLIENT_NAME}` }, signal });
+      } catch (e) {
+        this.ledger.record({ ...call, status: 0, durationMs: performance.now() - started });
+        const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+        throw Object.assign(new Error(`GET ${path}: ${(e as Error).message}${cause ? ` (${cause.code ?? ''} ${cause.message ?? ''})` : ''}`), { code: cause?.code });
+      }
+      const info = /api-usage=(\d+)\/(\d+)/.exec(res.headers.get('sforce-limit-info') ?? '');
+      this.ledger.record({ ...call, status: res.status, durationMs: performance.now() - started, apiUsed: info ? Number(info[1]) : undefined, apiLimit: info ? Number(info[2]) : undefined });
+      if (res.ok) return res;
+      const text = await res.text().catch(() => '');
+      const refresh = (this.conn as unknown as { _refreshDelegate?: RefreshDelegateLike })._refreshDelegate;
+      if (res.status === 401 && attempt === 1 && refresh) {
+        await refresh.refresh(Date.now());
+        continue;
+      }
+      let body: { errorCode?: string; message?: string } | undefined;
+      try {
+        const j = JSON.parse(text) as unknown;
+        body = (Array.isArray(j) ? j[0] : j) as typeof body;
+      } catch {
+        body = undefined;
+      }
+      const errorCode = body?.errorCode ?? `ERROR_HTTP_${res.status}`;
+      throw Object.assign(new Error(`GET ${path}: ${errorCode}: ${body?.message ?? text.slice(0, 300)}`), { errorCode, name: errorCode, statusCode: res.status });
+    }
+  }
+
   async close(): Promise<void> {
     await this.ledger.flush();
   }

@@ -12,4 +12,4 @@ export * from './errors.js';
 export * from './rest.js';
 export { save, withTimeout, type SaveKind, type SaveResult } from './collections.js';
 export { ingest, isJobTimeout, toCsv, type IngestKind, type IngestResults } from './ingest.js';
-export { bulkQuery, type BulkPage, type BulkQueryOptions } from './bulk.js';
+export { bulkQuery, type BulkQueryOptions } from './bulk.js';

@@ -4,7 +4,7 @@
 // session it is given: the sync pool, the leader's dedicated session, or a checked-out client that holds a
 // transaction or a session's temp table (COPY needs such a client: those functions take a pg.PoolClient).
 import { pipeline } from 'node:stream/promises';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type pg from 'pg';
 import copyStreams from 'pg-copy-streams';
 import { exec, first, ident, qb, rows, sql, type Session } from './base.js';
@@ -241,18 +241,19 @@ export async function createStage(c: pg.PoolClient, mappingId: number, fields: s
  * staged page). The table is emptied before the commit.
  */
 export async function mergeStagedPage(
-  c: pg.PoolClient, mappingId: number, staged: StagedTable, header: string[], csv: string, origin: string,
+  c: pg.PoolClient, mappingId: number, staged: StagedTable, header: string[], csv: Readable, origin: string,
   alsoInTx?: (client: pg.PoolClient, staged: StagedTable) => Promise<unknown>,
-): Promise<MergeResult> {
+): Promise<MergeResult & { rows: number }> {
   const copy = sql`copy ${sql.raw(staged)} (${sql.join(header.map((h) => sql.id(h)))}) from stdin with (format csv, header true)`.compile(qb).sql;
   await exec(c, sql`begin`);
   try {
-    await pipeline(Readable.from([csv]), c.query(copyStreams.from(copy)));
+    const into = c.query(copyStreams.from(copy));
+    await pipeline(csv, into);
     const r = (await first<{ r: MergeResult }>(c, sql`select hc.inbound_merge(${mappingId}, ${staged}, ${header}, null, ${origin}) as r`))!.r;
     if (alsoInTx) await alsoInTx(c, staged);
     await exec(c, sql`truncate ${sql.raw(staged)}`);
     await exec(c, sql`commit`);
-    return r;
+    return { ...r, rows: into.rowCount };
   } catch (e) {
     await exec(c, sql`rollback`).catch(() => {});
     throw e;
@@ -288,9 +289,9 @@ export async function openCsvIdListing(c: pg.PoolClient): Promise<void> {
 }
 
 /** COPYs a Bulk 2.0 CSV page (Id, SystemModstamp) into the id listing on `c` (Postgres parses CSV and timestamps). */
-export async function listCsvIds(c: pg.PoolClient, csv: string): Promise<void> {
+export async function listCsvIds(c: pg.PoolClient, csv: Readable): Promise<void> {
   await exec(c, sql`truncate hc_drift_csv`);
-  await pipeline(Readable.from([csv]), c.query(copyStreams.from('copy hc_drift_csv (sfid, smod) from stdin with (format csv, header true)')));
+  await pipeline(csv, c.query(copyStreams.from('copy hc_drift_csv (sfid, smod) from stdin with (format csv, header true)')));
   await exec(c, sql`insert into hc_drift_ids select sfid, nullif(smod, '')::timestamptz at time zone 'UTC' from hc_drift_csv`);
 }
 

@@ -76,10 +76,9 @@ export async function driftSweep(ctx: SyncContext, m: MappingRow, opts: { reconc
     log.warn({ missing: result.missing, stale: result.stale }, 'drift sweep: many rows differ, re-reading the whole object through Bulk 2.0');
     const stage = await CsvStage.open(ctx.db, m.id, fields);
     try {
-      for await (const page of bulkQuery(ctx.sf, `SELECT ${fields.join(', ')} FROM ${m.object_name}`, { pageSize: ctx.config.inbound.bulkPageSize })) {
-        const r = await stage.apply(page.csv, 'drift');
-        repaired += r.applied;
-      }
+      await bulkQuery(ctx.sf, `SELECT ${fields.join(', ')} FROM ${m.object_name}`, { pageSize: ctx.config.inbound.bulkPageSize }, async (csv) => {
+        repaired += (await stage.apply(csv, 'drift')).applied;
+      });
     } finally {
       await stage.close();
     }
@@ -115,9 +114,6 @@ async function listByRest(ctx: SyncContext, client: pg.PoolClient, objectName: s
 /** Bulk 2.0 CSV pages COPYed straight into the listing (Postgres parses the CSV and the timestamps). */
 async function listByBulk(ctx: SyncContext, client: pg.PoolClient, objectName: string): Promise<void> {
   await openCsvIdListing(client);
-  for await (const page of bulkQuery(ctx.sf, `SELECT Id, SystemModstamp FROM ${objectName}`, { pageSize: LISTING_PAGE_SIZE })) {
-    if (page.records === 0) continue;
-    await listCsvIds(client, page.csv);
-  }
+  await bulkQuery(ctx.sf, `SELECT Id, SystemModstamp FROM ${objectName}`, { pageSize: LISTING_PAGE_SIZE }, (csv) => listCsvIds(client, csv));
   await closeCsvIdListing(client);
 }

@@ -1,5 +1,6 @@
 // Reading records from Salesforce (REST query pages, Bulk CSV pages) and handing them to the SQL
 // apply function. No row logic here: hc.inbound_merge decides what a row does to the table.
+import { Readable } from 'node:stream';
 import type pg from 'pg';
 import { parse } from 'csv-parse/sync';
 import type { Sf } from '../../salesforce/client.js';
@@ -48,6 +49,29 @@ export async function mergeRows(db: pg.Pool | pg.PoolClient, mappingId: number, 
  * A staging table for CSV pages on one dedicated session: each page is COPYed in as text (COPY parses
  * the CSV, header row skipped) and merged by one set-based call, then the table is emptied.
  */
+/**
+ * The first line of a CSV stream (its header), and the whole CSV again as a stream, header included, for
+ * COPY … (format csv, header true). Only the chunks up to the first line break are read ahead. Null for an
+ * empty stream.
+ */
+export async function headerOf(body: Readable): Promise<{ header: string; csv: Readable } | null> {
+  const it = body[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  let head = Buffer.alloc(0);
+  for (;;) {
+    const r = await it.next();
+    if (r.done) return head.length ? { header: head.toString('utf8').replace(/\r?\n$/, ''), csv: Readable.from([head]) } : null;
+    head = Buffer.concat([head, typeof r.value === 'string' ? Buffer.from(r.value) : r.value]);
+    const nl = head.indexOf(10);
+    if (nl < 0) continue;
+    const first = head;
+    const rest = async function* () {
+      yield first;
+      for (let x = await it.next(); !x.done; x = await it.next()) yield x.value;
+    };
+    return { header: first.subarray(0, nl).toString('utf8').replace(/\r$/, ''), csv: Readable.from(rest(), { objectMode: false }) };
+  }
+}
+
 export class CsvStage {
   private constructor(private readonly client: pg.PoolClient, private readonly staged: StagedTable, private readonly mappingId: number) {}
 
@@ -63,12 +87,15 @@ export class CsvStage {
     return new CsvStage(client, staged, mappingId);
   }
 
-  /** COPY one page and merge it, in one transaction; `alsoInTx` runs in it too (it may read the staged page). */
-  async apply(csv: string, origin: string, alsoInTx?: (client: pg.PoolClient, staged: StagedTable) => Promise<unknown>): Promise<MergeResult> {
-    const nl = csv.indexOf('\n');
-    if (nl < 0 || !csv.slice(nl + 1).trim()) return { applied: 0, deleted: 0, failed: 0, conflicts: 0, skipped_deleted: 0 };
-    const header = (parse(csv.slice(0, nl)) as string[][])[0];
-    return mergeStagedPage(this.client, this.mappingId, this.staged, header, csv, origin, alsoInTx);
+  /**
+   * COPYs one page as it is read and merges it, in one transaction; `alsoInTx` runs in it too (it may read
+   * the staged page). `rows`: the rows the page held.
+   */
+  async apply(page: Readable, origin: string, alsoInTx?: (client: pg.PoolClient, staged: StagedTable) => Promise<unknown>): Promise<MergeResult & { rows: number }> {
+    const split = await headerOf(page);
+    if (!split) return { applied: 0, deleted: 0, failed: 0, conflicts: 0, skipped_deleted: 0, rows: 0 };
+    const header = (parse(split.header) as string[][])[0];
+    return mergeStagedPage(this.client, this.mappingId, this.staged, header, split.csv, origin, alsoInTx);
   }
 
   async close(): Promise<void> {
