@@ -52,6 +52,8 @@ export class MappingWorker {
   private cdcFields?: { fields: string[]; calculated: string[] };
   private events: ChangeEvent[] = [];
   private drainQueued = false;
+  /** When each queued change event arrived (for the debug line of its batch: how long it waited). */
+  private queuedAt = new WeakMap<ChangeEvent, number>();
   private pollTimer?: NodeJS.Timeout;
   private driftTimer?: LongTimer;
   private rereadTimer?: NodeJS.Timeout;
@@ -421,6 +423,8 @@ export class MappingWorker {
   }
 
   private queue(events: ChangeEvent[], fields: string[], calculated: string[]): void {
+    const at = Date.now();
+    for (const e of events) this.queuedAt.set(e, at);
     this.events.push(...events);
     if (this.drainQueued) return;
     // Cleared when the drain starts: an event arriving after that queues the next drain.
@@ -468,7 +472,9 @@ export class MappingWorker {
       try {
         const epoch = this.epoch();
         if (epoch === undefined) throw new Error('no longer the inbound leader: the batch is left to the new leader');
-        await applyCdcBatch(this.ctx, this.m, fields, calculated, batch, epoch);
+        const queuedMs = Date.now() - (this.queuedAt.get(batch[0]) ?? Date.now());
+        const r = await applyCdcBatch(this.ctx, this.m, fields, calculated, batch, epoch);
+        this.log.debug({ events: batch.length, queuedMs, ...r.timing }, 'change-event batch');
         if (this.membership) {
           this.committed = String(batch[batch.length - 1].replayId);
           this.membership.release(batch.length);
