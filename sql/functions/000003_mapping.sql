@@ -299,7 +299,9 @@ $$;
 -- HC's status trigger has already marked the row PENDING: it stayed PENDING for ever, with nothing that
 -- would ever send it, and a FAILED row lost its error. hcsync keeps the status the row had (an extra
 -- BEFORE UPDATE trigger, hcsync_noop_guard, named to fire after HC's status trigger; HC's own
--- triggers are untouched). Rows are compared as text, which works for every column type.
+-- triggers are untouched). Rows are compared byte for byte (*=, record_image_eq, the comparison REFRESH
+-- MATERIALIZED VIEW CONCURRENTLY uses), which works for every column type, even one without an equality
+-- operator; printing both rows as text, as before, took a third of an application UPDATE's capture cost.
 create or replace function hc.noop_guard() returns trigger
 language plpgsql
 set search_path = pg_catalog, pg_temp
@@ -309,7 +311,7 @@ declare
 begin
   before_change._hc_lastop := new._hc_lastop;
   before_change._hc_err := new._hc_err;
-  if before_change::text is not distinct from new::text then
+  if before_change operator(pg_catalog.*=) new then
     new._hc_lastop := old._hc_lastop;
     new._hc_err := old._hc_err;
   end if;

@@ -310,4 +310,25 @@ describe('an application UPDATE that changes nothing', () => {
     expect(await row(id)).toEqual({ _hc_lastop: 'PENDING', _hc_err: null });
     expect((await log(id)).map((l) => l.state)).toEqual(['IGNORE', 'NEW']);
   });
+
+  it('tells "nothing changed" for a column type without an equality operator too (an application column of type point)', async () => {
+    await db.query('alter table salesforce.contact add column app_spot point');
+    try {
+      const id = await synced('003000000000N03AAA');
+      await db.query(`update salesforce.contact set app_spot = point(1, 2) where id = $1`, [id]);
+      expect(await row(id)).toEqual({ _hc_lastop: 'PENDING', _hc_err: null });
+      await synced('003000000000N04AAA');
+      const same = (await db.query(`select id from salesforce.contact where sfid = '003000000000N04AAA'`)).rows[0].id as number;
+      const c = await syncClient(db);
+      try {
+        await c.query(`update salesforce.contact set app_spot = point(1, 2) where id = $1`, [same]);
+      } finally {
+        await c.end();
+      }
+      await db.query(`update salesforce.contact set app_spot = point(1, 2) where id = $1`, [same]);
+      expect(await row(same)).toEqual({ _hc_lastop: 'SYNCED', _hc_err: null });
+    } finally {
+      await db.query('alter table salesforce.contact drop column app_spot');
+    }
+  });
 });
