@@ -33,7 +33,7 @@ PG_MAJORS ?= 14 15 16 17 18
 # besides the full legs on 18 (embedded) and 15 (the system server); `make test-matrix` runs them all.
 PG_MATRIX_QUICK := test/sql test/migrator.test.ts test/migration test/inbound/merge.test.ts test/outbound/claim.test.ts
 
-.PHONY: help setup chromium build test test-system test-cometd test-matrix test-matrix-quick demo bench bench-quick soak clean typecheck
+.PHONY: help setup chromium build test test-system test-cometd test-matrix test-matrix-quick demo bench bench-quick bench-large soak clean typecheck
 
 help:
 	@echo "make demo    - run hcsync end to end: embedded Postgres, Salesforce emulator, sidecar, traffic"
@@ -43,6 +43,7 @@ help:
 	@echo "make test-matrix - the test suite on embedded PostgreSQL 14, 15, 16, 17 and 18 (PG_MAJORS=\"14 17\" for some)"
 	@echo "make test-matrix-quick - the version-sensitive files only (SQL, migrator, merge, claim) on each major"
 	@echo "make bench   - run the benchmarks (bench/), tables in the terminal, JSON in bench/results/"
+	@echo "make bench-large - the volume runs: a 5,000,000-row initial load and 1,000,000 outbound updates"
 	@echo "make soak    - the convergence test for SOAK_MINUTES (30) under faults, >= 100 kills (HCSYNC_SEED=n replays a seed)"
 	@echo "make clean   - remove build output and the demo's data (.data/)"
 
@@ -130,6 +131,9 @@ bench: setup
 
 bench-quick: setup
 	node dist/bench/run.js --quick
+
+bench-large: setup
+	node dist/bench/run.js --large
 
 # The convergence test (test/convergence/) for 30 minutes: the same workload, nemesis and checker as CI's
 # bounded run, with at least 100 kill -9s. Figures in the terminal and bench/results/soak-*.json.

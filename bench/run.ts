@@ -14,18 +14,25 @@ import { table, writeRecord, type Outcome, type RunRecord } from './lib/report.j
 const program = new Command('bench')
   .description('hcsync benchmarks: real sidecar, real Salesforce emulator, real Postgres')
   .option('--quick', 'smoke run with small sizes and short windows (under 2 minutes)', false)
+  .option('--large', 'the volume runs: a 5,000,000-row initial load and 1,000,000 outbound updates (about 40 minutes)', false)
   .option('--only <names>', 'comma-separated benchmark names to run (see --list)')
   .option('--list', 'list the benchmarks and exit', false)
   .parse(process.argv);
 
-const opts = program.opts<{ quick: boolean; only?: string; list: boolean }>();
+const opts = program.opts<{ quick: boolean; large: boolean; only?: string; list: boolean }>();
 
 async function main(): Promise<number> {
   if (opts.list) {
-    for (const b of benchmarks) console.log(`${b.name.padEnd(28)} ${b.title}${b.optIn ? `  (only with --only: ${b.optIn})` : ''}`);
+    for (const b of benchmarks) {
+      console.log(`${b.name.padEnd(28)} ${b.title}${b.optIn ? `  (only with --only: ${b.optIn})` : ''}${b.large ? `  [--large: ${b.large}]` : ''}`);
+    }
     return 0;
   }
-  let selected = benchmarks.filter((b) => !b.optIn);
+  if (opts.quick && opts.large) {
+    console.error('--quick and --large are opposites: give one of them');
+    return 2;
+  }
+  let selected = benchmarks.filter((b) => (opts.large ? b.large : !b.optIn));
   if (opts.only) {
     const wanted = opts.only.split(',').map((s) => s.trim()).filter(Boolean);
     const unknown = wanted.filter((w) => !benchmarks.some((b) => b.name === w));
@@ -34,6 +41,11 @@ async function main(): Promise<number> {
       return 2;
     }
     selected = benchmarks.filter((b) => wanted.includes(b.name));
+    const small = opts.large ? selected.filter((b) => !b.large) : [];
+    if (small.length) {
+      console.error(`--large has no larger size for: ${small.map((b) => b.name).join(', ')}; these have one: ${benchmarks.filter((b) => b.large).map((b) => b.name).join(', ')}`);
+      return 2;
+    }
   }
 
   const startedAt = new Date().toISOString();
@@ -49,7 +61,7 @@ async function main(): Promise<number> {
   const record: RunRecord = {
     startedAt,
     command: `node dist/bench/run.js ${process.argv.slice(2).join(' ')}`.trim(),
-    mode: opts.quick ? 'quick' : 'full',
+    mode: opts.quick ? 'quick' : opts.large ? 'large' : 'full',
     machine: mach,
     versions: versions(server.version),
     postgres: { kind: server.kind, settings: server.settings },
@@ -57,7 +69,7 @@ async function main(): Promise<number> {
   };
   progress(`PostgreSQL ${server.version}, node ${process.version}, hcsync ${record.versions.hcsync}, ${mach.cores} × ${mach.cpu}`);
 
-  const ctx: BenchContext = { quick: opts.quick, server, progress, workDir };
+  const ctx: BenchContext = { quick: opts.quick, large: opts.large, server, progress, workDir };
   for (const sig of ['SIGINT', 'SIGTERM'] as const) {
     process.once(sig, () => {
       progress(`${sig}: stopping the sidecar, the emulator and Postgres`);

@@ -23,7 +23,7 @@ const run = promisify(execFile);
 
 interface Load { tps: number; latencyMs: number }
 
-async function hasPgbench(): Promise<boolean> {
+export async function hasPgbench(): Promise<boolean> {
   try {
     await run('pgbench', ['--version']);
     return true;
@@ -32,7 +32,7 @@ async function hasPgbench(): Promise<boolean> {
   }
 }
 
-async function pgbench(url: string, script: string, seconds: number, clients: number): Promise<Load> {
+export async function pgbench(url: string, script: string, seconds: number, clients: number): Promise<Load> {
   const { stdout } = await run('pgbench', ['-n', '-M', 'prepared', '-c', String(clients), '-j', String(clients), '-T', String(seconds), '-f', script, url], {
     maxBuffer: 1 << 20,
   });

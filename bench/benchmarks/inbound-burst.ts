@@ -30,6 +30,7 @@ import { accountConfig } from '../lib/mapping.js';
 import { watchActivity } from '../lib/pg-activity.js';
 import { fmt } from '../lib/report.js';
 import { withRig } from '../lib/rig.js';
+import { eventBatches, type EventBatch } from '../lib/rounds.js';
 import { whileAlive } from '../lib/sidecar.js';
 import { round } from '../lib/stats.js';
 
@@ -209,7 +210,8 @@ export const inboundBurst: Benchmark = {
       // hcsync: the mapping loaded (it reads baseline 1's values), its change stream up.
       const mapping = accountConfig(describe as never, { access: 'read_write', notify: true, pollingSeconds: 600 });
       config.mapping = mapping;
-      const sidecar = await rig.startSidecar('inbound-burst');
+      // At debug level the sidecar logs each change-event batch's phases (read back below).
+      const sidecar = await rig.startSidecar('inbound-burst', { HC_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'debug' });
       await rig.mapSynced(mapping, { syncedMs: ctx.quick ? 120_000 : 300_000, caughtUpMs: ctx.quick ? 60_000 : 300_000 });
       await sleep(1000); // the shared stream subscribes once the mapping is synced
       // Once subscribed, the sidecar re-reads by SystemModstamp from the load's start; baseline 1 changed
@@ -327,7 +329,22 @@ export const inboundBurst: Benchmark = {
           note: `${apply.calls} calls, the longest ${fmt(apply.ms.max)} ms (p50 ${fmt(apply.ms.p50)} ms): ${fmt(n / Math.max(0.001, apply.totalMs / 1000))} records per second of apply; a call running ${Math.round(apply.activeShare * 100)} % of the run, no sidecar statement ${Math.round(act.idleShare * 100)} %`,
         });
       }
+      // The sidecar's own account of each batch: how long its first event waited in the queue, and the
+      // pre-read, Salesforce reads, JSON building and apply of every batch.
+      const batches = rig.logFile ? eventBatches(rig.logFile, job.submittedAt - 1000, endAt + 5000) : [];
+      if (batches.length) {
+        const sum = (k: keyof EventBatch) => batches.reduce((a, b) => a + b[k], 0);
+        const b0 = batches[0];
+        const b0Ms = b0.queuedMs + b0.prereadMs + b0.fetchMs + b0.buildMs + b0.applyMs;
+        rows.push(
+          { metric: 'hcsync: first batch, arrival of its event → committed', value: b0Ms / 1000, unit: 's',
+            note: `its event reached the sidecar's queue ${fmt((b0.time - b0Ms - job.submittedAt) / 1000)} s after the submission; ${b0.records.toLocaleString('en-US')} records: queued ${fmt(b0.queuedMs)} ms, pre-read ${fmt(b0.prereadMs)}, Salesforce reads ${fmt(b0.fetchMs)}, building ${fmt(b0.buildMs)}, apply ${fmt(b0.applyMs)} ms` },
+          { metric: 'hcsync: all batches, sidecar time per phase', value: (sum('prereadMs') + sum('fetchMs') + sum('buildMs') + sum('applyMs')) / 1000, unit: 's',
+            note: `${batches.length} batches, ${sum('records').toLocaleString('en-US')} records: pre-read ${fmt(sum('prereadMs'))} ms, Salesforce reads ${fmt(sum('fetchMs'))}, building ${fmt(sum('buildMs'))}, apply ${fmt(sum('applyMs'))} ms` },
+        );
+      }
       Object.assign(config, {
+        eventBatches: batches,
         hcsyncMs: round(hcMs, 1),
         hcsyncFirstRowMs: round(firstAt - job.submittedAt, 1),
         hcsyncJobMs: round(jobDone.completedAt - job.submittedAt, 1),

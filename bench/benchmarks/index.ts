@@ -2,6 +2,7 @@
 import type { Benchmark } from '../lib/bench.js';
 import { appLockWaits } from './app-lock-waits.js';
 import { capture } from './capture.js';
+import { captureProfile } from './capture-profile.js';
 import { emulatorCeiling } from './emulator.js';
 import { idle } from './idle.js';
 import { inboundBurst } from './inbound-burst.js';
@@ -10,4 +11,4 @@ import { initialLoad } from './initial-load.js';
 import { outboundLatency } from './outbound-latency.js';
 import { outboundThroughput, outboundThroughputCdc, outboundThroughputMerged } from './outbound-throughput.js';
 
-export const benchmarks: Benchmark[] = [outboundLatency, inboundLatency, inboundBurst, initialLoad, outboundThroughput, outboundThroughputCdc, outboundThroughputMerged, appLockWaits, capture, idle, emulatorCeiling];
+export const benchmarks: Benchmark[] = [outboundLatency, inboundLatency, inboundBurst, initialLoad, outboundThroughput, outboundThroughputCdc, outboundThroughputMerged, appLockWaits, capture, captureProfile, idle, emulatorCeiling];

@@ -12,16 +12,19 @@ import { compared, type BenchContext, type BenchResult, type Benchmark, type Row
 import { bulkIngest, bulkQuery } from '../lib/bulk.js';
 import { accountConfig, mapAccount } from '../lib/mapping.js';
 import { withRig } from '../lib/rig.js';
+import { loadPages } from '../lib/rounds.js';
 import { waitSynced } from '../lib/sync.js';
 
 export const initialLoad: Benchmark = {
   name: 'initial-load',
   title: '3. Initial load (Bulk 2.0)',
+  large: '5,000,000 rows',
   async run(ctx: BenchContext): Promise<BenchResult> {
-    const n = ctx.quick ? 20_000 : 1_000_000;
+    const n = ctx.quick ? 20_000 : ctx.large ? 5_000_000 : 1_000_000;
     const rows: Row[] = [];
     const config: Record<string, unknown> = { rows: n };
-    return withRig(ctx, 'load', { poolMax: 2, partial: { rows, config } }, async ({ emu, conn, describe, pool, startSidecar }) => {
+    return withRig(ctx, 'load', { poolMax: 2, partial: { rows, config } }, async (rig) => {
+      const { emu, conn, describe, pool, startSidecar } = rig;
       const gen = accountGenerator(describe.fields as never, 3);
       const mappingConfig = accountConfig(describe as never, { access: 'read_write', notify: false, pollingSeconds: 600 });
       Object.assign(config, { mapping: mappingConfig });
@@ -85,11 +88,17 @@ export const initialLoad: Benchmark = {
       await pool.query('checkpoint');
 
       // hcsync: the sidecar running, the mapping created (as an operator would), until DATA_SYNCED.
-      const sidecar = await startSidecar('initial-load');
+      // At debug level the sidecar logs each page's COPY + merge (read back below). The load's two settings
+      // and the process's memory knobs (NODE_OPTIONS, MALLOC_ARENA_MAX), when set in the bench's environment,
+      // are passed on to compare them, and recorded.
+      const sidecarEnv: Record<string, string> = { HC_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'debug' };
+      for (const k of ['HC_BULK_PAGE_SIZE', 'HC_BULK_PAGES_IN_FLIGHT', 'MALLOC_ARENA_MAX', 'NODE_OPTIONS']) if (process.env[k]) sidecarEnv[k] = process.env[k]!;
+      config.sidecarEnv = sidecarEnv;
+      const sidecar = await startSidecar('initial-load', sidecarEnv);
       const idleRss = sidecar.rssMiB();
       const t0 = performance.now();
       await mapAccount(pool, mappingConfig);
-      await waitSynced(pool, 'Account', sidecar, ctx.quick ? 120_000 : 600_000);
+      await waitSynced(pool, 'Account', sidecar, ctx.quick ? 120_000 : ctx.large ? 3_600_000 : 600_000);
       const seconds = (performance.now() - t0) / 1000;
       const peak = sidecar.peakRssMiB();
       const loaded = (await pool.query<{ n: number }>('select count(*)::int as n from salesforce.account')).rows[0].n;
@@ -99,6 +108,12 @@ export const initialLoad: Benchmark = {
         compared('initial load, mapping created → DATA_SYNCED', n / seconds, 'rows/s', 'raw COPY of the same CSV', copyRate, `${n.toLocaleString('en-US')} rows in ${seconds.toFixed(1)} s`),
       );
       rows.push(compared('sidecar peak RSS (VmHWM)', peak ?? NaN, 'MiB', 'sidecar RSS before the load', idleRss ?? NaN));
+      const pages = rig.logFile ? loadPages(rig.logFile) : [];
+      if (pages.length) {
+        const applyMs = pages.reduce((a, p) => a + p.applyMs, 0);
+        rows.push({ metric: 'sidecar: pages read into COPY and merged, summed', value: applyMs / 1000, unit: 's',
+          note: `${pages.length} pages of up to ${sidecarEnv.HC_BULK_PAGE_SIZE ?? 'the default'} rows, ${sidecarEnv.HC_BULK_PAGES_IN_FLIGHT ?? 'the default number'} at a time; the load took ${seconds.toFixed(1)} s in all` });
+      }
       Object.assign(config, { loadSeconds: seconds, copySeconds, apiCallsByKind: Object.fromEntries(apiCalls.map((r) => [r.kind, r.n])) });
       return { rows, config };
     });

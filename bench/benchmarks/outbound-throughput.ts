@@ -5,7 +5,9 @@
 // jobs opened. Baseline, same run: a bare client updating the same records through sObject Collections,
 // 200 per call, with as many calls in flight as the writer keeps (HC_WRITE_CONCURRENCY, default 4); the
 // same client one call at a time is shown too. The baseline with calls in flight is also the emulator's
-// own ceiling for these calls on this machine at that moment.
+// own ceiling for these calls on this machine at that moment. Then the writer alone: the same N rows
+// updated again while the connection is paused, timed from hc.resume() until all are in Salesforce, so
+// the application's own pace (each burst through the capture triggers) is out of the figure.
 // Configurations: change events off (the writer alone) and on (Accelerated Polling, a mapping's default:
 // the echo of every update comes back through CDC while the writer works), both with the connection's
 // default ordered writes, where batches of HC_BULK_WRITE_THRESHOLD (2,000) or more go as Bulk 2.0 ingest
@@ -31,7 +33,8 @@ interface Variant {
   notify: boolean;
   /** The connection's write algorithm; without it the default (ordered). */
   writeAlgorithm?: 'merged' | 'ordered';
-  updates: { quick: number; full: number };
+  /** `large`: the size with --large, for the variants that have one. */
+  updates: { quick: number; full: number; large?: number };
   burst: { quick: number; full: number };
 }
 
@@ -40,8 +43,9 @@ function throughput(v: Variant): Benchmark {
     name: v.name,
     title: v.title,
     optIn: v.optIn,
+    large: v.updates.large ? `${v.updates.large.toLocaleString('en-US')} updates` : undefined,
     async run(ctx: BenchContext): Promise<BenchResult> {
-      const n = ctx.quick ? v.updates.quick : v.updates.full;
+      const n = ctx.quick ? v.updates.quick : ctx.large && v.updates.large ? v.updates.large : v.updates.full;
       const burst = ctx.quick ? v.burst.quick : v.burst.full;
       const pauseMs = 250;
       const baselineRecords = Math.min(n, 20_000);
@@ -84,7 +88,7 @@ function throughput(v: Variant): Benchmark {
         }
         // At debug level the writer logs each round's claim, send and record times (read back below).
         const sidecar = await startSidecar(v.name, { HC_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'debug' });
-        await mapSynced(mapping, { syncedMs: ctx.quick ? 120_000 : 300_000, caughtUpMs: ctx.quick ? 60_000 : 300_000 });
+        await mapSynced(mapping, { syncedMs: ctx.quick ? 120_000 : ctx.large ? 1_800_000 : 300_000, caughtUpMs: ctx.quick ? 60_000 : ctx.large ? 1_800_000 : 300_000 });
         const algorithm = (await pool.query(`select write_algorithm from hc.connections where schema_name = 'salesforce'`)).rows[0].write_algorithm;
         config.writeAlgorithm = algorithm;
         await sleep(1000); // let the ledger flush the load's calls
@@ -96,14 +100,14 @@ function throughput(v: Variant): Benchmark {
         const t0Epoch = Date.now();
         // Where the writer's time went, from its own log: per round (one claim of up to 2,000 entries),
         // and the share of the run during which some lane was in that phase.
-        const roundRows = (seconds: number) => {
-          const wr = rig.logFile ? writerRounds(rig.logFile, t0Epoch, t0Epoch + seconds * 1000) : undefined;
+        const roundRows = (seconds: number, fromEpoch = t0Epoch, phase = 'writer') => {
+          const wr = rig.logFile ? writerRounds(rig.logFile, fromEpoch, fromEpoch + seconds * 1000) : undefined;
           if (!wr) return undefined;
           const pct = (x: number) => `${Math.round(x * 100)} %`;
           rows.push(
-            { metric: 'writer: claim per round (hc.outbound_claim), p50', value: wr.claimMs.p50, unit: 'ms', note: `p90 ${fmt(wr.claimMs.p90)} ms (incl. waiting for another lane's claim); a claim running ${pct(wr.claimShare)} of the run; ${wr.rounds} rounds, ${fmt(wr.ops / wr.rounds)} ops each` },
-            { metric: 'writer: send per round (Salesforce calls), p50', value: wr.sendMs.p50, unit: 'ms', note: `p90 ${fmt(wr.sendMs.p90)} ms; calls in flight ${pct(wr.sendShare)} of the run` },
-            { metric: 'writer: record per round (hc.outbound_complete), p50', value: wr.completeMs.p50, unit: 'ms', note: `p90 ${fmt(wr.completeMs.p90)} ms; recording ${pct(wr.completeShare)} of the run` },
+            { metric: `${phase}: claim per round (hc.outbound_claim), p50`, value: wr.claimMs.p50, unit: 'ms', note: `p90 ${fmt(wr.claimMs.p90)} ms (incl. waiting for another lane's claim); a claim running ${pct(wr.claimShare)} of the run; ${wr.rounds} rounds, ${fmt(wr.ops / wr.rounds)} ops each` },
+            { metric: `${phase}: send per round (Salesforce calls), p50`, value: wr.sendMs.p50, unit: 'ms', note: `p90 ${fmt(wr.sendMs.p90)} ms; calls in flight ${pct(wr.sendShare)} of the run` },
+            { metric: `${phase}: record per round (hc.outbound_complete), p50`, value: wr.completeMs.p50, unit: 'ms', note: `p90 ${fmt(wr.completeMs.p90)} ms; recording ${pct(wr.completeShare)} of the run` },
           );
           return wr;
         };
@@ -119,9 +123,9 @@ function throughput(v: Variant): Benchmark {
         const tBacklog = performance.now();
         const backlog = (await pool.query<{ n: number }>(`select count(*)::int as n from salesforce._trigger_log where state in ('NEW', 'PENDING')`)).rows[0].n;
         ctx.progress(`${n} updates committed in ${burstSeconds.toFixed(1)} s, ${backlog} not sent yet; waiting for the writer`);
-        // The writer gets a budget (the suite must finish in 15 minutes); past it, what was sent is reported
-        // and the benchmark fails.
-        const budgetSeconds = ctx.quick ? 60 : 240;
+        // The writer gets a budget (the suite must finish in 15 minutes; --large has an hour); past it, what
+        // was sent is reported and the benchmark fails.
+        const budgetSeconds = ctx.quick ? 60 : ctx.large ? 3600 : 240;
         const deadline = t0 + budgetSeconds * 1000;
         await whileAlive(
           sidecar,
@@ -167,7 +171,40 @@ function throughput(v: Variant): Benchmark {
           compared('all API calls during the run', calls.length, 'calls', 'ideal ceil(N/200)', ideal, Object.entries(byKind).map(([k, v]) => `${k} ${v}`).join(', ')),
         );
         const wr = roundRows(seconds);
-        Object.assign(config, { seconds, burstSeconds, backlog, drainSeconds, failed, apiCallsByKind: byKind, baselineRecords, baselineInFlight: WRITER_IN_FLIGHT, serialRate, idealCalls: ideal, writerRounds: wr });
+
+        // The writer alone: the same N rows updated again while the connection is paused (captured, not
+        // sent), then hc.resume(); from the resume until all are in Salesforce. Above, the application's
+        // own bursts (each UPDATE through the capture triggers) can set the pace; here nothing but the
+        // writer does, which is what the bare client is compared with.
+        await pool.query('select hc.pause()');
+        await sleep(1000); // a round in progress when the pause lands finishes
+        for (let k = 0; k * burst < n; k++) {
+          const from = lo + k * burst;
+          await pool.query(`update salesforce.account set description = 'bench-backlog ' || $1::int || ' row ' || id where id between $2 and $3`, [k, from, Math.min(lo + n - 1, from + burst - 1)]);
+        }
+        const queued = (await pool.query<{ n: number }>(`select count(*)::int as n from salesforce._trigger_log where state in ('NEW', 'PENDING')`)).rows[0].n;
+        const tResume = performance.now();
+        const resumeEpoch = Date.now();
+        await pool.query('select hc.resume()');
+        const backlogDeadline = tResume + budgetSeconds * 1000;
+        await whileAlive(
+          sidecar,
+          (async () => {
+            for (;;) {
+              const left = (await pool.query<{ n: number }>(`select count(*)::int as n from salesforce._trigger_log where state in ('NEW', 'PENDING')`)).rows[0].n;
+              if (left === 0) return;
+              if (performance.now() > backlogDeadline) throw new Error(`the writer sent ${queued - left} of a backlog of ${queued} within the ${budgetSeconds} s budget`);
+              await sleep(100);
+            }
+          })(),
+        );
+        const backlogSeconds = (performance.now() - tResume) / 1000;
+        const backlogInSf = await emu.countWhere('Account', 'Description', 'bench-backlog ');
+        if (backlogInSf !== n) throw new Error(`the backlog drained but ${backlogInSf} of ${n} updates are in Salesforce`);
+        rows.push(compared('writer alone: N queued while paused → all in Salesforce after hc.resume()', queued / backlogSeconds, 'rows/s', baseLabel, baseRate,
+          `${queued.toLocaleString('en-US')} updates sent in ${backlogSeconds.toFixed(1)} s`));
+        const backlogRounds = roundRows(backlogSeconds, resumeEpoch, 'writer alone');
+        Object.assign(config, { seconds, burstSeconds, backlog, drainSeconds, failed, apiCallsByKind: byKind, baselineRecords, baselineInFlight: WRITER_IN_FLIGHT, serialRate, idealCalls: ideal, writerRounds: wr, backlogQueued: queued, backlogSeconds, backlogRounds });
         return { rows, config };
       });
     },
@@ -178,7 +215,7 @@ export const outboundThroughput = throughput({
   name: 'outbound-throughput',
   title: '4. Outbound throughput + API economy (CDC off)',
   notify: false,
-  updates: { quick: 5_000, full: 100_000 },
+  updates: { quick: 5_000, full: 100_000, large: 1_000_000 },
   burst: { quick: 1_000, full: 5_000 },
 });
 

@@ -25,6 +25,8 @@ export interface BenchResult {
 
 export interface BenchContext {
   quick: boolean;
+  /** `--large`: the sizes of the `large` benchmarks (5,000,000-row load, 1,000,000 outbound updates). */
+  large: boolean;
   server: BenchServer;
   /** A progress line on stderr (the table goes to stdout). */
   progress(msg: string): void;
@@ -37,6 +39,8 @@ export interface Benchmark {
   title: string;
   /** Not part of the default run (say why in the file); run it with --only NAME. */
   optIn?: string;
+  /** What it measures with `--large` (which runs only the benchmarks that have this). */
+  large?: string;
   run(ctx: BenchContext): Promise<BenchResult>;
 }
 

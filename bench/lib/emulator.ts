@@ -44,8 +44,8 @@ function rss(pid: number): number | undefined {
 }
 
 export async function emulatorProcess(ctx: Pick<BenchContext, 'progress'>): Promise<EmulatorHandle> {
-  // Room for a million records in memory: the org's data lives in the emulator's heap.
-  const child: ChildProcess = fork(CHILD, [], { execArgv: ['--max-old-space-size=8192', '--expose-gc'], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
+  // Room for five million records (--large) in memory: the org's data lives in the emulator's heap.
+  const child: ChildProcess = fork(CHILD, [], { execArgv: ['--max-old-space-size=12288', '--expose-gc'], stdio: ['ignore', 'ignore', 'pipe', 'ipc'] });
   const forget = onInterrupt(() => child.kill('SIGKILL'));
   child.once('exit', forget);
   let stderr = '';

@@ -17,7 +17,7 @@ export interface Outcome {
 export interface RunRecord {
   startedAt: string;
   command: string;
-  mode: 'full' | 'quick';
+  mode: 'full' | 'quick' | 'large';
   machine: Machine;
   versions: Versions;
   postgres: { kind: string; settings: Record<string, string> };

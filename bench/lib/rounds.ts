@@ -1,9 +1,10 @@
-// The writer's own account of where its time went: the sidecar logs one `outbound round` line per
-// claim → send → record (at debug level), with claimMs (hc.outbound_claim, including the wait for
-// another lane's claim: claims are serialised per connection), sendMs (the Salesforce calls) and
-// completeMs (hc.outbound_complete). Read back from the sidecar's log after a run, they say what
-// bounds the throughput: the share of the run during which a claim (or a call, or a completion) was
-// in progress on some lane. A claim share near 100 % means the serialised claims set the pace.
+// The sidecar's own account of where its time went, from the debug lines it logs, read back from its log
+// after a run. The writer logs one `outbound round` line per claim → send → record, with claimMs
+// (hc.outbound_claim, including the wait for another lane's claim: claims are serialised per connection),
+// sendMs (the Salesforce calls) and completeMs (hc.outbound_complete): the share of the run during which
+// a claim (or a call, or a completion) was in progress on some lane says what bounds the throughput; a
+// claim share near 100 % means the serialised claims set the pace. The reader logs one `change-event
+// batch` line per apply and one `load page` line per page of a load.
 import { readFileSync } from 'node:fs';
 import { summarize, type Summary } from './stats.js';
 
@@ -64,4 +65,50 @@ export function writerRounds(logFile: string, fromMs: number, toMs: number): Wri
     sendShare: phase((r) => r.time - r.completeMs - r.sendMs, (r) => r.sendMs),
     completeShare: phase((r) => r.time - r.completeMs, (r) => r.completeMs),
   };
+}
+
+/** One change-event batch as the sidecar logged it (`change-event batch`, debug level): its phases in ms. */
+export interface EventBatch {
+  /** When the line was written (epoch ms): the batch's commit. */
+  time: number;
+  events: number;
+  records: number;
+  /** From the arrival of its first event to the start of its apply. */
+  queuedMs: number;
+  prereadMs: number;
+  fetchMs: number;
+  buildMs: number;
+  applyMs: number;
+}
+
+/** The change-event batches logged between fromMs and toMs (epoch ms), in order; [] when not at debug level. */
+export function eventBatches(logFile: string, fromMs: number, toMs: number): EventBatch[] {
+  const out: EventBatch[] = [];
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes('"change-event batch"')) continue;
+    try {
+      const r = JSON.parse(line) as Partial<EventBatch> & { msg?: string };
+      if (r.msg !== 'change-event batch' || typeof r.time !== 'number' || r.time < fromMs || r.time > toMs) continue;
+      out.push({ time: r.time, events: r.events ?? 0, records: r.records ?? 0, queuedMs: r.queuedMs ?? 0, prereadMs: r.prereadMs ?? 0, fetchMs: r.fetchMs ?? 0, buildMs: r.buildMs ?? 0, applyMs: r.applyMs ?? 0 });
+    } catch {
+      // a line cut short: not a batch
+    }
+  }
+  return out;
+}
+
+/** The pages of a load as the sidecar logged them (`load page`, debug level): records, and the ms from the
+ * page's first byte to its merge's end (COPY as it is read, then the merge). Empty when not at debug level. */
+export function loadPages(logFile: string): { records: number; applyMs: number }[] {
+  const out: { records: number; applyMs: number }[] = [];
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes('"load page"')) continue;
+    try {
+      const r = JSON.parse(line) as { msg?: string; records?: number; applyMs?: number };
+      if (r.msg === 'load page') out.push({ records: r.records ?? 0, applyMs: r.applyMs ?? 0 });
+    } catch {
+      // a line cut short: not a page
+    }
+  }
+  return out;
 }
