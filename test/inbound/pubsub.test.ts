@@ -322,6 +322,26 @@ describe('the shared stream and its members', () => {
   }, 120_000);
   afterAll(async () => h?.close());
 
+  it("a member's schema is fetched when it joins, not when its first event arrives (an org busy with a large job answers late)", async () => {
+    h.config.changeStream = { transport: 'pubsub', channel: '/data/ChangeEvents', pubsubEndpoint: h.emu.pubsubEndpoint!, pubsubCa: h.emu.certificate };
+    const ctx = { sf: h.sf, config: h.config, log: createLogger({ level: 'warn', pretty: false }) };
+    const streams = new ChangeStreams(ctx as never, { idleMs: 60_000 });
+    const asked: string[] = [];
+    const decoder = streams.api.decoder.bind(streams.api);
+    streams.api.decoder = (schemaId: string) => {
+      asked.push(schemaId);
+      return decoder(schemaId);
+    };
+    try {
+      const m = await streams.join({ mappingId: 1, object: 'Account', onEvents: () => {}, onIdle: () => {}, onResync: () => {}, onUnavailable: (r) => { throw new Error(r); } }, null);
+      const { schemaId } = await streams.api.getTopic('/data/AccountChangeEvent');
+      expect(asked).toEqual([schemaId]);
+      await m!.leave();
+    } finally {
+      await streams.stop();
+    }
+  });
+
   it('a mapping that joins again behind the running stream gets every event after its position once, while the others get nothing twice', async () => {
     h.config.changeStream = { transport: 'pubsub', channel: '/data/ChangeEvents', pubsubEndpoint: h.emu.pubsubEndpoint!, pubsubCa: h.emu.certificate };
     const ctx = { sf: h.sf, config: h.config, log: createLogger({ level: 'warn', pretty: false }) };

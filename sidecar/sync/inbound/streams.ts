@@ -250,6 +250,10 @@ export class ChangeStreams {
     try {
       const info = await this.api.getTopic(topic);
       const missing = info.canSubscribe === false ? `the integration user cannot subscribe to ${topic}` : undefined;
+      // The topic's schema is fetched now, not when its first event arrives: an org busy with the very job
+      // whose changes those events carry (a Bulk update of 100,000 records) answered GetSchema only when
+      // the job was done, and no event was applied until then.
+      if (!missing && info.schemaId) this.api.decoder(info.schemaId).catch(() => {});
       this.checks.set(topic, { missing, at: Date.now() });
       return missing ?? null;
     } catch (e) {
