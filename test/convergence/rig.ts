@@ -42,6 +42,8 @@ export interface Rig {
   env: Record<string, string>;
   /** True when this run owns the server and may restart it. */
   ownsServer: boolean;
+  /** The replay id of the last change event Salesforce published for the object (undefined before any). */
+  lastReplayId(object: string): number | undefined;
   /** Stops the server (fast shutdown: sessions are cut), waits `downMs`, starts it again on the same port. */
   restartPostgres(downMs: number): Promise<void>;
   postgresDown(): boolean;
@@ -95,6 +97,13 @@ export async function startRig(opts: { label: string; log?: (s: string) => void;
   await migrate(url);
 
   const emu = await startEmulator({});
+  // The last change event of each object, kept as they are published: settling compares it with the
+  // reader's position every half second, and unpacking every retained event for that (emu.events()) costs
+  // seconds once the org has published 100,000 of them (a seeded org's creates).
+  const lastEvent = new Map<string, number>();
+  emu.server.cdc.eventListeners.push((batch) => {
+    for (const e of batch) lastEvent.set(e.entity, e.replayId);
+  });
   const env = { ...sidecarEnv(emu, url), HC_LOG_LEVEL: process.env.HC_LOG_LEVEL ?? 'warn' };
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
@@ -128,6 +137,7 @@ export async function startRig(opts: { label: string; log?: (s: string) => void;
     url,
     env,
     ownsServer: Boolean(server),
+    lastReplayId: (object) => lastEvent.get(object),
     postgresDown: () => down,
     async restartPostgres(downMs) {
       if (!server || !dataDir) throw new Error('restartPostgres: this run does not own the server');

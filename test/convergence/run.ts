@@ -156,6 +156,7 @@ async function settle(rig: Rig, timeoutMs: number): Promise<{ ok: boolean; waiti
     let lastPrint = '';
     let stableSince = 0;
     while (Date.now() < end) {
+      const round = Date.now();
       try {
         // (entries of a record with an open conflict wait for hc.resolve_conflict: parked, not unsent)
         const q = (await c.query(`select (select count(*) from salesforce._trigger_log l where l.state in ('NEW', 'PENDING')
@@ -177,10 +178,9 @@ async function settle(rig: Rig, timeoutMs: number): Promise<{ ok: boolean; waiti
         // Pub/Sub positions are 8-byte replay ids in hex; CometD's are numbers.
         const replayOf = (p: { replay_channel: string | null; replay_id: string | null }) =>
           p.replay_id == null ? NaN : p.replay_channel?.startsWith('pubsub:') ? Number(BigInt('0x' + p.replay_id)) : Number(p.replay_id);
-        const events = rig.emu.events();
         const behind = positions.filter((p) => {
-          const last = events.filter((e) => e.entity === p.object_name).at(-1);
-          return last && !(replayOf(p) >= last.replayId);
+          const last = rig.lastReplayId(p.object_name);
+          return last !== undefined && !(replayOf(p) >= last);
         });
         const running = Boolean(rig.sidecar.current());
         waiting = [
@@ -199,7 +199,9 @@ async function settle(rig: Rig, timeoutMs: number): Promise<{ ok: boolean; waiti
       } catch (e) {
         waiting = String(e);
       }
-      await new Promise((r) => setTimeout(r, 500));
+      // Every half second, or less often when a round itself takes longer (the whole-table print, at
+      // 100,000 rows): the check must not become the load that keeps the sync from settling.
+      await new Promise((r) => setTimeout(r, Math.max(500, Date.now() - round)));
     }
     return { ok: false, waiting };
   } finally {
@@ -249,6 +251,9 @@ export function printReport(r: ConvergenceReport, say: (s: string) => void = (s)
 /** One timeline per finding, to tell the cause: what the workload did, what the sync did, what Salesforce published. */
 async function gather(rig: Rig, model: Map<string, LogicalRecord>, findings: Finding[]): Promise<string[]> {
   const out: string[] = [];
+  if (!findings.length) return out;
+  // Unpacked once for all findings, not once per finding: an org may retain 100,000 and more.
+  const events = rig.emu.events();
   const c = new pg.Client({ connectionString: rig.url });
   await c.connect();
   try {
@@ -274,7 +279,7 @@ async function gather(rig: Rig, model: Map<string, LogicalRecord>, findings: Fin
       if (sfid) {
         const sl = await c.query(`select at, direction, level, event, message from hc.sync_log where detail::text like $1 or message like $1 order by id`, [`%${sfid}%`]);
         for (const l of sl.rows) lines.push(`  sync_log ${l.at.toISOString()} ${l.direction} ${l.level} ${l.event}: ${String(l.message ?? '').slice(0, 200)}`);
-        for (const e of rig.emu.events()) {
+        for (const e of events) {
           const h = (e.data.payload as { ChangeEventHeader?: { recordIds?: string[]; changeType?: string; changeOrigin?: string; commitTimestamp?: number } }).ChangeEventHeader;
           if (!h?.recordIds?.includes(sfid)) continue;
           const { ChangeEventHeader: _h, ...fields } = e.data.payload as Record<string, unknown>;
