@@ -39,6 +39,11 @@ export interface FaultCounts {
 export interface Nemesis {
   counts: FaultCounts;
   total(): number;
+  /**
+   * A kill -9 now, in turn with the other process faults, counted with them (the volume mode kills the
+   * sidecar at chosen moments of its burst). False when no sidecar was running or the nemesis has stopped.
+   */
+  killNow(): Promise<boolean>;
   stop(): Promise<void>;
 }
 
@@ -80,11 +85,16 @@ export function startNemesis(rig: Rig, o: NemesisOptions): Nemesis {
     counts.emulator[name] = (counts.emulator[name] ?? 0) + 1;
   };
 
-  every(o.killEveryMs, () =>
+  const kill = () =>
     serial(async () => {
-      if (await rig.sidecar.kill9(r() * 1500)) counts.kills++;
-    }),
-  );
+      if (!running) return false;
+      const killed = await rig.sidecar.kill9(r() * 1500);
+      if (killed) counts.kills++;
+      return killed;
+    });
+  every(o.killEveryMs, async () => {
+    await kill();
+  });
   if (rig.ownsServer) {
     every(o.restartEveryMs, () =>
       serial(async () => {
@@ -156,6 +166,7 @@ export function startNemesis(rig: Rig, o: NemesisOptions): Nemesis {
   return {
     counts,
     total,
+    killNow: kill,
     async stop() {
       running = false;
       await Promise.all(loops);

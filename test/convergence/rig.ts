@@ -65,7 +65,22 @@ export interface Supervisor {
   stop(): Promise<void>;
 }
 
-export async function startRig(opts: { label: string; log?: (s: string) => void; conflictPolicy?: string }): Promise<Rig> {
+export interface RigOptions {
+  label: string;
+  log?: (s: string) => void;
+  conflictPolicy?: string;
+  /**
+   * Runs once the emulator is up and before the mappings exist: records it puts in the org reach Postgres
+   * through the mappings' initial load, as an org's existing data does (the volume mode's seeding).
+   */
+  prepare?: (emu: Emulator) => Promise<void>;
+  /** Extra mapping settings per object (the volume mode indexes Account.Name, which the applications look rows up by). */
+  mappingExtras?: Partial<Record<ObjectName, Record<string, unknown>>>;
+  /** How long the initial load may take (default 120 s; the volume mode scales it with its records). */
+  loadTimeoutMs?: number;
+}
+
+export async function startRig(opts: RigOptions): Promise<Rig> {
   assertFreshBuild();
   const say = opts.log ?? (() => {});
   let server: RunningPostgres | undefined;
@@ -104,6 +119,7 @@ export async function startRig(opts: { label: string; log?: (s: string) => void;
   emu.server.cdc.eventListeners.push((batch) => {
     for (const e of batch) lastEvent.set(e.entity, e.replayId);
   });
+  if (opts.prepare) await opts.prepare(emu);
   const env = { ...sidecarEnv(emu, url), HC_LOG_LEVEL: process.env.HC_LOG_LEVEL ?? 'warn' };
   const admin = new pg.Client({ connectionString: url });
   await admin.connect();
@@ -113,6 +129,7 @@ export async function startRig(opts: { label: string; log?: (s: string) => void;
       const cfg: Record<string, unknown> = { access: 'read_write', fields: Object.fromEntries(m.fields.map((f) => [f, {}])) };
       if (m.upsert) cfg.upsert_field = m.upsert;
       if (opts.conflictPolicy) cfg.conflict_policy = opts.conflictPolicy;
+      Object.assign(cfg, opts.mappingExtras?.[object as ObjectName]);
       await admin.query('select hc.create_mapping($1, $2)', [object, cfg]);
     }
   } finally {
@@ -127,7 +144,7 @@ export async function startRig(opts: { label: string; log?: (s: string) => void;
     await until(async () => {
       const r = await watch.query(`select count(*) filter (where state = 'DATA_SYNCED' and last_poll_at is not null)::int n from hc._mappings`);
       return r.rows[0].n === OBJECTS.length;
-    }, 'both mappings DATA_SYNCED', 120_000, 200);
+    }, 'both mappings DATA_SYNCED', opts.loadTimeoutMs ?? 120_000, 200);
   } finally {
     await watch.end();
   }

@@ -15,6 +15,7 @@ import { startRig, lastError, OBJECTS, type Rig } from './rig.js';
 import { startWorkload, FULL_MIX, type Mix, type WorkloadStats } from './workload.js';
 import { startNemesis, type FaultCounts } from './nemesis.js';
 import { check, summary, type CheckResult, type Finding } from './checker.js';
+import { seedVolume, waitLoaded, startBurst, VOLUME_MAPPING_EXTRAS, type Burst, type BurstReport, type VolumeSeed } from './volume.js';
 import { MAPPINGS, type ObjectName } from './rig.js';
 import type { LogicalRecord } from './workload.js';
 
@@ -33,6 +34,12 @@ export interface ConvergenceOptions {
   ignoreBeforeSweep?: string[];
   /** The mappings' conflict_policy (unset: the default, manual). */
   conflictPolicy?: string;
+  /**
+   * The volume mode (volume.ts): `records` Accounts synced before the chaos, and a burst on them during it.
+   * The chaos then lasts at least until both sides agree on the burst (and 10 s more, so that the faults
+   * also meet what follows it), but at most `extraChaosMs` longer than `chaosMs`.
+   */
+  volume?: { records: number; extraChaosMs: number };
   label?: string;
   log?: (s: string) => void;
 }
@@ -54,6 +61,8 @@ export interface ConvergenceReport {
   waiting: string;
   connectionState: string;
   before: CheckResult;
+  /** The volume mode: the seeding, the initial load, the burst. */
+  volume?: { seededS: number; loadedS: number; burst: BurstReport };
   /** What the forced drift sweep found and repaired, per object. */
   drift: Record<string, DriftResult>;
   after: CheckResult;
@@ -70,27 +79,72 @@ export function seedFromEnv(): number {
 
 export async function runConvergence(o: ConvergenceOptions): Promise<ConvergenceReport> {
   const say = o.log ?? ((s: string) => console.log(s));
-  const rig = await startRig({ label: o.label ?? 'run', log: say, conflictPolicy: o.conflictPolicy });
+  const n = o.volume?.records ?? 0;
+  let seeded: VolumeSeed | undefined;
+  let seededAt = 0;
+  const rig = await startRig({
+    label: o.label ?? 'run',
+    log: say,
+    conflictPolicy: o.conflictPolicy,
+    ...(n
+      ? {
+          prepare: async (emu) => {
+            seeded = await seedVolume(emu, n, o.seed);
+            seededAt = Date.now();
+            say(`volume: ${n} Accounts put in the org with one Bulk 2.0 insert job in ${seeded.seconds.toFixed(1)} s`);
+          },
+          mappingExtras: VOLUME_MAPPING_EXTRAS,
+          loadTimeoutMs: 120_000 + n * 3,
+        }
+      : {}),
+  });
   // A run that finds anything (or ends in an error) keeps its database for a look.
   let keep = true;
+  let burst: Burst | undefined;
   try {
-    const workload = await startWorkload({ seed: o.seed, url: rig.url, sf: rig.emu.credentials, pauseMs: o.pauseMs, mix: o.mix, log: () => {} });
+    let loadedS = 0;
+    if (seeded) {
+      await waitLoaded(rig.url, n, 120_000 + n * 3);
+      loadedS = (Date.now() - seededAt) / 1000;
+      say(`volume: the initial load brought them to Postgres in ${loadedS.toFixed(1)} s`);
+    }
+    const workload = await startWorkload({ seed: o.seed, url: rig.url, sf: rig.emu.credentials, pauseMs: o.pauseMs, mix: o.mix, existing: seeded?.records, log: () => {} });
     const nemesis = startNemesis(rig, { seed: o.seed, killEveryMs: o.killEveryMs, restartEveryMs: o.restartEveryMs, terminateEveryMs: o.terminateEveryMs, emulatorFaultEveryMs: o.emulatorFaultEveryMs, hangs: o.hangs, log: say });
     const started = Date.now();
+    const calm = !o.killEveryMs;
+    // The burst comes once the workload has records of its own in play (15 s, or a quarter of a short chaos).
+    const burstAt = started + Math.min(15_000, o.chaosMs / 4);
+    const chaosEnd = () => {
+      if (!o.volume) return started + o.chaosMs;
+      const agreed = burst?.agreedAt();
+      return agreed ? Math.max(started + o.chaosMs, agreed + 10_000) : started + o.chaosMs + o.volume.extraChaosMs;
+    };
     let lastReport = started;
-    while (Date.now() - started < o.chaosMs) {
+    while (Date.now() < chaosEnd()) {
       await new Promise((r) => setTimeout(r, 1000));
+      if (seeded && !burst && Date.now() >= burstAt) {
+        say(`volume: the burst starts ${Math.round((Date.now() - started) / 1000)} s into the chaos`);
+        burst = startBurst({
+          rig, workload, nemesis: calm ? undefined : nemesis, seeded: seeded.records, seed: o.seed, chaosStarted: started,
+          kills: () => nemesis.counts.kills, faults: () => nemesis.total(), timeoutMs: o.volume!.extraChaosMs + o.settleTimeoutMs, log: say,
+        });
+      }
       if (Date.now() - lastReport >= 60_000) {
         lastReport = Date.now();
         say(`  ${Math.round((Date.now() - started) / 1000)} s: faults ${nemesis.total()} (kills ${nemesis.counts.kills}, restarts ${nemesis.counts.restarts}), ops ${workload.stats.acked + workload.stats.unknown}, crashes ${rig.sidecar.crashes.filter((c) => !c.whilePostgresDown).length}`);
       }
     }
+    // (the volume mode's chaos runs as long as its burst needs)
+    const chaosMs = o.volume ? Date.now() - started : o.chaosMs;
     await nemesis.stop();
     await workload.stop();
+    // The job and the statement finish (and are noted in the model) before anything is judged.
+    await burst?.done;
 
     const settleStart = Date.now();
     const { ok: settled, waiting } = await settle(rig, o.settleTimeoutMs);
     const settledMs = Date.now() - settleStart;
+    const volume = burst && seeded ? { seededS: seeded.seconds, loadedS, burst: await burst.stop() } : undefined;
     const before = await check(rig.url, workload.conn, workload.records, { ignore: o.ignoreBeforeSweep });
 
     const drift = await forceDriftSweep(rig);
@@ -115,13 +169,14 @@ export async function runConvergence(o: ConvergenceOptions): Promise<Convergence
     })();
     const faults = { ...nemesis.counts, total: nemesis.total() };
     const crashes = rig.sidecar.crashes.filter((c) => !c.whilePostgresDown).map((c) => ({ code: c.code, signal: c.signal, error: lastError(c.tail) }));
-    const line = `faults ${faults.total}, ${summary(before)} | after drift sweep: ${summary(after)} | seed ${o.seed} (HCSYNC_SEED=${o.seed})`;
+    const head = volume ? `volume ${n}: faults ${faults.total} (kills ${faults.kills}, ${volume.burst.killsDuringBurst} during the burst)` : `faults ${faults.total}`;
+    const line = `${head}, ${summary(before)} | after drift sweep: ${summary(after)} | seed ${o.seed} (HCSYNC_SEED=${o.seed})`;
     keep = !settled || [before, after].some((r) => r.lost || r.duplicated || r.diverged || r.stuck) || crashes.length > 0;
     return {
       seed: o.seed,
       mix: o.mix ?? FULL_MIX,
       ignoredBeforeSweep: o.ignoreBeforeSweep ?? [],
-      chaosMs: o.chaosMs,
+      chaosMs,
       faults,
       crashes,
       exitsWhilePostgresDown: rig.sidecar.crashes.length - crashes.length,
@@ -132,12 +187,14 @@ export async function runConvergence(o: ConvergenceOptions): Promise<Convergence
       waiting,
       connectionState: state,
       before,
+      volume,
       drift,
       after,
       line,
       evidence,
     };
   } finally {
+    await burst?.stop().catch(() => {}); // (a run that ended in an error has not stopped its watch)
     await rig.close({ keep });
   }
 }
@@ -239,6 +296,14 @@ export function printReport(r: ConvergenceReport, say: (s: string) => void = (s)
   if (r.ignoredBeforeSweep.length) say(`  left out of the check before the drift sweep: ${r.ignoredBeforeSweep.join(', ')}`);
   say(`  workload: mix ${JSON.stringify(r.mix)}, ${JSON.stringify(r.ops)}; records pg ${r.before.records.pg}, sf ${r.before.records.sf}; FAILED entries ${r.before.failedEntries}`);
   say(`  settled: ${r.settled ? 'yes' : `NO (timed out: ${r.waiting})`} after ${(r.settledMs / 1000).toFixed(1)} s of ${(r.chaosMs / 1000).toFixed(0)} s of chaos`);
+  if (r.volume) {
+    const b = r.volume.burst;
+    say(`  volume: ${b.records} Accounts (seeded in ${r.volume.seededS.toFixed(1)} s, loaded in ${r.volume.loadedS.toFixed(1)} s); burst ${b.startedAtS.toFixed(0)} s into the chaos: ` +
+      `Bulk update of AccountNumber, ${b.job.processed} processed, ${b.job.failed} failed${b.job.completeAfterS !== undefined ? `, complete after ${b.job.completeAfterS.toFixed(1)} s` : ` (${b.job.error ?? 'not complete'})`}; ` +
+      `UPDATE of NumberOfEmployees on ${b.update.rows} rows${b.update.committedAfterS !== undefined ? ` committed after ${b.update.committedAfterS.toFixed(1)} s` : ' NOT committed'} (${b.update.attempts} attempt${b.update.attempts === 1 ? '' : 's'}); ` +
+      `both sides agreed ${b.agreedAfterS !== undefined ? `after ${b.agreedAfterS.toFixed(1)} s` : 'NOT within the run'}; ` +
+      `during the burst: kills ${b.killsDuringBurst} (aimed: inbound ${b.aimedKills.inbound ? 'yes' : 'no'}, outbound ${b.aimedKills.outbound ? 'yes' : 'no'}), faults ${b.faultsDuringBurst}`);
+  }
   say(`  drift sweep: ${Object.entries(r.drift).map(([o, d]) => `${o} ${d.repaired} repaired (sf ${d.sf}, pg ${d.pg})`).join(', ')}`);
   for (const c of r.crashes.slice(0, 5)) say(`  crash (code ${c.code}, signal ${c.signal}): ${c.error}`);
   for (const [label, res] of [['before', r.before], ['after drift sweep', r.after]] as const) {

@@ -102,6 +102,13 @@ export interface WorkloadOptions {
   /** Answer-less Salesforce calls are given up after this long (their outcome stays unknown). */
   callTimeoutMs?: number;
   mix?: Mix;
+  /**
+   * Records that exist before the workload starts (the volume mode's seeded Accounts): they join the model,
+   * and updates and deletes pick one of them `existingShare` of the time (default 0.25), so that single-record
+   * writes from both sides land on them while the burst does.
+   */
+  existing?: LogicalRecord[];
+  existingShare?: number;
   log?: (s: string) => void;
 }
 
@@ -111,6 +118,13 @@ export interface Workload {
   stop(): Promise<void>;
   /** The jsforce connection of "another user" (also used by the checker to read Salesforce). */
   conn: jsforce.Connection;
+  /** The last seq handed out: a write made outside the sessions is `issued` at it. */
+  issued(): number;
+  /**
+   * Notes a write made outside the sessions (the volume mode's Bulk job and multi-row UPDATE), ordered with
+   * the sessions' writes, without counting it among the sessions' operations.
+   */
+  note(rec: LogicalRecord, side: Side, fields: Record<string, unknown>, acked: boolean, issued: number): void;
 }
 
 const col = (f: string) => f.toLowerCase();
@@ -127,6 +141,9 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
   pool.on('error', () => {});
   const records = new Map<string, LogicalRecord>();
   const live: LogicalRecord[] = [];
+  const existing = [...(o.existing ?? [])];
+  for (const rec of existing) records.set(rec.key, rec);
+  const existingShare = o.existingShare ?? 0.25;
   const stats: WorkloadStats = { ops: {}, acked: 0, unknown: 0, noop: 0 };
   let seq = 0;
   let counter = 0;
@@ -140,6 +157,8 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
 
   /** A live record, often one of the last few touched: both sides keep editing the same records. */
   const choose = (r: () => number): LogicalRecord | undefined => {
+    // (no draw without existing records: the other runs' seeds keep their decisions)
+    if (existing.length && r() < existingShare) return existing[Math.floor(r() * existing.length)];
     if (!live.length) return undefined;
     const hot = r() < 0.6 ? Math.max(0, live.length - 8) : 0;
     return live[hot + Math.floor(r() * (live.length - hot))];
@@ -147,10 +166,17 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
   const forget = (rec: LogicalRecord) => {
     const i = live.indexOf(rec);
     if (i >= 0) live.splice(i, 1);
+    else if (existing.length) {
+      const j = existing.indexOf(rec);
+      if (j >= 0) existing.splice(j, 1);
+    }
   };
 
-  const note = (rec: LogicalRecord, side: Side, fields: Record<string, unknown>, acked: boolean, issued: number) => {
+  const noteWrites = (rec: LogicalRecord, side: Side, fields: Record<string, unknown>, acked: boolean, issued: number) => {
     for (const [field, v] of Object.entries(fields)) rec.writes.push({ side, field, value: v, acked, seq: ++seq, issued });
+  };
+  const note = (rec: LogicalRecord, side: Side, fields: Record<string, unknown>, acked: boolean, issued: number) => {
+    noteWrites(rec, side, fields, acked, issued);
     if (acked) stats.acked++;
     else stats.unknown++;
   };
@@ -319,6 +345,8 @@ export async function startWorkload(o: WorkloadOptions): Promise<Workload> {
     records,
     stats,
     conn,
+    issued: () => seq,
+    note: noteWrites,
     async stop() {
       running = false;
       await Promise.all(loops);
