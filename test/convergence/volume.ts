@@ -200,7 +200,7 @@ export interface BurstReport {
   /** Kills (and faults of any kind) from the submission until both sides agreed (or the chaos ended). */
   killsDuringBurst: number;
   faultsDuringBurst: number;
-  /** The kills made at chosen moments: while the job's changes were being applied, while the UPDATE's were being sent. */
+  /** Whether the kills aimed at the burst were made: during the job's apply, while the UPDATE's changes were being sent. */
   aimedKills: { inbound: boolean; outbound: boolean };
   /** Progress every few seconds: s, kills, rows in Postgres / records in Salesforce holding each value. */
   samples: { s: number; kills: number; pgJob: number; sfJob: number; pgUpdate: number; sfUpdate: number }[];
@@ -313,8 +313,9 @@ export function startBurst(o: {
   // so that it spends no API call and meets no fault). Records with an open conflict are left out: under
   // the manual policy each side keeps its own value on purpose (the checker counts them as parked).
   let watching = true;
-  const db = new pg.Pool({ connectionString: o.rig.url, max: 1, application_name: 'convergence volume' });
+  const db = new pg.Pool({ connectionString: o.rig.url, max: 2, application_name: 'convergence volume' });
   db.on('error', () => {});
+  const latest = { pgJob: 0, sfJob: 0 };
   const watch = (async () => {
     let lastSample = 0;
     while (watching) {
@@ -336,30 +337,46 @@ export function startBurst(o: {
         if (rec.AccountNumber === jobValue) sfJob++;
         if (Number(rec.NumberOfEmployees) === updateValue) sfUpdate++;
       }
+      Object.assign(latest, { pgJob, sfJob });
       const now = Date.now();
-      if (now - lastSample >= 5000 || (jobDone && updateDone && !agreedAt)) {
+      const agreed = !agreedAt && jobDone && updateDone && sfJob > 0 && pgJob === sfJob && pgUpdate === sfUpdate;
+      if (now - lastSample >= 5000 || agreed) {
         lastSample = now;
         report.samples.push({ s: Math.round((now - startedAt) / 100) / 10, kills: o.kills() - kills0, pgJob, sfJob, pgUpdate, sfUpdate });
       }
       if (agreedAt) continue;
-      if (jobDone && updateDone && sfJob > 0 && pgJob === sfJob && pgUpdate === sfUpdate) {
-        agreedAt = now;
-        report.agreedAfterS = (now - startedAt) / 1000;
-        continue;
-      }
-      // The aimed kills: while Postgres lags the job (mid-way through applying its events, or, once the
-      // job is complete, before the first of them is applied: a few thousand records make one event), and
-      // while Salesforce lags the committed UPDATE.
-      if (o.nemesis && !report.aimedKills.inbound && pgJob < sfJob && (pgJob > 0 || jobDone)) {
-        report.aimedKills.inbound = await o.nemesis.killNow();
-        if (report.aimedKills.inbound) o.log(`volume: kill -9 while the job's changes were being applied (${pgJob} of ${sfJob} rows)`);
-      }
-      if (o.nemesis && !report.aimedKills.outbound && updateDone && sfUpdate < pgUpdate) {
-        report.aimedKills.outbound = await o.nemesis.killNow();
-        if (report.aimedKills.outbound) o.log(`volume: kill -9 while the UPDATE's changes were being sent (${sfUpdate} of ${pgUpdate} records)`);
-      }
       report.killsDuringBurst = o.kills() - kills0;
       report.faultsDuringBurst = o.faults() - faults0;
+      if (agreed) {
+        agreedAt = now;
+        report.agreedAfterS = (now - startedAt) / 1000;
+      }
+    }
+  })();
+  // The aimed kills, looked for every 200 ms: during an hc.inbound_apply call while Postgres lags the
+  // job (a call carries up to one event, 10,000 records), and while the writer holds a batch of the
+  // UPDATE's entries claimed (PENDING: being sent; the workload alone never has a thousand in flight).
+  const aim = (async () => {
+    const nemesis = o.nemesis;
+    if (!nemesis) return;
+    while (watching && !agreedAt && !(report.aimedKills.inbound && report.aimedKills.outbound)) {
+      await sleep(200);
+      let a: { applying: number; pending: number };
+      try {
+        a = (await db.query(`select count(*) filter (where query like '%hc.inbound_apply%')::int applying,
+                                    (select count(*) from salesforce._trigger_log where state = 'PENDING')::int pending
+                               from pg_stat_activity where datname = current_database() and state = 'active' and application_name like 'hcsync%'`)).rows[0];
+      } catch {
+        continue;
+      }
+      if (!report.aimedKills.inbound && a.applying > 0 && latest.pgJob < latest.sfJob) {
+        report.aimedKills.inbound = await nemesis.killNow();
+        if (report.aimedKills.inbound) o.log(`volume: kill -9 during an hc.inbound_apply call, with ${latest.pgJob} of the job's ${latest.sfJob} changes in Postgres`);
+      }
+      if (!report.aimedKills.outbound && updateDone && a.pending >= Math.min(1000, report.update.rows / 2)) {
+        report.aimedKills.outbound = await nemesis.killNow();
+        if (report.aimedKills.outbound) o.log(`volume: kill -9 with ${a.pending} entries claimed by the writer (the UPDATE's, being sent)`);
+      }
     }
   })();
 
@@ -371,7 +388,7 @@ export function startBurst(o: {
     async stop() {
       if (!watching) return report;
       watching = false;
-      await watch;
+      await Promise.all([watch, aim]);
       await db.end().catch(() => {});
       if (!agreedAt) {
         report.killsDuringBurst = o.kills() - kills0;
