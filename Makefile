@@ -33,7 +33,7 @@ PG_MAJORS ?= 14 15 16 17 18
 # besides the full legs on 18 (embedded) and 15 (the system server); `make test-matrix` runs them all.
 PG_MATRIX_QUICK := test/sql test/migrator.test.ts test/migration test/inbound/merge.test.ts test/outbound/claim.test.ts
 
-.PHONY: help setup chromium build test test-system test-cometd test-matrix test-matrix-quick demo bench bench-quick bench-large soak clean typecheck
+.PHONY: help setup chromium build test test-system test-cometd test-policies test-matrix test-matrix-quick demo bench bench-quick bench-large soak convergence-volume clean typecheck
 
 help:
 	@echo "make demo    - run hcsync end to end: embedded Postgres, Salesforce emulator, sidecar, traffic"
@@ -45,6 +45,7 @@ help:
 	@echo "make bench   - run the benchmarks (bench/), tables in the terminal, JSON in bench/results/"
 	@echo "make bench-large - the volume runs: a 5,000,000-row initial load and 1,000,000 outbound updates"
 	@echo "make soak    - the convergence test for SOAK_MINUTES (30) under faults, >= 100 kills (HCSYNC_SEED=n replays a seed)"
+	@echo "make convergence-volume - the convergence test with CONVERGENCE_VOLUME (100,000) Accounts and a burst on all of them"
 	@echo "make clean   - remove build output and the demo's data (.data/)"
 
 .tools/node/bin/node:
@@ -141,6 +142,14 @@ SOAK_MINUTES ?= 30
 soak: setup
 	HCSYNC_CONVERGENCE_SECONDS=$$(( $(SOAK_MINUTES) * 60 )) HCSYNC_SOAK_MIN_KILLS=$$(( $(SOAK_MINUTES) * 10 / 3 )) \
 	  npx vitest run test/convergence/convergence.test.ts
+
+# The convergence test's volume mode (test/convergence/volume.ts): CONVERGENCE_VOLUME Accounts synced
+# before the chaos, then one Bulk update job on all of them and one application UPDATE of half of them
+# during it, under the same nemesis (kill -9s aimed at the burst too); every record compared field by
+# field at the end. Figures in the terminal and bench/results/volume-*.json.
+CONVERGENCE_VOLUME ?= 100000
+convergence-volume: setup
+	HCSYNC_CONVERGENCE_VOLUME=$(CONVERGENCE_VOLUME) npx vitest run test/convergence/convergence.test.ts
 
 clean:
 	rm -rf dist .data bench/results
