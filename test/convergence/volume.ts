@@ -285,8 +285,10 @@ export function startBurst(o: {
       const issued = o.workload.issued();
       const c = new pg.Client({ connectionString: o.rig.url, application_name: 'convergence burst' });
       c.on('error', () => {});
+      let sent = false;
       try {
         await c.connect();
+        sent = true;
         const res = await c.query(
           `update salesforce.account set numberofemployees = $1 where name like $2 and right(name, 1) in ('0', '2', '4', '6', '8') returning name`,
           [updateValue, `${VOLUME_PREFIX}%`],
@@ -300,7 +302,8 @@ export function startBurst(o: {
         break;
       } catch (e) {
         o.log(`volume: the UPDATE of ${VOLUME_PREFIX}* (attempt ${attempt}) failed: ${String(e)}`);
-        for (const rec of o.seeded) if (even(rec.key)) o.workload.note(rec, 'pg', { NumberOfEmployees: updateValue }, false, issued);
+        // (a connection that never opened sent nothing)
+        if (sent) for (const rec of o.seeded) if (even(rec.key)) o.workload.note(rec, 'pg', { NumberOfEmployees: updateValue }, false, issued);
         await sleep(1000);
       } finally {
         await c.end().catch(() => {});
