@@ -8,6 +8,7 @@
 import { Readable } from 'node:stream';
 import type { ReadableStream } from 'node:stream/web';
 import type { SalesforceClient } from './client.js';
+import { isTransient } from './errors.js';
 
 export interface BulkQueryOptions {
   scanAll?: boolean;
@@ -17,6 +18,8 @@ export interface BulkQueryOptions {
   pollMs?: number;
   signal?: AbortSignal;
 }
+
+const bodyOf = (res: Response): Readable => (res.body ? Readable.fromWeb(res.body as ReadableStream<Uint8Array>) : Readable.from([]));
 
 interface JobInfo { id: string; state: string; errorMessage?: string; numberRecordsProcessed?: number }
 
@@ -28,9 +31,11 @@ const sleep = (ms: number, signal?: AbortSignal) =>
 
 /**
  * Runs the query as a Bulk 2.0 job and hands each result page's CSV stream (header row first) to `onPage`,
- * which must read it whole. At most `inFlight` pages are being read at once; with more than one, pages
- * may finish in any order. Resolves when every page has been handled; the first failure (of a call or of
- * an `onPage`) stops the rest, waits for the pages in hand to settle, aborts the job and is thrown.
+ * which must read it whole, in one transaction of its own (a page cut off midway by a transient failure
+ * is handed over again, from its first row). At most `inFlight` pages are being read at once; with more
+ * than one, pages may finish in any order. Resolves when every page has been handled; the first failure
+ * (of a call or of an `onPage`) stops the rest, waits for the pages in hand to settle, aborts the job and
+ * is thrown.
  */
 export async function bulkQuery(
   sf: SalesforceClient, soql: string, opts: BulkQueryOptions, onPage: (csv: Readable, page: number) => Promise<void>,
@@ -43,7 +48,7 @@ export async function bulkQuery(
     headers: { 'Content-Type': 'application/json; charset=utf-8' },
   })) as JobInfo;
   let finished = false;
-  const reading = new Map<Promise<void>, Readable>();
+  const reading = new Map<Promise<void>, { body: Readable }>();
   let failure: { error: unknown } | undefined;
   try {
     let pollMs = opts.pollMs ?? 250;
@@ -66,19 +71,32 @@ export async function bulkQuery(
       if (opts.signal?.aborted) throw new Error('aborted');
       const q = new URLSearchParams({ maxRecords: String(opts.pageSize ?? 50_000) });
       if (locator) q.set('locator', locator);
-      const res = await sf.getStream(`${base}/${job.id}/results?${q}`, { Accept: 'text/csv' }, opts.signal);
+      const url = `${base}/${job.id}/results?${q}`;
+      const res = await sf.getStream(url, { Accept: 'text/csv' }, opts.signal);
       const next = res.headers.get('sforce-locator');
-      const body = res.body ? Readable.fromWeb(res.body as ReadableStream<Uint8Array>) : Readable.from([]);
-      const handled: Promise<void> = onPage(body, page)
+      const current = { body: bodyOf(res) };
+      const handled: Promise<void> = (async () => {
+        for (let attempt = 1; ; attempt++) {
+          try {
+            return await onPage(current.body, page);
+          } catch (error) {
+            // Cut off midway (a reset connection): the handler's transaction is rolled back, and the same
+            // page (the same locator) is read again, up to three times in all.
+            if (attempt >= 3 || failure || opts.signal?.aborted || !isTransient(error)) throw error;
+            if (!current.body.readableEnded) current.body.destroy();
+            current.body = bodyOf(await sf.getStream(url, { Accept: 'text/csv' }, opts.signal));
+          }
+        }
+      })()
         .catch((error: unknown) => {
           failure ??= { error };
         })
         .finally(() => {
           // Not read to its end (the handler failed): the connection is let go.
-          if (!body.readableEnded) body.destroy();
+          if (!current.body.readableEnded) current.body.destroy();
           reading.delete(handled);
         });
-      reading.set(handled, body);
+      reading.set(handled, current);
       if (!next || next === 'null') break;
       if (next === locator) throw new Error(`Bulk 2.0 query job ${job.id} returned the same locator twice (${next}): stopping rather than looping`);
       locator = next;
@@ -90,7 +108,7 @@ export async function bulkQuery(
     if (!finished) {
       // Failed or aborted midway: the pages in hand are cut and waited for (their handlers hold database
       // sessions), and the job is stopped so it does not keep the org busy (best effort).
-      for (const body of reading.values()) body.destroy();
+      for (const page of reading.values()) page.body.destroy();
       await Promise.allSettled(reading.keys());
       await sf.conn
         .request({ method: 'PATCH', url: `${base}/${job.id}`, body: JSON.stringify({ state: 'Aborted' }), headers: { 'Content-Type': 'application/json' } })

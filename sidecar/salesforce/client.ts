@@ -278,19 +278,27 @@ export class SalesforceClient {
   /**
    * A GET whose body is read as it arrives (a Bulk 2.0 result page: tens of megabytes), where jsforce
    * would buffer it whole. Counted in the ledger like every call; an expired session is refreshed through
-   * jsforce's own refresh and the GET sent once more; any other refusal is an error in the taxonomy's
-   * shape (errorCode, statusCode). The caller reads the body or cancels it.
+   * jsforce's own refresh and the GET sent once more; a connection that failed before any answer (a reset
+   * keep-alive socket, a refused connect) is tried again twice, a GET being safe to repeat; any other
+   * refusal is an error in the taxonomy's shape (errorCode, statusCode). The caller reads the body or
+   * cancels it.
    */
   async getStream(path: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
     const url = `${this.conn.instanceUrl}${path}`;
     const call = { kind: callKind('GET', url), method: 'GET', path, mappingId: callScope.getStore()?.mappingId };
-    for (let attempt = 1; ; attempt++) {
+    let failedConnects = 0;
+    let refreshed = false;
+    for (;;) {
       const started = performance.now();
       let res: Response;
       try {
         res = await fetch(url, { headers: { ...headers, Authorization: `Bearer ${this.conn.accessToken}`, 'Sforce-Call-Options': `client=${CLIENT_NAME}` }, signal });
       } catch (e) {
         this.ledger.record({ ...call, status: 0, durationMs: performance.now() - started });
+        if (!signal?.aborted && ++failedConnects <= 2) {
+          await new Promise((r) => setTimeout(r, 250 * failedConnects));
+          continue;
+        }
         const cause = (e as { cause?: { code?: string; message?: string } }).cause;
         throw Object.assign(new Error(`GET ${path}: ${(e as Error).message}${cause ? ` (${cause.code ?? ''} ${cause.message ?? ''})` : ''}`), { code: cause?.code });
       }
@@ -299,7 +307,8 @@ export class SalesforceClient {
       if (res.ok) return res;
       const text = await res.text().catch(() => '');
       const refresh = (this.conn as unknown as { _refreshDelegate?: RefreshDelegateLike })._refreshDelegate;
-      if (res.status === 401 && attempt === 1 && refresh) {
+      if (res.status === 401 && !refreshed && refresh) {
+        refreshed = true;
         await refresh.refresh(Date.now());
         continue;
       }

@@ -52,6 +52,29 @@ describe('Bulk 2.0 result pages as streams', () => {
     expect(new Set(seen).size).toBe(ROWS);
   });
 
+  it('a page whose connection is reset, before its answer or midway, is read again: every record still once', async () => {
+    // Two result GETs answered by a reset socket (before any answer), and page 2 broken off after its first
+    // chunk, as a connection reset midway shows to the reader.
+    const reset = h.emu.injectFault({ path: '/results', action: 'reset', remaining: 2 });
+    const seen: string[] = [];
+    let cut = false;
+    await bulkQuery(ctx.sf, 'SELECT Id, Name FROM Account', { pageSize: 500, inFlight: 2 }, async (csv, page) => {
+      let text = '';
+      for await (const chunk of csv) {
+        if (page === 2 && !cut) {
+          cut = true;
+          throw Object.assign(new Error('terminated'), { cause: { code: 'ECONNRESET' } });
+        }
+        text += chunk.toString();
+      }
+      seen.push(...text.split('\n').filter(Boolean).slice(1).map((l) => l.split(',')[0].replaceAll('"', '')));
+    });
+    expect(cut).toBe(true);
+    expect(reset.remaining).toBe(0);
+    expect(seen.length).toBe(ROWS);
+    expect(new Set(seen).size).toBe(ROWS);
+  });
+
   it('a failing page stops the rest, waits for the pages in hand, stops the job and is thrown', async () => {
     let running = 0;
     let started = 0;
