@@ -49,6 +49,7 @@ export async function emulatorProcess(ctx: Pick<BenchContext, 'progress'>): Prom
   const forget = onInterrupt(() => child.kill('SIGKILL'));
   child.once('exit', forget);
   let stderr = '';
+  let stopping = false;
   child.stderr!.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000);
   });
@@ -64,8 +65,11 @@ export async function emulatorProcess(ctx: Pick<BenchContext, 'progress'>): Prom
       if (m.error) p.reject(new Error(`emulator: ${m.error}`));
       else p.resolve(m.result);
     });
-    child.once('exit', (code) => {
-      const err = new Error(`the emulator process exited (code ${code}): ${stderr.trim().split('\n').slice(-10).join('\n')}`);
+    child.once('exit', (code, signal) => {
+      const err = new Error(`the emulator process exited (code ${code}${signal ? `, ${signal}` : ''}): ${stderr.trim().split('\n').slice(-10).join('\n')}`);
+      // Said at once: a benchmark waiting on the sidecar (which then only sees refused connections) would
+      // otherwise show nothing until its own timeout.
+      if (!stopping) ctx.progress(err.message);
       reject(err);
       for (const p of pending.values()) p.reject(err);
       pending.clear();
@@ -106,6 +110,7 @@ export async function emulatorProcess(ctx: Pick<BenchContext, 'progress'>): Prom
       };
     },
     async stop() {
+      stopping = true;
       if (child.exitCode !== null) return;
       const gone = new Promise<void>((r) => child.once('exit', () => r()));
       await Promise.race([ask('stop').catch(() => {}), new Promise((r) => setTimeout(r, 5000))]);
