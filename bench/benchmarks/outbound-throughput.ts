@@ -123,7 +123,7 @@ function throughput(v: Variant): Benchmark {
         const tBacklog = performance.now();
         const backlog = (await pool.query<{ n: number }>(`select count(*)::int as n from salesforce._trigger_log where state in ('NEW', 'PENDING')`)).rows[0].n;
         ctx.progress(`${n} updates committed in ${burstSeconds.toFixed(1)} s, ${backlog} not sent yet; waiting for the writer`);
-        // The writer gets a budget (the suite must finish in 15 minutes; --large has an hour); past it, what
+        // The writer gets a budget (the suite must finish in 20 minutes; --large has an hour); past it, what
         // was sent is reported and the benchmark fails.
         const budgetSeconds = ctx.quick ? 60 : ctx.large ? 3600 : 240;
         const deadline = t0 + budgetSeconds * 1000;
@@ -232,7 +232,7 @@ export const outboundThroughputCdc = throughput({
 });
 
 // Merged writes (HC's other write algorithm): a record's queued changes fold into one op, sent
-// through sObject Collections. Not in the default run, to keep `make bench` under 15 minutes.
+// through sObject Collections. Not in the default run, to keep `make bench` under 20 minutes.
 export const outboundThroughputMerged = throughput({
   name: 'outbound-throughput-merged',
   title: '4c. Outbound throughput (CDC off, merged writes)',
