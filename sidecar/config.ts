@@ -112,9 +112,9 @@ const Env = z.object({
   HC_WRITE_CONCURRENCY: whole('Salesforce write calls the writer keeps in flight at once; 1 sends one call at a time', 1, 32, 4),
   /** A stop (SIGTERM) waits this long for calls in flight, then hands back what is left and exits. */
   HC_STOP_SECONDS: duration('s', '8', 1000, 600_000),
-  /** Rows per Bulk 2.0 query result page of a load or id listing. */
+  /** Rows per Bulk 2.0 query result page of a load or id listing. A page streams into COPY as it arrives; it is never held whole. */
   HC_BULK_PAGE_SIZE: whole('rows per Bulk 2.0 result page', 1, 1_000_000, 25_000),
-  /** Result pages of a load read at once, each into a database session of its own. */
+  /** Result pages a load reads at once, each COPYed and merged on a database session of its own. */
   HC_BULK_PAGES_IN_FLIGHT: whole('Bulk 2.0 result pages a load reads at once, each on a database session of its own', 1, 4, 2),
   /** The drift sweep: every mapping compares its row count with Salesforce's this often. */
   HC_DRIFT_SECONDS: duration('s', '3600', 1000, 30 * 86_400_000),
