@@ -72,7 +72,8 @@ export async function bulkQuery(
       const q = new URLSearchParams({ maxRecords: String(opts.pageSize ?? 50_000) });
       if (locator) q.set('locator', locator);
       const url = `${base}/${job.id}/results?${q}`;
-      const res = await sf.getStream(url, { Accept: 'text/csv' }, opts.signal);
+      const read = () => sf.getStream(url, { Accept: 'text/csv' }, opts.signal);
+      const res = await read();
       const next = res.headers.get('sforce-locator');
       const current = { body: bodyOf(res) };
       const handled: Promise<void> = (async () => {
@@ -84,7 +85,7 @@ export async function bulkQuery(
             // page (the same locator) is read again, up to three times in all.
             if (attempt >= 3 || failure || opts.signal?.aborted || !isTransient(error)) throw error;
             if (!current.body.readableEnded) current.body.destroy();
-            current.body = bodyOf(await sf.getStream(url, { Accept: 'text/csv' }, opts.signal));
+            current.body = bodyOf(await read());
           }
         }
       })()

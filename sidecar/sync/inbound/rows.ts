@@ -46,10 +46,6 @@ export async function mergeRows(db: pg.Pool | pg.PoolClient, mappingId: number, 
 }
 
 /**
- * A staging table for CSV pages on one dedicated session: each page is COPYed in as text (COPY parses
- * the CSV, header row skipped) and merged by one set-based call, then the table is emptied.
- */
-/**
  * The first line of a CSV stream (its header), and the whole CSV again as a stream, header included, for
  * COPY … (format csv, header true). Only the chunks up to the first line break are read ahead. Null for an
  * empty stream.
@@ -72,6 +68,10 @@ export async function headerOf(body: Readable): Promise<{ header: string; csv: R
   }
 }
 
+/**
+ * A staging table for CSV pages on one dedicated session: each page is COPYed in as text (COPY parses
+ * the CSV, header row skipped) and merged by one set-based call, then the table is emptied.
+ */
 export class CsvStage {
   private constructor(private readonly client: pg.PoolClient, private readonly staged: StagedTable, private readonly mappingId: number) {}
 
