@@ -20,6 +20,21 @@ export interface WriterRounds {
   completeShare: number;
 }
 
+/** The sidecar's JSON log lines whose msg is `msg` (a line cut short by the log rotation or the stop is skipped). */
+function logLines<T>(logFile: string, msg: string): (Partial<T> & { time?: number })[] {
+  const out: (Partial<T> & { time?: number })[] = [];
+  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
+    if (!line.includes(`"${msg}"`)) continue;
+    try {
+      const r = JSON.parse(line) as Partial<T> & { msg?: string; time?: number };
+      if (r.msg === msg) out.push(r);
+    } catch {
+      // cut short: not a line of its kind
+    }
+  }
+  return out;
+}
+
 /** Union length of intervals, clipped to [from, to]. */
 function covered(intervals: [number, number][], from: number, to: number): number {
   const xs = intervals.map(([a, b]) => [Math.max(a, from), Math.min(b, to)] as [number, number]).filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0]);
@@ -36,20 +51,14 @@ function covered(intervals: [number, number][], from: number, to: number): numbe
 /** The rounds logged between fromMs and toMs (epoch ms); undefined when the log holds none (not at debug level). */
 export function writerRounds(logFile: string, fromMs: number, toMs: number): WriterRounds | undefined {
   const rounds: { time: number; ops: number; claimMs: number; sendMs: number; completeMs: number }[] = [];
-  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
-    if (!line.includes('"outbound round"')) continue;
-    try {
-      const r = JSON.parse(line) as { msg?: string; time?: number; ops?: number; claimMs?: number; sendMs?: number; completeMs?: number };
-      if (r.msg !== 'outbound round' || typeof r.time !== 'number') continue;
-      const claimMs = r.claimMs ?? 0;
-      const sendMs = r.sendMs ?? 0;
-      const completeMs = r.completeMs ?? 0;
-      // The line is written when the round ends: its phases are reconstructed backwards from there.
-      if (r.time - completeMs - sendMs - claimMs < fromMs || r.time > toMs + 60_000) continue;
-      rounds.push({ time: r.time, ops: r.ops ?? 0, claimMs, sendMs, completeMs });
-    } catch {
-      // a line cut short by the log rotation or the stop: not a round
-    }
+  for (const r of logLines<{ ops: number; claimMs: number; sendMs: number; completeMs: number }>(logFile, 'outbound round')) {
+    if (typeof r.time !== 'number') continue;
+    const claimMs = r.claimMs ?? 0;
+    const sendMs = r.sendMs ?? 0;
+    const completeMs = r.completeMs ?? 0;
+    // The line is written when the round ends: its phases are reconstructed backwards from there.
+    if (r.time - completeMs - sendMs - claimMs < fromMs || r.time > toMs + 60_000) continue;
+    rounds.push({ time: r.time, ops: r.ops ?? 0, claimMs, sendMs, completeMs });
   }
   if (!rounds.length) return undefined;
   const span = Math.max(1, toMs - fromMs);
@@ -83,32 +92,13 @@ export interface EventBatch {
 
 /** The change-event batches logged between fromMs and toMs (epoch ms), in order; [] when not at debug level. */
 export function eventBatches(logFile: string, fromMs: number, toMs: number): EventBatch[] {
-  const out: EventBatch[] = [];
-  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
-    if (!line.includes('"change-event batch"')) continue;
-    try {
-      const r = JSON.parse(line) as Partial<EventBatch> & { msg?: string };
-      if (r.msg !== 'change-event batch' || typeof r.time !== 'number' || r.time < fromMs || r.time > toMs) continue;
-      out.push({ time: r.time, events: r.events ?? 0, records: r.records ?? 0, queuedMs: r.queuedMs ?? 0, prereadMs: r.prereadMs ?? 0, fetchMs: r.fetchMs ?? 0, buildMs: r.buildMs ?? 0, applyMs: r.applyMs ?? 0 });
-    } catch {
-      // a line cut short: not a batch
-    }
-  }
-  return out;
+  return logLines<EventBatch>(logFile, 'change-event batch')
+    .filter((r): r is typeof r & { time: number } => typeof r.time === 'number' && r.time >= fromMs && r.time <= toMs)
+    .map((r) => ({ time: r.time, events: r.events ?? 0, records: r.records ?? 0, queuedMs: r.queuedMs ?? 0, prereadMs: r.prereadMs ?? 0, fetchMs: r.fetchMs ?? 0, buildMs: r.buildMs ?? 0, applyMs: r.applyMs ?? 0 }));
 }
 
 /** The pages of a load as the sidecar logged them (`load page`, debug level): records, and the ms from the
  * page's first byte to its merge's end (COPY as it is read, then the merge). Empty when not at debug level. */
 export function loadPages(logFile: string): { records: number; applyMs: number }[] {
-  const out: { records: number; applyMs: number }[] = [];
-  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
-    if (!line.includes('"load page"')) continue;
-    try {
-      const r = JSON.parse(line) as { msg?: string; records?: number; applyMs?: number };
-      if (r.msg === 'load page') out.push({ records: r.records ?? 0, applyMs: r.applyMs ?? 0 });
-    } catch {
-      // a line cut short: not a page
-    }
-  }
-  return out;
+  return logLines<{ records: number; applyMs: number }>(logFile, 'load page').map((r) => ({ records: r.records ?? 0, applyMs: r.applyMs ?? 0 }));
 }
