@@ -7,7 +7,7 @@
 // directory: in a checkout under a 0700 directory (such as /root) it cannot, so the binaries are copied
 // once to /var/tmp and the data directory is placed there too (a symlink at the asked-for place says
 // where).
-import { chmodSync, chownSync, cpSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, createWriteStream, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
@@ -122,8 +122,9 @@ function run(cmd: string, args: string[], ids: Ids | undefined): Promise<void> {
  * version's binaries (14–17, see packagedBinDir); without it, PostgreSQL 18. It runs with fsync,
  * synchronous_commit and full_page_writes off (a scratch server: the demo, tests, benchmarks) unless
  * `durable`, which keeps PostgreSQL's defaults (what a production server runs; the capture benchmark).
+ * `logFile` keeps what the server logs (else it is drained unread).
  */
-export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean; port?: number; major?: number; durable?: boolean } = {}): Promise<RunningPostgres> {
+export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean; port?: number; major?: number; durable?: boolean; logFile?: string } = {}): Promise<RunningPostgres> {
   dir = resolve(dir);
   const ids = postgresIds();
   if (opts.fresh) removeDataDir(dir);
@@ -138,7 +139,8 @@ export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean
     await run(join(bin, 'initdb'), [`--pgdata=${data}`, '--auth=trust', '--username=postgres', '--encoding=UTF8', '--locale=C.UTF-8', '--lc-messages=C'], ids);
   }
   const scratch = opts.durable ? [] : ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'];
-  const flags = ['-c', 'max_connections=300', ...scratch, '-k', '/tmp'];
+  // Each line names its database: the tests' server holds one database per test file.
+  const flags = ['-c', 'max_connections=300', '-c', 'log_line_prefix=%m [%p] %d ', ...scratch, '-k', '/tmp'];
   // detached: its own process group, so the terminal's Ctrl-C is ours to handle, not Postgres's.
   const child: ChildProcess = spawn(join(bin, 'postgres'), ['-D', data, '-p', String(port), ...flags], {
     ...(ids ?? {}),
@@ -153,7 +155,14 @@ export async function startEmbeddedPostgres(dir: string, opts: { fresh?: boolean
       log += d.toString();
       if (log.includes('database system is ready to accept connections')) {
         child.stderr!.off('data', onData);
-        child.stderr!.resume(); // keep draining what it logs later
+        if (opts.logFile) {
+          // What it logs from now on goes to the file (a deadlock's report names both statements).
+          const out = createWriteStream(opts.logFile, { flags: 'a' });
+          out.write(log);
+          child.stderr!.pipe(out);
+        } else {
+          child.stderr!.resume(); // keep draining what it logs later
+        }
         res();
       }
     };

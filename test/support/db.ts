@@ -2,6 +2,7 @@
 // from the migrated template. A database whose file failed is kept (its psql string is printed) until a run three hours later clears it.
 import { beforeEach, inject } from 'vitest';
 import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
 import pg from 'pg';
 import { withDatabase } from './global-setup.js';
 
@@ -53,4 +54,28 @@ export async function createTestDb(): Promise<TestDb> {
       await a.end();
     },
   };
+}
+
+/**
+ * The embedded server's reports of deadlocks in database `name` (its log lines from "deadlock detected" to
+ * the statement), for an assertion's message: which two statements waited on each other. Empty on a
+ * server of DATABASE_URL (its log is its own).
+ */
+export function deadlockReports(name: string): string {
+  const file = process.env.HCSYNC_TEST_PG_LOG;
+  if (!file || !existsSync(file)) return '';
+  const out: string[] = [];
+  let pid = '';   // the process whose deadlock report is being read
+  let cur = '';   // the process of the last log line (its indented lines follow it)
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    // A log line: "<timestamp> [<pid>] <database> LEVEL:  text"; the DETAIL's lines that follow are indented.
+    const m = /^\d{4}-\d\d-\d\d [\d:.]+ \w+ \[(\d+)\] (\S*) (\w+):/.exec(line);
+    if (m) {
+      cur = m[1];
+      if (m[2] === name && line.includes('deadlock detected')) pid = cur;
+      else if (cur === pid && !['DETAIL', 'HINT', 'CONTEXT', 'STATEMENT'].includes(m[3])) pid = '';
+    }
+    if (pid && cur === pid) out.push(line);
+  }
+  return out.join('\n');
 }

