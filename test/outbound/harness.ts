@@ -34,7 +34,9 @@ export interface Harness {
 }
 
 export async function setup(opts: { algorithm?: 'merged' | 'ordered'; upsert?: boolean; accountFields?: string[] } = {}): Promise<Harness> {
-  const emu = await startEmulator({});
+  // A Pub/Sub keepalive every 2 s instead of Salesforce's 270 s: the keepalive moves the reader's position
+  // over events that were not its own (creates sent before it subscribed), and tests wait for that position.
+  const emu = await startEmulator({ pubsubKeepaliveMs: 2000 });
   const db = await createTestDb();
   const env = sidecarEnv(emu, db.url);
   const config = loadConfig(env);
