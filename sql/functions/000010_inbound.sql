@@ -306,7 +306,11 @@ begin
                                                 else excluded.%1$s end', c, trim(both '"' from c))), '{}')
     into sets from unnest(p.cols) c;
 
-  -- One statement text, applied set-based, or per row (filter on one Id) when the set fails.
+  -- One statement text, applied set-based, or per row (filter on one Id) when the set fails. New rows go
+  -- in in sfid order, the order in which the writer stamps the rows of its creates with theirs
+  -- (hc._complete_write_back): a record the writer just created can be read here before its write-back (a
+  -- re-read), and two sessions entering the same two sfids into the unique index in opposite orders
+  -- deadlock.
   stmt := format($q$
     with src as (
       select %2$s as sfid %3$s, %4$s as _del
@@ -326,6 +330,7 @@ begin
         and not exists (select 1 from %9$s l where l.state in ('NEW', 'PENDING') and l.action = 'DELETE'
                         and l.table_name = %10$L and l.sfid = src.sfid)
         and not exists (select 1 from adopt where adopt.sfid = src.sfid)
+      order by src.sfid
       on conflict (sfid) do update set %11$s
       %12$s
       returning 1

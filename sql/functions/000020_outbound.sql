@@ -728,6 +728,8 @@ declare
   err_msg text;
   n_reread integer;
   reread integer := 0;   -- records queued to be read again (phantom rows removed)
+  hash_was text := current_setting('enable_hashjoin');
+  merge_was text := current_setting('enable_mergejoin');
 begin
   for t in select distinct table_name from _ob_res where lastop is not null order by table_name loop
     continue when to_regclass(format('%I.%I', c.schema_name, t.table_name)) is null;
@@ -764,19 +766,26 @@ begin
     -- (sent as an update of the record it made) whose update Salesforce refused, the record there. A
     -- successful update of a row with a newer change still queued leaves the row alone: it stays PENDING
     -- until that change is written too.
+    -- The rows are written in sfid order, as the read side enters the records it does not know
+    -- (hc.inbound_merge): the read side may be entering the very record just created as a phantom row,
+    -- uncommitted, and two sessions entering the same two sfids into the unique index in opposite orders
+    -- deadlock. (The ordered results drive a nested loop over the rows' primary key: a hash or merge join
+    -- would write them in the table's order.)
     writeback := format($q$
       update %1$I.%2$I r
          set sfid = case when o.action = 'insert' then coalesce(o.sfid, r.sfid) else r.sfid end,
              _hc_lastop = o.lastop,
              _hc_err = case when o.outcome = 'failed' then o.error end
-        from _ob_res o
-       where o.table_name = $1 and o.lastop is not null and r.id = o.record_id %%s
+        from (select * from _ob_res o where o.table_name = $1 and o.lastop is not null %%s order by o.sfid, o.op_id) o
+       where r.id = o.record_id
          and (o.lastop <> 'UPDATED' or o.newer is not true)$q$, c.schema_name, t.table_name);
     begin
       execute format(phantom, '') using t.table_name;
       get diagnostics n_reread = row_count;
       reread := reread + n_reread;
+      perform set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true);
       execute format(writeback, '') using t.table_name;
+      perform set_config('enable_hashjoin', hash_was, true), set_config('enable_mergejoin', merge_was, true);
     exception
       -- A deadlock, serialization failure or lock timeout says nothing about the row: the whole call
       -- fails and the writer records the same results again (it still holds the claims).
@@ -785,7 +794,8 @@ begin
       when others then
       -- One row at a time. A unique violation on sfid raised because a read-side transaction committed
       -- its row for our record while we waited is cured here too: that row is visible now and goes.
-      for w in select o.op_id from _ob_res o where o.table_name = t.table_name and o.lastop is not null order by o.op_id loop
+      perform set_config('enable_hashjoin', hash_was, true), set_config('enable_mergejoin', merge_was, true);
+      for w in select o.op_id from _ob_res o where o.table_name = t.table_name and o.lastop is not null order by o.sfid, o.op_id loop
         begin
           execute format(phantom, 'and o.op_id = $2') using t.table_name, w.op_id;
           get diagnostics n_reread = row_count;
