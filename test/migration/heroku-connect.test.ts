@@ -209,17 +209,21 @@ afterAll(async () => {
 describe('Coming from Heroku Connect (README steps)', () => {
   it('every change Heroku Connect had not sent reaches Salesforce, and the first load overwrites none', async () => {
     const rows = (await db.query('select id, sfid, lastname from salesforce.contact order by sfid')).rows as { id: number; sfid: string; lastname: string }[];
-    const [updated, deleted, untouched] = rows;
+    const [updated, deleted, untouched, inFlight] = rows;
     // The application's changes while Heroku Connect was paused (its triggers capture them, state NEW).
     await db.query(`update salesforce.contact set lastname = 'Pending-Update' where sfid = $1`, [updated.sfid]);
     await db.query(`delete from salesforce.contact where sfid = $1`, [deleted.sfid]);
     const inserted = (await db.query(`insert into salesforce.contact (firstname, lastname) values ('Ada', 'Pending-Insert') returning id`)).rows[0].id as number;
     const lead = (await db.query(`insert into salesforce.lead (lastname, company) values ('Pending-Lead', 'Acme') returning id`)).rows[0].id as number;
+    // And one that Heroku Connect's writer had taken (PENDING) when it was stopped, its answer never recorded.
+    await db.query(`update salesforce.contact set lastname = 'Pending-In-Flight' where sfid = $1`, [inFlight.sfid]);
+    await db.query(`update salesforce._trigger_log set state = 'PENDING' where record_id = $1`, [inFlight.id]);
     expect((await db.query(`select action, table_name, state from salesforce._trigger_log order by id`)).rows).toEqual([
       { action: 'UPDATE', table_name: 'contact', state: 'NEW' },
       { action: 'DELETE', table_name: 'contact', state: 'NEW' },
       { action: 'INSERT', table_name: 'contact', state: 'NEW' },
       { action: 'INSERT', table_name: 'lead', state: 'NEW' },
+      { action: 'UPDATE', table_name: 'contact', state: 'PENDING' },
     ]);
 
     // 1. heroku connect:export gives the mapping file (Contact only here).
@@ -251,6 +255,7 @@ describe('Coming from Heroku Connect (README steps)', () => {
     expect(sf.find((r) => r.Id === deleted.sfid)).toBeUndefined();
     expect(sf.filter((r) => r.LastName === 'Pending-Insert')).toHaveLength(1);
     expect(sf.find((r) => r.Id === untouched.sfid)?.LastName).toBe(untouched.lastname);
+    expect(sf.find((r) => r.Id === inFlight.sfid)?.LastName).toBe('Pending-In-Flight');
     // In Postgres, once loaded: the rows kept their ids and the application's values; the deleted row
     // did not come back; the inserted row holds its record's Id.
     await until(async () => (await db.query(`select state from hc._mappings where object_name = 'Contact'`)).rows[0]?.state === 'DATA_SYNCED', 'Contact loaded', 60_000);

@@ -19,6 +19,14 @@ export async function lockClaimer(s: Session, claimer: number): Promise<void> {
   await exec(s, sql`select pg_advisory_lock(hc.lock_class('writer'), ${claimer})`);
 }
 
+/**
+ * Entries PENDING with no claim (Heroku Connect's writer stopped mid-round) back to NEW, when a writer
+ * starts (hc.outbound_sweep_unclaimed); how many.
+ */
+export async function sweepUnclaimed(s: Session, connectionId: number): Promise<number> {
+  return Number((await first<{ n: number }>(s, sql`select hc.outbound_sweep_unclaimed(${connectionId}) as n`))?.n ?? 0);
+}
+
 // --- a round: claim, attempts, outcomes -------------------------------------------------------------
 
 /** Claims up to `limit` entries for `claimer` (hc.outbound_claim): one op per row, PENDING once this commits. */

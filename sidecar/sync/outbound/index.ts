@@ -28,7 +28,8 @@ import { adoptLostCreates } from './adopt.js';
 import { writesAllowed } from '../budget.js';
 import { BATCH, InFlight, Limiter, send, type Activity, type Op, type Outcome } from './salesforce.js';
 import {
-  archiveOutbound, cancelBackends, claimOps, completeOps, hasOrphanedClaims, lockClaimer, newClaimer, recordCreateAttempts, releaseClaims, writeAlgorithm,
+  archiveOutbound, cancelBackends, claimOps, completeOps, hasOrphanedClaims, lockClaimer, newClaimer, recordCreateAttempts, releaseClaims, sweepUnclaimed,
+  writeAlgorithm,
 } from '../../db/hc/outbound.js';
 
 export interface OutboundOptions {
@@ -84,6 +85,8 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
         lockClient = c;
         claimers = got;
         wlog.info({ claimers: got, concurrency }, 'writer claimers registered');
+        const swept = await sweepUnclaimed(c, connection.id);
+        if (swept) wlog.warn({ entries: swept }, 'entries PENDING with no writer (an earlier writer stopped mid-round) are back in the queue');
         return got;
       } catch (err) {
         await c.end().catch(() => {});
