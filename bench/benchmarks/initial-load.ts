@@ -89,10 +89,12 @@ export const initialLoad: Benchmark = {
 
       // hcsync: the sidecar running, the mapping created (as an operator would), until DATA_SYNCED.
       // At debug level the sidecar logs each page's COPY + merge (read back below). The load's two settings
-      // and the process's memory knobs (NODE_OPTIONS, MALLOC_ARENA_MAX), when set in the bench's environment,
+      // and the process's memory knobs (MALLOC_ARENA_MAX; BENCH_SIDECAR_NODE_OPTIONS as the sidecar's own
+      // NODE_OPTIONS, which the bench's would give the emulator too), when set in the bench's environment,
       // are passed on to compare them, and recorded.
       const sidecarEnv: Record<string, string> = { HC_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'debug' };
-      for (const k of ['HC_BULK_PAGE_SIZE', 'HC_BULK_PAGES_IN_FLIGHT', 'MALLOC_ARENA_MAX', 'NODE_OPTIONS']) if (process.env[k]) sidecarEnv[k] = process.env[k]!;
+      for (const k of ['HC_BULK_PAGE_SIZE', 'HC_BULK_PAGES_IN_FLIGHT', 'MALLOC_ARENA_MAX']) if (process.env[k]) sidecarEnv[k] = process.env[k]!;
+      if (process.env.BENCH_SIDECAR_NODE_OPTIONS) sidecarEnv.NODE_OPTIONS = process.env.BENCH_SIDECAR_NODE_OPTIONS;
       config.sidecarEnv = sidecarEnv;
       const sidecar = await startSidecar('initial-load', sidecarEnv);
       const idleRss = sidecar.rssMiB();
