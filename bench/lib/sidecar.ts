@@ -58,7 +58,8 @@ export function spawnSidecar(opts: {
     HC_LOG_PRETTY: '0',
     ...opts.env,
   };
-  const child: ChildProcess = spawn(process.execPath, [CLI, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  // With the image's Node flag (Dockerfile's ENTRYPOINT): the sidecar measured is the one that ships.
+  const child: ChildProcess = spawn(process.execPath, ['--max-semi-space-size=4', CLI, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = createWriteStream(opts.logFile);
   const recent: string[] = [];
   const keep = (chunk: Buffer) => {
