@@ -834,7 +834,7 @@ begin
       when others then
       -- One row at a time. A unique violation on sfid raised because a read-side transaction committed
       -- its row for our record while we waited is cured here too: that row is visible now and goes.
-      perform set_config('enable_hashjoin', hash_was, true), set_config('enable_mergejoin', merge_was, true);
+      -- (The join settings are back as they were: the block's subtransaction took them with it.)
       for w in select o.op_id from _ob_res o where o.table_name = t.table_name and o.lastop is not null order by o.sfid, o.op_id loop
         begin
           execute format(phantom, 'and o.op_id = $2') using t.table_name, w.op_id;
