@@ -56,10 +56,12 @@ export function spawnSidecar(opts: {
     HC_HTTP_PORT: '0',
     HC_LOG_LEVEL: process.env.BENCH_SIDECAR_LOG_LEVEL ?? 'info',
     HC_LOG_PRETTY: '0',
+    // The image's Node flag (Dockerfile's ENTRYPOINT): the sidecar measured is the one that ships. Given
+    // as NODE_OPTIONS, not on the command line (which would win), so a benchmark's env can replace it.
+    NODE_OPTIONS: '--max-semi-space-size=4',
     ...opts.env,
   };
-  // With the image's Node flag (Dockerfile's ENTRYPOINT): the sidecar measured is the one that ships.
-  const child: ChildProcess = spawn(process.execPath, ['--max-semi-space-size=4', CLI, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child: ChildProcess = spawn(process.execPath, [CLI, 'run'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const log = createWriteStream(opts.logFile);
   const recent: string[] = [];
   const keep = (chunk: Buffer) => {
