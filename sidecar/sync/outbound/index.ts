@@ -85,8 +85,13 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
         lockClient = c;
         claimers = got;
         wlog.info({ claimers: got, concurrency }, 'writer claimers registered');
-        const swept = await sweepUnclaimed(c, connection.id);
-        if (swept) wlog.warn({ entries: swept }, 'entries PENDING with no writer (an earlier writer stopped mid-round) are back in the queue');
+        // (a sweep that fails is logged and tried again at the next registration: the writer goes on)
+        try {
+          const swept = await sweepUnclaimed(c, connection.id);
+          if (swept) wlog.warn({ entries: swept }, 'entries PENDING with no writer (an earlier writer stopped mid-round) are back in the queue');
+        } catch (err) {
+          wlog.warn({ err }, 'could not look for entries PENDING with no writer; the writer goes on, and looks again when it next registers');
+        }
         return got;
       } catch (err) {
         await c.end().catch(() => {});
