@@ -169,7 +169,9 @@ export class Soql {
         parts.push(unary());
       }
       if (parts.length === 1) return parts[0];
-      return op === 'AND' ? (r) => parts.every((f) => f(r)) : (r) => parts.some((f) => f(r));
+      if (op !== 'AND') return (r) => parts.some((f) => f(r));
+      // (an AND with an Id condition needs only that condition's records read: see run)
+      return withIds((r) => parts.every((f) => f(r)), parts.map(byId).find((f) => f)?.ids);
     };
     const unary = (): (r: Rec) => boolean => {
       const t = toks[p++];
@@ -207,6 +209,13 @@ export class Soql {
     const cmp = (a: unknown, b: Lit): number => compareValues(f, a, b.v);
     const one = lits[0];
     const isText = isTextType(f.type) || f.type === 'id' || f.type === 'reference';
+    const plain = lits.every((l) => l.v != null && !l.range);
+    // Id = x and Id IN (...) are looked up, as Salesforce looks them up by its index, not scanned for
+    if (col.path.length === 1 && f.name === 'Id' && (op === '=' || op === 'IN') && plain) {
+      const ids = [...new Set(lits.map((l) => String(l.v)))];
+      const set = new Set(ids);
+      return withIds((r) => set.has(String(get(r))), ids);
+    }
     switch (op) {
       case '=': return (r) => matchEq(get(r), one, isText, cmp);
       case '!=': return (r) => !matchEq(get(r), one, isText, cmp);
@@ -219,8 +228,13 @@ export class Soql {
         const re = new RegExp('^' + String(one.v).replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/%/g, '.*').replace(/_/g, '.') + '$', 'is');
         return (r) => { const v = get(r); return v != null && re.test(String(v)); };
       }
-      case 'IN': return (r) => lits.some((l) => matchEq(get(r), l, isText, cmp));
-      case 'NOT IN': return (r) => !lits.some((l) => matchEq(get(r), l, isText, cmp));
+      case 'IN': case 'NOT IN': {
+        // (text compared through one set of the lower-cased values, not value by value for each record)
+        const set = isText && plain ? new Set(lits.map((l) => String(l.v).toLowerCase())) : undefined;
+        const has = set ? (r: Rec) => { const v = get(r); return v != null && set.has(String(v).toLowerCase()); }
+                        : (r: Rec) => lits.some((l) => matchEq(get(r), l, isText, cmp));
+        return op === 'IN' ? has : (r) => !has(r);
+      }
       case 'INCLUDES': case 'EXCLUDES': {
         const want = lits.map((l) => String(l.v).toLowerCase().split(';').sort().join(';'));
         const has = (r: Rec) => { const v = get(r); if (v == null) return false; const set = new Set(String(v).toLowerCase().split(';')); return want.some((w) => w.split(';').every((x) => set.has(x))); };
@@ -271,7 +285,11 @@ export class Soql {
   run(plan: Plan, scanAll: boolean): QueryResult {
     const rows: Rec[] = [];
     const where = plan.where;
-    for (const r of this.org.table(plan.obj).values()) {
+    const table = this.org.table(plan.obj);
+    const ids = where ? byId(where)?.ids : undefined;
+    // (by Id: those records, in the order of their ids, which is the order they were created in)
+    const source = ids ? ids.filter((id) => table.has(id)).sort().map((id) => table.get(id)!) : table.values();
+    for (const r of source) {
       if (!scanAll && r.IsDeleted) continue;
       if (where && !where(r)) continue;
       rows.push(r);
@@ -440,6 +458,16 @@ function compareValues(f: FieldMeta, a: unknown, b: unknown, bothRecord = false)
   if (f.type === 'boolean') return Number(a) - Number(b);
   const x = String(a).toLowerCase(), y = String(b).toLowerCase();
   return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/** A WHERE predicate that holds only for the records of `ids` (Id = x, Id IN (...), or an AND with one). */
+type ById = ((r: Rec) => boolean) & { ids?: string[] };
+function withIds(f: (r: Rec) => boolean, ids: string[] | undefined): (r: Rec) => boolean {
+  if (ids) (f as ById).ids = ids;
+  return f;
+}
+function byId(f: (r: Rec) => boolean): ById | undefined {
+  return (f as ById).ids ? (f as ById) : undefined;
 }
 
 function matchEq(v: unknown, l: Lit, isText: boolean, cmp: (a: unknown, b: Lit) => number): boolean {

@@ -51,6 +51,33 @@ describe('query', () => {
     expect(sub.records[0].Contacts.records.map((r: any) => r.LastName)).toEqual(['Filter1', 'Filter2']);
   });
 
+  it('Id = and Id IN find their records by Id: in the order they were created, with the other conditions, deleted ones with queryAll only', async () => {
+    const conn = await login(emu);
+    const all = (await conn.query<any>('SELECT Id, LastName FROM Contact ORDER BY Id', { autoFetch: true, maxFetch: 10_000 })).records;
+    // 250 of them, asked for out of order, one twice, one by its 15-character id; and an id no record has
+    const picked = all.filter((_, i) => i % 2 === 0).slice(0, 250);
+    const asked = [...picked].reverse().map((r) => r.Id as string);
+    asked.push(asked[0], asked[1].slice(0, 15), '003000000000000AAA');
+    const inList = asked.map((x) => `'${x}'`).join(',');
+    const got = (await conn.query<any>(`SELECT Id, LastName FROM Contact WHERE Id IN (${inList})`)).records;
+    expect(got.map((r) => r.Id)).toEqual(picked.map((r) => r.Id));
+    // the same through an AND, and the same condition on another field finds the same records
+    const some = picked.slice(0, 10).map((r) => r.LastName as string);
+    const anded = (await conn.query<any>(`SELECT Id FROM Contact WHERE LastName IN (${some.map((x) => `'${x}'`).join(',')}) AND (Id IN (${inList}))`)).records;
+    expect(anded.map((r) => r.Id)).toEqual(picked.filter((r) => some.includes(r.LastName)).map((r) => r.Id));
+    const scanned = (await conn.query<any>(`SELECT Id FROM Contact WHERE LastName IN (${some.map((x) => `'${x}'`).join(',')})`)).records;
+    expect(anded.map((r) => r.Id)).toEqual(scanned.map((r) => r.Id).filter((x: string) => asked.includes(x)));
+    expect((await conn.query<any>(`SELECT Id FROM Contact WHERE Id = '${picked[3].Id}'`)).records.map((r) => r.Id)).toEqual([picked[3].Id]);
+    expect((await conn.query<any>(`SELECT Id FROM Contact WHERE NOT Id IN (${inList})`)).totalSize).toBe(all.length - picked.length);
+    // deleted: not found, but by queryAll
+    await conn.sobject('Contact').destroy(picked[5].Id);
+    const live = (await conn.query<any>(`SELECT Id FROM Contact WHERE Id IN (${inList})`)).records;
+    expect(live.map((r) => r.Id)).toEqual(picked.filter((_, i) => i !== 5).map((r) => r.Id));
+    const withDeleted = (await conn.query<any>(`SELECT Id, IsDeleted FROM Contact WHERE Id IN (${inList})`, { scanAll: true })).records;
+    expect(withDeleted.map((r) => r.Id)).toEqual(picked.map((r) => r.Id));
+    expect(withDeleted[5].IsDeleted).toBe(true);
+  });
+
   it('queryAll returns deleted rows; query does not', async () => {
     const conn = await login(emu);
     const r = await conn.sobject('Contact').create({ LastName: 'Ghost' });
