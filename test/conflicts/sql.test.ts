@@ -255,6 +255,34 @@ describe('conflicts in SQL', () => {
     expect(await local(id)).toMatchObject({ phone: 'mine', accountnumber: 'x' });
   });
 
+  it('manual: someone setting a field back to the agreed value after our change of it was sent changed it: Salesforce\'s value wins', async () => {
+    // Seen in the convergence test: our write of the field landed (its echo came), another user set the
+    // field back to what it was before, and that change event came before the write's answer was recorded.
+    // The value equal to the agreed one was taken for "Salesforce did not change it": the row kept ours,
+    // Salesforce kept theirs, and nothing said so.
+    await setPolicy('manual');
+    const id = sfid();
+    await merge([full(id, { Phone: 'agreed' })]);
+    const row = await local(id);
+    await db.query(`update salesforce.account set phone = 'mine' where id = $1`, [row.id]);
+    const writer = await sync.connect();
+    try {
+      await writer.query(`select pg_advisory_lock(hc.lock_class('writer'), 52)`);
+      const ops = (await writer.query('select hc.outbound_claim((select id from hc.connections), 52, 100) as op')).rows.map((r) => r.op);
+      expect(ops.find((o) => o.record_id === row.id)).toMatchObject({ action: 'update', body: { Phone: 'mine' } });
+      expect((await event(id, { Phone: 'agreed' })).conflicts).toBe(1);
+      await writer.query('select hc.outbound_complete((select id from hc.connections), 52, $1)', [JSON.stringify(ops.map((o) => ({ op_id: o.op_id, outcome: 'ok' })))]);
+    } finally {
+      await writer.query(`select pg_advisory_unlock(hc.lock_class('writer'), 52)`).catch(() => {});
+      writer.release();
+    }
+    expect(await conflicts(id)).toMatchObject([{ columns: ['phone'], winner: 'sf' }]);
+    expect((await local(id)).phone).toBe('agreed');
+    // Our write may have reached Salesforce after theirs: their value is sent after it.
+    expect((await queued(row.id)).map((q) => [q.action, q.state, q.values])).toEqual([['UPDATE', 'SUCCESS', '"phone"=>"mine"'], ['UPDATE', 'NEW', '"phone"=>"agreed"']]);
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1`, [row.id]);
+  });
+
   it('field_ownership decides a field\'s conflicts for its owner, whatever the policy; a parked field is held back by the claim', async () => {
     await setPolicy('manual', { Phone: 'sf', AccountNumber: 'pg' });
     const id = sfid();
