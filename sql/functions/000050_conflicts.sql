@@ -275,11 +275,13 @@ begin
     -- Another change of such a field in Salesforce (a change event of someone else's) wins over it whatever
     -- the policy (unless Postgres owns the field), even one back to the value before our change, which the
     -- rules below would take for no change at all. So does one back to that value after our change of it
-    -- was sent (PENDING, or answered): Salesforce had our value, so someone set it back after our write
-    -- landed. Taken for no change, the row kept our value while Salesforce kept theirs (seen in the
-    -- convergence test: a user's change event right after our write's echo, before its answer was recorded).
+    -- was sent (PENDING, or answered) and made after our change was: Salesforce had our value, so someone
+    -- set it back after our write landed. Taken for no change, the row kept our value while Salesforce kept
+    -- theirs (seen in the convergence test: a user's change event right after our write's echo, before its
+    -- answer was recorded). (An event older than our change, a record's CREATE arriving late, say, still
+    -- reads as no change.)
     sf_again := case when p_origin = 'cdc'
-                      and (sent_back or (e.in_flight and hc._conflict_same(inc->>e.col, e.base)
+                      and (sent_back or (e.in_flight and at_sf > e.pg_at and hc._conflict_same(inc->>e.col, e.base)
                                          and not hc._conflict_same(inc->>e.col, hc._hstore_get(rh, e.col))))
                      then hc._conflict_owner(m.config, (select f.field_name from hc._mapping_fields f
                                                          where f.mapping_id = p_mapping_id and f.column_name = e.col)) is distinct from 'pg'

@@ -283,6 +283,29 @@ describe('conflicts in SQL', () => {
     await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1`, [row.id]);
   });
 
+  it('an event older than our change that was sent, carrying the agreed value (a CREATE arriving late), is still no change', async () => {
+    await setPolicy('manual');
+    const id = sfid();
+    const created = new Date(Date.now() - 60_000);
+    await merge([full(id, { Phone: 'agreed' })]);
+    const row = await local(id);
+    await db.query(`update salesforce.account set phone = 'mine' where id = $1`, [row.id]);
+    const writer = await sync.connect();
+    try {
+      await writer.query(`select pg_advisory_lock(hc.lock_class('writer'), 53)`);
+      const ops = (await writer.query('select hc.outbound_claim((select id from hc.connections), 53, 100) as op')).rows.map((r) => r.op);
+      expect(ops.find((o) => o.record_id === row.id)).toMatchObject({ body: { Phone: 'mine' } });
+      expect((await event(id, { Name: 'Acme', Phone: 'agreed', NumberOfEmployees: 5 }, created)).conflicts).toBe(0);
+      await writer.query('select hc.outbound_complete((select id from hc.connections), 53, $1)', [JSON.stringify(ops.map((o) => ({ op_id: o.op_id, outcome: 'ok' })))]);
+    } finally {
+      await writer.query(`select pg_advisory_unlock(hc.lock_class('writer'), 53)`).catch(() => {});
+      writer.release();
+    }
+    expect(await conflicts(id)).toEqual([]);
+    expect((await local(id)).phone).toBe('mine');
+    expect((await queued(row.id)).map((q) => [q.action, q.state])).toEqual([['UPDATE', 'SUCCESS']]);
+  });
+
   it('field_ownership decides a field\'s conflicts for its owner, whatever the policy; a parked field is held back by the claim', async () => {
     await setPolicy('manual', { Phone: 'sf', AccountNumber: 'pg' });
     const id = sfid();
