@@ -6,7 +6,7 @@
 // transaction, so a loaded machine cannot make it pass or fail.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { createTestDb, type TestDb } from '../support/db.js';
+import { createTestDb, tuplesRead, type TestDb } from '../support/db.js';
 import { describeField, systemFields } from '../support/describe.js';
 import { syncPool } from '../../sidecar/db/pool.js';
 
@@ -22,7 +22,7 @@ const describeAccount = {
 };
 const fields = ['Id', 'Name', 'SystemModstamp', 'IsDeleted', 'NumberOfEmployees', 'AnnualRevenue'];
 
-const QUEUED = Number(process.env.ECHO_QUEUED ?? 20_000);
+const QUEUED = 20_000;
 const SENT = 2_000;
 const BATCH = 118;
 const CLAIMER = 11;
@@ -65,17 +65,6 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/**
- * The queue's tuples read so far by this session's uncommitted work (and by its last transactions, until
- * the statistics are flushed: take differences). Index scans count on their index, so the queue's
- * indexes are summed with it.
- */
-async function queueReads(c: pg.PoolClient): Promise<number> {
-  return Number((await c.query(`select sum(pg_stat_get_xact_tuples_returned(r) + pg_stat_get_xact_tuples_fetched(r)) as n
-                                   from (select 'salesforce._trigger_log'::regclass::oid r
-                                         union all select indexrelid from pg_index where indrelid = 'salesforce._trigger_log'::regclass) x`)).rows[0].n);
-}
-
 /** The batch the reader builds for the echoes of `ops` (sidecar/sync/inbound/cdc.ts). */
 function echoBatch(ops: typeof sent, at: Date) {
   const stamp = new Date(Math.floor(at.getTime() / 1000) * 1000).toISOString();
@@ -91,27 +80,17 @@ describe('echoes of our own writes against a large queue', () => {
   it(`a batch of ${BATCH} echoes reads the queue entries of its own records only`, async () => {
     const c = await sync.connect();
     try {
-      if (process.env.ECHO_EXPLAIN) {
-        c.on('notice', (n) => console.log(n.message));
-        await c.query(`load 'auto_explain'; set auto_explain.log_min_duration = ${process.env.ECHO_EXPLAIN}; set auto_explain.log_nested_statements = on; set auto_explain.log_analyze = on; set auto_explain.log_buffers = on; set auto_explain.log_level = notice`);
-      }
-      const timings: number[] = [];
-      const reads: number[] = [];
       let read = 0;
       for (let i = 0; i + BATCH <= sent.length; i += BATCH) {
         const ops = sent.slice(i, i + BATCH);
         await c.query('begin');
-        const before = await queueReads(c);
-        const t0 = performance.now();
+        const before = await tuplesRead(c);
         const r = (await c.query('select hc.inbound_apply($1, $2) as r', [mappingId, JSON.stringify(echoBatch(ops, new Date()))])).rows[0].r;
-        timings.push(performance.now() - t0);
-        const n = (await queueReads(c)) - before;
-        reads.push(n);
+        const n = (await tuplesRead(c)) - before;
         read = Math.max(read, n);
         await c.query('commit');
         expect(r).toMatchObject({ applied: BATCH, failed: 0, reread: 0 });
       }
-      if (process.env.ECHO_TIMINGS) console.log(`queued ${QUEUED}: apply ms`, timings.map((x) => Math.round(x)).join(' '), 'read', reads.join(' '));
       // Each record's entries are read a few times (its pending changes, the pending delete, the
       // conflict check): about 600 tuples. Before the pending deletes were looked up by sfid, every
       // pending entry of the table was read twice per batch: 72,486 tuples with 20,000 queued.

@@ -5,7 +5,7 @@
 // set-based bodies of a claim are the same as one op at a time (hc._outbound_body).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import pg from 'pg';
-import { createTestDb, type TestDb } from '../support/db.js';
+import { createTestDb, tuplesRead, type TestDb } from '../support/db.js';
 import { describeField, systemFields } from '../support/describe.js';
 import { syncPool } from '../../sidecar/db/pool.js';
 
@@ -67,16 +67,10 @@ afterAll(async () => {
 async function counted<T extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<{ rows: T[]; read: number }> {
   const c = await sync.connect();
   try {
-    // (index scans count on their index, so the queue's indexes are summed with it; and the counts of
-    // the session's last transactions stay in until the statistics are flushed: a difference)
-    const reads = async () => Number((await c.query(`select sum(pg_stat_get_xact_tuples_returned(r) + pg_stat_get_xact_tuples_fetched(r)) as n
-        from (select 'salesforce._trigger_log'::regclass::oid r
-              union all select indexrelid from pg_index where indrelid = 'salesforce._trigger_log'::regclass) x`)).rows[0].n);
     await c.query('begin');
-    const before = await reads();
+    const before = await tuplesRead(c);
     const rows = (await c.query<T>(sql, params)).rows;
-    const read = (await reads()) - before;
-    if (process.env.CLAIM_READS) console.log('read', read);
+    const read = (await tuplesRead(c)) - before;
     await c.query('commit');
     return { rows, read };
   } catch (err) {

@@ -79,3 +79,13 @@ export function deadlockReports(name: string): string {
   }
   return out.join('\n');
 }
+
+/**
+ * The tuples of a table (by default the queue, salesforce._trigger_log) read so far by the session's
+ * uncommitted work, and by its last transactions until the statistics are flushed: take differences.
+ * An index scan counts its reads on the index, so the table's indexes are summed with it.
+ */
+export async function tuplesRead(c: pg.ClientBase, table = 'salesforce._trigger_log'): Promise<number> {
+  return Number((await c.query(`select sum(pg_stat_get_xact_tuples_returned(r) + pg_stat_get_xact_tuples_fetched(r)) as n
+                                  from (select $1::regclass::oid r union all select indexrelid from pg_index where indrelid = $1::regclass) x`, [table])).rows[0].n);
+}
