@@ -121,3 +121,50 @@ describe('SIGTERM during a large outbound backlog', () => {
     expect(rows).toEqual({ r: ROWS + NEW_ROWS, n: ROWS + NEW_ROWS, s: ROWS + NEW_ROWS });
   }, 900_000);
 });
+
+describe('SIGTERM while the reader reads queued re-reads', () => {
+  it('stops between its Salesforce reads without applying them, and the re-reads stay queued for the next start', async () => {
+    // The flake this catches (1 in 5 full runs of the test above): at SIGTERM the reader was reading
+    // 2,000 records queued for a re-read (ten queries at 250 ms each), then applied them, and the
+    // writer's last results waited for that apply's row locks: both were still at it when the stop's
+    // 8 s were up, and the writer's claimed entries were left PENDING.
+    h = await setup({ algorithm: 'ordered' });
+    const N = 2000;
+    await h.db.query(`insert into salesforce.account (name) select 'Reread ' || g from generate_series(1, $1::int) g`, [N]);
+    const env = { ...h.env, HC_LOG_LEVEL: 'info' };
+    side = spawnSidecar(env);
+    await until(async () => (await h!.db.query(`select count(sfid)::int n from salesforce.account`)).rows[0].n === N, 'the records created', 240_000, 200);
+    await side.stop();
+    side = undefined;
+
+    const m = (await h.db.query(`select id from hc._mappings where object_name = 'Account'`)).rows[0].id as number;
+    await h.db.query(`insert into hc.inbound_rereads (mapping_id, sfid, not_before) select $1, sfid, now() from salesforce.account`, [m]);
+    // Every call takes a second: the re-read of 2,000 records (ten queries) takes ten.
+    h.emu.setLatency(1000);
+    side = spawnSidecar(env);
+    const s = side;
+    const queries = () => h!.emu.stats().api.byKind.query ?? 0;
+    await until(() => s.output().includes('inbound sync started'), 'the reader started', 60_000, 50);
+    const q0 = queries();
+    await until(() => queries() >= q0 + 2, 'the re-read under way', 60_000, 50);
+    const t0 = Date.now();
+    s.child.kill('SIGTERM');
+    const code = await new Promise<number | null>((r) => s.child.once('exit', (c) => r(c)));
+    const took = Date.now() - t0;
+    side = undefined;
+    const lines = logLines(s.output());
+    const msgs = lines.map((l) => String(l.msg));
+    // (the stop found the reader at it)
+    expect(lines.find((l) => l.msg === 'stopping service' && l.service === 'inbound reader')?.waitingFor).toMatch(/reread-queue/);
+    expect(code).toBe(0);
+    expect(msgs).not.toContain('service did not stop within HC_STOP_SECONDS: exiting without it; the next start takes over what it holds');
+    // One query in flight finishes (a second), and nothing of the re-read is applied.
+    expect(took).toBeLessThan(4000);
+    const queued = async () => (await h!.db.query('select count(*)::int n from hc.inbound_rereads where mapping_id = $1', [m])).rows[0].n as number;
+    expect(await queued()).toBe(N);
+
+    h.emu.setLatency(0);
+    side = spawnSidecar(env);
+    await until(async () => (await queued()) === 0, 'the re-reads done after the restart', 120_000, 200);
+  }, 600_000);
+});

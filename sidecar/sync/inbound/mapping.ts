@@ -16,7 +16,7 @@ import { withMapping } from '../../salesforce/client.js';
 import { isDescribeMissing, isObjectGone } from '../../salesforce/errors.js';
 import { describe as describeObject } from '../../salesforce/rest.js';
 import { setLongTimeout, type LongTimer } from '../../timers.js';
-import { applyCdcBatch } from './cdc.js';
+import { applyCdcBatch, BatchAbandoned } from './cdc.js';
 import type { MappingRow } from './rows.js';
 import type { ChangeStreams, Membership } from './streams.js';
 import {
@@ -376,10 +376,12 @@ export class MappingWorker {
                 if (this.membership !== membership || epoch === undefined || this.events.length) return;
                 // Only forward: a batch committed meanwhile may already stand past this position.
                 if (this.committed && this.committed >= position.replayId) return;
-                await applyCdcBatch(this.ctx, this.m, fields, calculated, [], epoch, position);
+                await applyCdcBatch(this.ctx, this.m, fields, calculated, [], epoch, position, () => this.stopped);
                 this.committed = position.replayId;
               })
-              .catch((e) => this.log.error({ err: e }, 'moving the change stream position failed'));
+              .catch((e) => {
+                if (!(e instanceof BatchAbandoned)) this.log.error({ err: e }, 'moving the change stream position failed');
+              });
           },
           onResync: (reason) => {
             this.log.info({ reason }, 're-reading by SystemModstamp from the last applied point');
@@ -459,7 +461,8 @@ export class MappingWorker {
       this.run('reread-queue', async () => {
         const epoch = this.epoch();
         if (epoch === undefined || !this.cdc) return;
-        await applyCdcBatch(this.ctx, this.m, fields, calculated, [], epoch);
+        const r = await applyCdcBatch(this.ctx, this.m, fields, calculated, [], epoch, undefined, () => this.stopped);
+        this.log.debug({ deferred: r.deferred, ...r.timing }, 'queued re-reads applied');
         await this.armRereads(fields, calculated);
       });
     }, this.rereadAt - Date.now());
@@ -473,13 +476,14 @@ export class MappingWorker {
         const epoch = this.epoch();
         if (epoch === undefined) throw new Error('no longer the inbound leader: the batch is left to the new leader');
         const queuedMs = Date.now() - (this.queuedAt.get(batch[0]) ?? Date.now());
-        const r = await applyCdcBatch(this.ctx, this.m, fields, calculated, batch, epoch);
-        this.log.debug({ events: batch.length, queuedMs, ...r.timing }, 'change-event batch');
+        const r = await applyCdcBatch(this.ctx, this.m, fields, calculated, batch, epoch, undefined, () => this.stopped);
+        this.log.debug({ events: batch.length, queuedMs, deferred: r.deferred, ...r.timing }, 'change-event batch');
         if (this.membership) {
           this.committed = String(batch[batch.length - 1].replayId);
           this.membership.release(batch.length);
         }
       } catch (e) {
+        if (e instanceof BatchAbandoned) return; // stopping: the next start reads these events again
         // Not committed: the replay id did not move. Resubscribe from the stored position.
         this.log.error({ err: e }, 'applying change events failed: resubscribing from the last committed replay id');
         this.events = [];
