@@ -60,9 +60,12 @@ describe('SIGTERM during a large outbound backlog', () => {
     h.emu.setLatency(250);
     side = spawnSidecar(env);
     const s = side;
-    // SIGTERM once the writer is busy: some of the backlog sent, most of it still queued.
+    // SIGTERM once the writer is busy: some of the backlog sent, most of it still queued. (Sent entries
+    // move to the archive within a second of their round.)
     await until(async () => {
-      const r = await h!.db.query(`select count(*)::int n from salesforce._trigger_log where state = 'SUCCESS' and id >= $1`, [mark]);
+      const r = await h!.db.query(`select count(*)::int n from (select id, state from salesforce._trigger_log union all
+                                                                select id, state from salesforce._trigger_log_archive) x
+                                    where state = 'SUCCESS' and id >= $1`, [mark]);
       return r.rows[0].n >= 200;
     }, 'the writer under way', 240_000, 50)
       .catch(async (e) => {
