@@ -106,7 +106,8 @@ CONFLICT_POLICIES ?= sf_wins pg_wins latest
 test-policies: setup
 	@for p in $(CONFLICT_POLICIES); do \
 	  echo "== conflict_policy $$p"; \
-	  HCSYNC_CONVERGENCE_POLICY=$$p npx vitest run test/convergence/convergence.test.ts || exit 1; \
+	  HCSYNC_CONVERGENCE_POLICY=$$p npx vitest run test/convergence/convergence.test.ts || \
+	    { cat bench/results/convergence-last-failure.txt 2>/dev/null; exit 1; }; \
 	done
 
 # One run per major, on to the next when one fails; a line per major at the end, and it fails if any did.
@@ -149,7 +150,8 @@ soak: setup
 # field at the end. Figures in the terminal and bench/results/volume-*.json.
 CONVERGENCE_VOLUME ?= 100000
 convergence-volume: setup
-	HCSYNC_CONVERGENCE_VOLUME=$(CONVERGENCE_VOLUME) npx vitest run test/convergence/convergence.test.ts
+	HCSYNC_CONVERGENCE_VOLUME=$(CONVERGENCE_VOLUME) npx vitest run test/convergence/convergence.test.ts || \
+	  { cat bench/results/convergence-last-failure.txt 2>/dev/null; exit 1; }
 
 clean:
 	rm -rf dist .data bench/results

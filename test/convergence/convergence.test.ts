@@ -13,6 +13,7 @@
 // Accounts synced before the chaos, one Bulk update job on all of them and one application UPDATE of half
 // of them during it, and every one of the N compared field by field afterwards.
 import { describe, expect, it } from 'vitest';
+import { rmSync, writeFileSync } from 'node:fs';
 import { runConvergence, seedFromEnv, printReport, saveReport } from './run.js';
 import { FULL_MIX, type Mix } from './workload.js';
 
@@ -53,12 +54,15 @@ const POLICY = process.env.HCSYNC_CONVERGENCE_POLICY || undefined;
 if (POLICY && !['sf_wins', 'pg_wins', 'latest', 'manual'].includes(POLICY)) {
   throw new Error(`HCSYNC_CONVERGENCE_POLICY must be sf_wins, pg_wins, latest or manual, not ${POLICY}`);
 }
+/** Where a failed run leaves its summary (`make test-policies` and `make convergence-volume` print it). */
+const LAST_FAILURE = 'bench/results/convergence-last-failure.txt';
 /** Fields compared only after the forced drift sweep: none (SystemModstamp too is right before it). */
 const IGNORE_BEFORE_SWEEP: string[] = [];
 
 describe('convergence under faults', () => {
   it(`${SECONDS} s of writes on both sides under kill -9, Postgres restarts, terminated sessions and Salesforce faults: lost 0, duplicated 0, diverged 0, stuck 0`, async () => {
     const seed = seedFromEnv();
+    rmSync(LAST_FAILURE, { force: true });
     console.log(`convergence: seed ${seed} (replay with HCSYNC_SEED=${seed}), ${SECONDS} s of chaos${VOLUME ? ` or more, volume ${VOLUME} records` : ''}, conflict_policy ${POLICY ?? 'manual (default)'}`);
     const report = await runConvergence({
       seed,
@@ -81,6 +85,13 @@ describe('convergence under faults', () => {
     printReport(report);
     const file = saveReport(report, VOLUME ? 'volume' : SOAK ? 'soak' : 'convergence');
     console.log(`convergence: figures in ${file}`);
+    // A failure's seed and first findings, for the Makefile to print last (CI shows the end of its output).
+    const bad = (r: typeof report.before) => r.lost + r.duplicated + r.diverged + r.stuck > 0;
+    if (bad(report.before) || bad(report.after)) {
+      const findings = [...report.before.findings.map((f) => `before: ${f.kind} ${f.detail}`), ...report.after.findings.map((f) => `after: ${f.kind} ${f.detail}`)];
+      writeFileSync(LAST_FAILURE, [`conflict_policy ${POLICY ?? 'manual'}: ${report.line}`, `figures in ${file}`,
+        ...findings.slice(0, 8).map((f) => `  ${f.slice(0, 400)}`)].join('\n') + '\n');
+    }
 
     const counts = (r: typeof report.before) => ({ lost: r.lost, duplicated: r.duplicated, diverged: r.diverged, stuck: r.stuck });
     if (!CALM) expect(report.faults.kills).toBeGreaterThanOrEqual(MIN_KILLS);
