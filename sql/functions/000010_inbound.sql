@@ -528,14 +528,16 @@ $$;
 -- Steps:
 --   1. the fence: only the current leader commits;
 --   2. the rows are locked in id order (as hc.outbound_complete locks them: no deadlock), waiting at most
---      200 ms; rows the application still holds then are skipped, and their records queued for a re-read
---      instead: the application never waits on a change-event batch for longer than that;
---   3. the re-reads done are taken off the queue; echoes of creates of ours not written back yet are left
---      out (hc.outbound_echo_pending) and wait in hc.inbound_deferred_echoes; those whose create has been
---      written back since are applied, before this batch's own events;
+--      200 ms; rows the application (or the writer recording results) still holds then are skipped: the
+--      application never waits on a change-event batch for longer than that;
+--   3. the re-reads done are taken off the queue; what this batch carries for a skipped row, and echoes of
+--      creates of ours not written back yet (hc.outbound_echo_pending), are left out and wait, in their
+--      order, in hc.inbound_deferred_echoes; those whose row holds the record and is free now are applied,
+--      before this batch's own events, as the change events they were (not read again: by then a write
+--      of ours may have landed over a user's change, and a read would not tell that the user made it);
 --   4. wave by wave, each group goes through hc.inbound_merge, which compares it with the pending (and
 --      recently sent) local changes of these rows only, and the wave's deletes follow; then the position.
--- Returns the summed counts of hc.inbound_merge plus {"deferred": n} (records queued for a re-read).
+-- Returns the summed counts of hc.inbound_merge plus {"deferred": n} (records skipped, their changes kept).
 create or replace function hc.inbound_apply(p_mapping_id integer, p_batch jsonb)
 returns jsonb
 language plpgsql
@@ -568,8 +570,16 @@ begin
     perform hc.inbound_fence((t.m).connection_id, (p_batch->>'epoch')::bigint);
   end if;
 
-  -- Deferred echoes whose create has been written back since: applied first, so their rows are locked too.
-  delete from hc.inbound_deferred_echoes e where e.mapping_id = p_mapping_id and e.deferred_at < now() - interval '1 hour';
+  -- Deferred changes whose record a row holds: applied first, so their rows are locked too. After an hour
+  -- (a row held that long, or a create of ours never written back) they are given up: a record a row
+  -- holds is read again instead.
+  execute format($q$
+    with gone as (delete from hc.inbound_deferred_echoes e where e.mapping_id = $1 and e.deferred_at < now() - interval '1 hour'
+                  returning e.sfid)
+    insert into hc.inbound_rereads as q (mapping_id, sfid, not_before)
+    select distinct $1, gone.sfid, now() from gone join %s t on t.sfid = gone.sfid
+    on conflict (mapping_id, sfid) do nothing$q$, tbl)
+    using p_mapping_id;
   if exists (select 1 from hc.inbound_deferred_echoes e where e.mapping_id = p_mapping_id) then
     execute format('select coalesce(array_agg(distinct e.sfid), ''{}'') from hc.inbound_deferred_echoes e join %s t on t.sfid = e.sfid where e.mapping_id = $1', tbl)
       using p_mapping_id into ready;
@@ -577,7 +587,7 @@ begin
   end if;
 
   -- 2. Lock the rows in id order. An application transaction holding one of them makes us wait 200 ms at
-  --    most; then we take the rows that are free and leave the others to a re-read.
+  --    most; then we take the rows that are free, and what the batch carries for the others waits (3).
   if cardinality(touched) > 0 then
     begin
       perform set_config('lock_timeout', '200ms', true);
@@ -590,24 +600,21 @@ begin
         using touched, coalesce(held, '{}') into skipped;
     end;
     perform set_config('lock_timeout', lock_wait, true);
-    if cardinality(skipped) > 0 then
-      insert into hc.inbound_rereads as q (mapping_id, sfid, not_before)
-      select p_mapping_id, x, now() + interval '1 second' from unnest(skipped) x
-      on conflict (mapping_id, sfid) do update set not_before = greatest(q.not_before, excluded.not_before);
-    end if;
   end if;
 
-  -- 3. Re-reads this batch carries are done (unless queued again since they were read).
+  -- 3. Re-reads this batch carries are done (unless queued again since they were read); for a skipped
+  --    row the values read wait with its other changes, below.
   if jsonb_array_length(coalesce(p_batch->'reread', '[]')) > 0 then
     delete from hc.inbound_rereads q
      where q.mapping_id = p_mapping_id and q.sfid in (select jsonb_array_elements_text(p_batch->'reread'))
-       and q.not_before <= (p_batch->>'read_at')::timestamptz
-       and not q.sfid = any (skipped);
+       and q.not_before <= (p_batch->>'read_at')::timestamptz;
   end if;
   if jsonb_array_length(coalesce(p_batch->'echo', '[]')) > 0 then
     ours := hc.outbound_echo_pending(p_mapping_id, array(select jsonb_array_elements_text(p_batch->'echo')));
   end if;
-  -- Echoes of creates not written back yet wait (in their order) for the write-back.
+  -- Echoes of creates not written back yet wait (in their order) for the write-back, and what the batch
+  -- carries for a skipped row waits for the row.
+  ours := ours || skipped;
   if cardinality(ours) > 0 then
     insert into hc.inbound_deferred_echoes (mapping_id, sfid, origin, fields, row)
     select p_mapping_id, x.sfid, x.origin, x.fields, x.row from (
@@ -624,18 +631,33 @@ begin
        where d.x = any (ours)) x
      order by x.i, x.j, x.k;
   end if;
-  -- Deferred echoes whose record a row holds now (and not left to a re-read above): applied as waves of
-  -- their own, one each, oldest first, before this batch's waves.
+  -- A skipped row the batch carries nothing for, and whose record waits for nothing here: read again.
+  if cardinality(skipped) > 0 then
+    insert into hc.inbound_rereads as q (mapping_id, sfid, not_before)
+    select p_mapping_id, x, now() + interval '1 second' from unnest(skipped) x
+     where not exists (select 1 from hc.inbound_deferred_echoes e where e.mapping_id = p_mapping_id and e.sfid = x)
+    on conflict (mapping_id, sfid) do update set not_before = greatest(q.not_before, excluded.not_before);
+  end if;
+  -- Deferred changes whose record a row holds now, the row locked above: applied before this batch's
+  -- waves, in waves of their own as the reader lays events out (a record's k-th deferred change in the
+  -- k-th, grouped by origin and field list), so a hundred of them are a few merges, not a hundred.
   if cardinality(ready) > 0 then
-    select coalesce(jsonb_agg(case when e.fields is null
-                                   then jsonb_build_object('groups', '[]'::jsonb, 'deletes', jsonb_build_array(e.sfid))
-                                   else jsonb_build_object('groups', jsonb_build_array(jsonb_build_object(
-                                          'origin', e.origin, 'fields', to_jsonb(e.fields), 'rows', jsonb_build_array(e.row))),
-                                        'deletes', '[]'::jsonb) end order by e.id), '[]'),
-           array_agg(e.id)
+    with d as (
+      select e.id, e.sfid, e.origin, e.fields, e.row, row_number() over (partition by e.sfid order by e.id) as k
+        from hc.inbound_deferred_echoes e
+       where e.mapping_id = p_mapping_id and e.sfid = any (ready) and not e.sfid = any (skipped)),
+    g as (
+      select d.k, jsonb_agg(jsonb_build_object('origin', d.origin, 'fields', to_jsonb(d.fields), 'rows', d.rows)) as groups
+        from (select d.k, d.origin, d.fields, jsonb_agg(d.row order by d.id) as rows
+                from d where d.fields is not null group by d.k, d.origin, d.fields) d
+       group by d.k),
+    x as (
+      select d.k, jsonb_agg(d.sfid order by d.id) filter (where d.fields is null) as deletes from d group by d.k)
+    select coalesce(jsonb_agg(jsonb_build_object('groups', coalesce(g.groups, '[]'), 'deletes', coalesce(x.deletes, '[]'))
+                              order by x.k), '[]'),
+           (select array_agg(d.id) from d)
       into deferred, applied
-      from hc.inbound_deferred_echoes e
-     where e.mapping_id = p_mapping_id and e.sfid = any (ready) and not e.sfid = any (skipped);
+      from x left join g on g.k = x.k;
     delete from hc.inbound_deferred_echoes e where e.id = any (applied);
   end if;
   update hc.inbound_deferred_echoes e set check_at = now() + interval '1 second'

@@ -553,6 +553,42 @@ describe('conflicts in SQL', () => {
     await expect(db.query(`select hc.resolve_conflict($1, 'pg')`, [done])).rejects.toThrow(/resolved already/);
   });
 
+  it('a change event that finds the row held waits with its values and is applied once the row is free, not read again later', async () => {
+    // Seen in the convergence test (sf_wins, seed 2087486389, three runs sharing the machine): a user's
+    // change event found the row locked, and its record was queued to be read again a second later. Our
+    // write of the same field, in flight meanwhile, landed over the user's value: the re-read saw our
+    // value, nothing said Salesforce had changed, and the user's value was lost.
+    await setPolicy('sf_wins');
+    const id = sfid();
+    await merge([full(id, { Phone: 'agreed' })]);
+    const row = await local(id);
+    await db.query(`update salesforce.account set phone = 'ours' where id = $1`, [row.id]);
+    await db.query(`update salesforce._trigger_log set state = 'PENDING' where record_id = $1 and state = 'NEW'`, [row.id]);
+    const app = await db.pool.connect();
+    try {
+      await app.query('begin');
+      await app.query('select 1 from salesforce.account where id = $1 for update', [row.id]);
+      const r = await event(id, { Phone: 'theirs' });
+      expect(r.deferred).toBe(1);
+      expect((await local(id)).phone).toBe('ours');
+    } finally {
+      await app.query('rollback');
+      app.release();
+    }
+    // Our write landed (over theirs), and its answer is recorded.
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1 and state = 'PENDING'`, [row.id]);
+    // Nothing is read again: the event's own values wait, and the next batch (here the re-read timer's,
+    // with no events of its own) applies them, judged as the change event they are.
+    expect((await db.query('select count(*)::int n from hc.inbound_rereads where sfid = $1', [id])).rows[0].n).toBe(0);
+    await sync.query('select hc.inbound_apply($1, $2) r', [mappingId, { touched: [], waves: [] }]);
+    expect(await conflicts(id)).toMatchObject([{ columns: ['phone'], winner: 'sf', sf_values: { phone: 'theirs' }, policy: 'sf_wins' }]);
+    expect((await local(id)).phone).toBe('theirs');
+    // Ours may have landed after theirs: theirs is sent again after it.
+    expect((await queued(row.id)).filter((e) => e.state === 'NEW')).toMatchObject([{ action: 'UPDATE', values: '"phone"=>"theirs"' }]);
+    expect((await db.query('select count(*)::int n from hc.inbound_deferred_echoes where sfid = $1', [id])).rows[0].n).toBe(0);
+    await setPolicy('manual');
+  });
+
   it('conflict_policy and field_ownership are checked, carried through export and import, and changing them rebuilds nothing', async () => {
     await expect(setPolicy('newest')).rejects.toThrow(/conflict_policy must be "manual", "sf_wins", "pg_wins" or "latest"/);
     await expect(setPolicy('manual', { Phone: 'both' })).rejects.toThrow(/must be "pg" or "sf"/);
