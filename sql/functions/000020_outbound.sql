@@ -398,6 +398,20 @@ begin
   -- carries the fix, and later changes of a row not yet created are not sent as separate updates first.
   update _ob_ops o set vals = hc._hstore_concat(coalesce(o.vals, ''), o.row_vals) where o.action = 'insert' and o.row_vals is not null;
 
+  -- So an INSERT entry holds values older than what any attempt of its create sent. When such a create
+  -- is in doubt and its record is known already (the read side found it by its external id: the row has
+  -- the sfid, and the op is an update), the INSERT's own values do not go again: only the later entries'
+  -- (and of those, the writer leaves out what every attempt sent). Sent whole, a value captured at insert
+  -- went over a user's change made since (the convergence test, latest, seed 882388341: a Department the
+  -- row set right after its insert, then changed in Salesforce, became null on both sides).
+  update _ob_ops o
+     set vals = coalesce((select hc._hstore_of(array_agg(l.key), array_agg(l.value))
+                            from (select distinct on (kv.key) kv.key, kv.value
+                                    from _ob_cand y cross join lateral hc._hstore_each(y.vals) kv
+                                   where y.table_name = o.table_name and y.record_id = o.record_id and y.action <> 'INSERT'
+                                   order by kv.key, y.id desc) l), '')
+   where o.action = 'update' and o.first_action = 'INSERT' and o.attempted;
+
   -- A delete needs the Id Salesforce knows; an insert that never happened needs no delete.
   update _ob_ops o set action = null, ignore_reason = 'row was never created in Salesforce: nothing to delete'
    where o.action = 'delete' and coalesce(o.log_sfid, o.row_sfid) is null and not coalesce(o.attempted, false);
