@@ -141,7 +141,9 @@ describe('SIGTERM while the reader reads queued re-reads', () => {
     side = undefined;
 
     const m = (await h.db.query(`select id from hc._mappings where object_name = 'Account'`)).rows[0].id as number;
-    await h.db.query(`insert into hc.inbound_rereads (mapping_id, sfid, not_before) select $1, sfid, now() from salesforce.account`, [m]);
+    // (the first run may have queued some already)
+    await h.db.query(`insert into hc.inbound_rereads (mapping_id, sfid, not_before) select $1, sfid, now() from salesforce.account
+                      on conflict (mapping_id, sfid) do update set not_before = now()`, [m]);
     // Every call takes a second: the re-read of 2,000 records (ten queries) takes ten.
     h.emu.setLatency(1000);
     side = spawnSidecar(env);
