@@ -549,6 +549,8 @@ declare
   touched text[] := array(select jsonb_array_elements_text(coalesce(p_batch->'touched', '[]')));
   held text[];
   skipped text[] := '{}';
+  behind text[] := '{}';
+  n_skipped integer;
   ours text[] := '{}';
   w jsonb;
   g jsonb;
@@ -583,11 +585,20 @@ begin
   if exists (select 1 from hc.inbound_deferred_echoes e where e.mapping_id = p_mapping_id) then
     execute format('select coalesce(array_agg(distinct e.sfid), ''{}'') from hc.inbound_deferred_echoes e join %s t on t.sfid = e.sfid where e.mapping_id = $1', tbl)
       using p_mapping_id into ready;
-    touched := touched || ready;
   end if;
 
-  -- 2. Lock the rows in id order. An application transaction holding one of them makes us wait 200 ms at
-  --    most; then we take the rows that are free, and what the batch carries for the others waits (3).
+  -- 2. Lock the rows in id order. The rows of records with deferred changes first, without waiting: one
+  --    still held stays behind (with what this batch carries for it), and a row an application holds for
+  --    long does not cost every batch a wait. Then the batch's other rows: an application transaction
+  --    holding one of them makes us wait 200 ms at most; then we take the rows that are free, and what the
+  --    batch carries for the others waits (3). (The first pass never waits, so the two passes cannot
+  --    deadlock with the writer, which locks in id order too.)
+  if cardinality(ready) > 0 then
+    execute format('select coalesce(array_agg(sfid), ''{}'') from (select t.sfid from %s t where t.sfid = any ($1) order by t.id for update of t skip locked) x', tbl)
+      using ready into held;
+    behind := array(select x from unnest(ready) x where not x = any (held));
+    touched := array(select x from unnest(touched) x where not x = any (ready));
+  end if;
   if cardinality(touched) > 0 then
     begin
       perform set_config('lock_timeout', '200ms', true);
@@ -601,6 +612,8 @@ begin
     end;
     perform set_config('lock_timeout', lock_wait, true);
   end if;
+  n_skipped := cardinality(skipped);
+  skipped := skipped || behind;
 
   -- 3. Re-reads this batch carries are done (unless queued again since they were read); for a skipped
   --    row the values read wait with its other changes, below.
@@ -689,7 +702,7 @@ begin
   if p_batch->>'replay_id' is not null then
     perform hc.inbound_position(p_mapping_id, p_batch->>'channel', p_batch->>'replay_id', (p_batch->>'watermark')::timestamptz);
   end if;
-  return total || jsonb_build_object('deferred', cardinality(skipped));
+  return total || jsonb_build_object('deferred', n_skipped);
 end;
 $fn$;
 

@@ -571,6 +571,9 @@ describe('conflicts in SQL', () => {
       const r = await event(id, { Phone: 'theirs' });
       expect(r.deferred).toBe(1);
       expect((await local(id)).phone).toBe('ours');
+      // The user's next change, within the second: it waits behind the first, without a lock wait.
+      await event(id, { Phone: 'theirs again' });
+      expect((await db.query('select count(*)::int n from hc.inbound_deferred_echoes where sfid = $1', [id])).rows[0].n).toBe(2);
     } finally {
       await app.query('rollback');
       app.release();
@@ -581,10 +584,13 @@ describe('conflicts in SQL', () => {
     // with no events of its own) applies them, judged as the change event they are.
     expect((await db.query('select count(*)::int n from hc.inbound_rereads where sfid = $1', [id])).rows[0].n).toBe(0);
     await sync.query('select hc.inbound_apply($1, $2) r', [mappingId, { touched: [], waves: [] }]);
-    expect(await conflicts(id)).toMatchObject([{ columns: ['phone'], winner: 'sf', sf_values: { phone: 'theirs' }, policy: 'sf_wins' }]);
-    expect((await local(id)).phone).toBe('theirs');
+    expect(await conflicts(id)).toMatchObject([
+      { columns: ['phone'], winner: 'sf', sf_values: { phone: 'theirs' }, policy: 'sf_wins' },
+      { columns: ['phone'], winner: 'sf', sf_values: { phone: 'theirs again' } },
+    ]);
+    expect((await local(id)).phone).toBe('theirs again');
     // Ours may have landed after theirs: theirs is sent again after it.
-    expect((await queued(row.id)).filter((e) => e.state === 'NEW')).toMatchObject([{ action: 'UPDATE', values: '"phone"=>"theirs"' }]);
+    expect((await queued(row.id)).filter((e) => e.state === 'NEW')).toMatchObject([{ action: 'UPDATE', values: '"phone"=>"theirs again"' }]);
     expect((await db.query('select count(*)::int n from hc.inbound_deferred_echoes where sfid = $1', [id])).rows[0].n).toBe(0);
     await setPolicy('manual');
   });
