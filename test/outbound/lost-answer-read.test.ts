@@ -16,6 +16,7 @@ import jsforce from 'jsforce';
 import type { Service } from '../../sidecar/context.js';
 import { startInbound } from '../../sidecar/sync/inbound/index.js';
 import { setup, until, queueEmpty, otherUser, type Harness } from './harness.js';
+import { setPolicy } from '../conflicts/harness.js';
 
 /** The reader and the writer, in-process, once the mapping is synced. */
 async function startSync(h: Harness): Promise<Service> {
@@ -83,8 +84,7 @@ for (const algorithm of ['ordered', 'merged'] as const) {
       // then the INSERT entry went as an update, with the value captured at insert (null), over the
       // user's, because it differed from what the create had sent.
       const ext = `RF-${algorithm}-${n}-${Date.now()}`;
-      const cfg = (await h.db.query(`select config from hc._mappings where object_name = 'Account'`)).rows[0].config;
-      await h.db.query(`select hc.update_mapping('Account', $1)`, [{ ...cfg, conflict_policy: 'sf_wins' }]);
+      await setPolicy(h, 'sf_wins');
       try {
         loseAnswerThenHold();
         const c = await h.db.pool.connect();
@@ -106,7 +106,7 @@ for (const algorithm of ['ordered', 'merged'] as const) {
         expect(live(ext)).toMatchObject([{ Phone: '222' }]);
         await until(async () => (await rowOf(id)).phone === '222', 'the row has the user\'s phone', 30_000);
       } finally {
-        await h.db.query(`select hc.update_mapping('Account', $1)`, [cfg]);
+        await setPolicy(h, null);
       }
     });
 
