@@ -662,8 +662,10 @@ begin
     returning id into cid;
     n := n + 1;
     if win = 'sf' then
+      -- The delete is not sent, nor the changes it replaced (the row's updates still queued before it,
+      -- its own or a resend of Salesforce's values): the row comes back as Salesforce holds it now.
       execute format($q$update %s l set state = 'IGNORED', updated_at = now(), processed_at = now(), processed_tx = txid_current(), sf_message = $3
-                         where l.table_name = $1 and l.sfid = $2 and l.state = 'NEW' and l.action = 'DELETE'$q$, tlog)
+                         where l.table_name = $1 and l.sfid = $2 and l.state = 'NEW' and l.action in ('UPDATE', 'DELETE')$q$, tlog)
         using (t.m).table_name, d.sfid, format('conflict %s: Salesforce''s change won; the row comes back', cid);
       perform hc._conflict_revive(p_mapping_id, format('%I.%I', t.schema_name, (t.m).table_name), d.sfid,
                                   (select jsonb_object_agg(key, value) from hc._hstore_each(d.old)), inc);
@@ -875,7 +877,7 @@ begin
     win := p_choice #>> '{}';
     if k.kind = 'pg_delete' and win = 'sf' then
       execute format($q$update %s l set state = 'IGNORED', updated_at = now(), processed_at = now(), processed_tx = txid_current(), sf_message = $3
-                         where l.table_name = $1 and l.sfid = $2 and l.state = 'NEW' and l.action = 'DELETE'$q$, tlog)
+                         where l.table_name = $1 and l.sfid = $2 and l.state = 'NEW' and l.action in ('UPDATE', 'DELETE')$q$, tlog)
         using k.table_name, k.sfid, format('conflict %s resolved for Salesforce: the row comes back', p_id);
       perform hc._conflict_revive(k.mapping_id, tbl, k.sfid, k.base_values, k.sf_values);
     elsif k.kind = 'sf_delete' and win = 'sf' then
