@@ -917,13 +917,16 @@ begin
   -- so hc.write_errors no longer lists a failure that is fixed, and hc.retry cannot send the refused
   -- values again over the record that now exists. So does one hc.retry put back in the queue while
   -- this create was on its way (NEW again): claimed next, it went as an update with the refused values.
+  -- Put back from the archive, it is a new entry (a later id) of the failed create's transaction: older
+  -- by its txid than the change that created the record.
   if exists (select 1 from _ob_res where action = 'insert' and outcome = 'ok') then
     foreach log_table in array array['_trigger_log', '_trigger_log_archive'] loop
       execute format($q$update %1$I.%2$I t set state = 'MERGED', updated_at = now(),
                                sf_message = format('settled: entry %%s created the record after this create failed (%%s)', o.op_id, t.sf_message)
                           from _ob_res o
                          where o.action = 'insert' and o.outcome = 'ok' and t.table_name = o.table_name
-                           and t.record_id = o.record_id and t.id < o.op_id and t.state in ('FAILED', 'NEW')
+                           and t.record_id = o.record_id and t.state in ('FAILED', 'NEW')
+                           and (t.id < o.op_id or t.txid < (select f.txid from %1$I._trigger_log f where f.id = o.op_id))
                            and t.action = 'INSERT' and t.sfid is null$q$, c.schema_name, log_table);
     end loop;
   end if;
