@@ -369,12 +369,28 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
       const busy = lanes.filter((l) => l.running);
       wlog.info({ lanes: busy.length, callsInFlight: activity.calls.size, waitingFor: waitingFor() },
         busy.length ? 'writer stopping: no new call starts; waiting for the calls in flight and their results' : 'writer stopping: nothing in flight');
-      await listener.close();
-      await Promise.all(busy.map((l) => l.running?.catch(() => {})));
+      const closing = listener.close().catch(() => {});
+      // Each lane's claims go back as soon as its round has ended, so that one slow round (a Bulk job
+      // still running at the stop's bound) keeps only its own entries PENDING for the next start.
       let handedBack = 0;
-      for (const n of claimers) {
-        handedBack += await releaseClaims(db, connection.id, n).catch(() => 0);
-      }
+      const release = async (n: number | undefined): Promise<void> => {
+        if (n === undefined) return;
+        for (let attempt = 1; ; attempt++) {
+          try {
+            handedBack += await releaseClaims(db, connection.id, n);
+            return;
+          } catch (err) {
+            if (attempt >= 3) {
+              wlog.warn({ err, claimer: n }, 'could not hand claimed entries back; the next start takes them over');
+              return;
+            }
+            await sleep(100 * attempt);
+          }
+        }
+      };
+      await Promise.all(busy.map((l) => l.running?.catch(() => {}).then(() => release(l.claimer))));
+      for (const n of claimers) await release(n);
+      await closing;
       wlog.info({ handedBack }, `writer stopped: calls in flight answered and recorded, ${handedBack} claimed entries handed back to the queue`);
       await lockClient?.end().catch(() => {});
     },
