@@ -606,12 +606,16 @@ as $fn$
 declare
   t record;
   tlog text;
+  tarch text;
   pol text;
   inc_sql text;
   inc_cols text[];
   d record;
   inc jsonb;
   at_sf timestamptz;
+  ours text[];
+  base text;
+  changed text[];
   win text;
   cid bigint;
   n integer := 0;
@@ -621,6 +625,7 @@ begin
   end if;
   t := hc._inbound_target(p_mapping_id);
   tlog := format('%I._trigger_log', t.schema_name);
+  tarch := format('%I._trigger_log_archive', t.schema_name);
   pol := hc._conflict_policy((t.m).config);
   select * into inc_sql, inc_cols from hc._conflict_incoming_sql(p_mapping_id, p_src, p_fields);
   for d in execute format($q$select l.sfid, min(l.record_id) record_id, min(l.created_at) created_at,
@@ -634,14 +639,39 @@ begin
     exception when others then
       continue;
     end;
+    -- Our own writes of the record that may have landed after the deleted row's version (in flight, or
+    -- answered since its SystemModstamp): a full row read (not a change event, whose echoes of our
+    -- writes never come here) shows them as changes, and they are no change of Salesforce's.
+    ours := null;
+    if p_origin <> 'cdc' then
+      execute format($q$select array_agg(l."values") from (
+                          select state, processed_at, "values" from %1$s where table_name = $1 and record_id = $2 and action in ('INSERT', 'UPDATE')
+                          union all
+                          select state, processed_at, "values" from %2$s where table_name = $1 and record_id = $2 and action in ('INSERT', 'UPDATE')) l
+                         where l.state = 'PENDING' or (l.state in ('SUCCESS', 'MERGED') and l.processed_at >= $3)$q$, tlog, tarch)
+        using (t.m).table_name, d.record_id,
+              coalesce(hc._hstore_get(d.old, 'systemmodstamp')::timestamp at time zone 'UTC', d.created_at)
+        into ours;
+    end if;
+    -- The row as Salesforce last had it, before the local changes not sent yet (the first one's `old`).
+    execute format($q$select (array_agg(l.old order by l.id))[1] from %s l
+                       where l.table_name = $1 and l.record_id = $2 and l.state = 'NEW' and l.action in ('UPDATE', 'DELETE')$q$, tlog)
+      using (t.m).table_name, d.record_id into base;
+    base := coalesce(base, d.old::text);
+    -- What Salesforce changed after the row was deleted here: a change event's fields; in a full row,
+    -- the values that differ from that row and are not ours.
+    select coalesce(array_agg(x.key order by x.key), '{}') into changed
+      from jsonb_each_text(coalesce(inc, '{}')) x
+     where x.key not in ('systemmodstamp', 'lastmodifieddate', 'isdeleted')
+       and (p_origin = 'cdc'
+            or (not hc._conflict_same(x.value, hc._hstore_get(base, x.key))
+                and not exists (select 1 from unnest(ours) v where hc._conflict_same(x.value, hc._hstore_get(v, x.key)))));
     -- Did Salesforce change the record after the row was deleted here? A change event says so; a full
-    -- row says so by a SystemModstamp newer than the deleted row's, or by a value the row did not have.
-    continue when not (p_origin = 'cdc'
-                       or (inc->>'systemmodstamp' is not null and hc._hstore_get(d.old, 'systemmodstamp') is not null
-                           and (inc->>'systemmodstamp')::timestamp > hc._hstore_get(d.old, 'systemmodstamp')::timestamp)
-                       or exists (select 1 from jsonb_each_text(inc) x
-                                   where x.key not in ('systemmodstamp', 'lastmodifieddate', 'isdeleted')
-                                     and not hc._conflict_same(x.value, hc._hstore_get(d.old, x.key))));
+    -- row says so by a value it changed, or by a SystemModstamp newer than the row's while no write of
+    -- ours can account for it.
+    continue when not (p_origin = 'cdc' or cardinality(changed) > 0
+                       or (ours is null and inc->>'systemmodstamp' is not null and hc._hstore_get(base, 'systemmodstamp') is not null
+                           and (inc->>'systemmodstamp')::timestamp > hc._hstore_get(base, 'systemmodstamp')::timestamp));
     if exists (select 1 from hc.conflicts c where c.mapping_id = p_mapping_id and c.sfid = d.sfid and c.kind = 'pg_delete'
                   and (c.resolved_at is null or c.detected_at >= d.created_at)) then
       update hc.conflicts c set sf_values = coalesce(c.sf_values, '{}') || coalesce(inc, '{}'), sf_at = coalesce(at_sf, c.sf_at)
@@ -652,21 +682,18 @@ begin
                 when pol = 'pg_wins' then 'pg'
                 when pol = 'latest' then case when hc._conflict_sf_later(coalesce(at_sf, now()), d.created_at) then 'sf' else 'pg' end
                 else null end;
-    insert into hc.conflicts (connection_id, mapping_id, object_name, table_name, record_id, sfid, kind,
+    insert into hc.conflicts (connection_id, mapping_id, object_name, table_name, record_id, sfid, kind, columns,
                               pg_values, sf_values, base_values, pg_at, sf_at, policy, winner, origin, sf_overwritten,
                               resolved_at, resolved_by, resolution)
-    values ((t.m).connection_id, p_mapping_id, (t.m).object_name, (t.m).table_name, d.record_id, d.sfid, 'pg_delete',
+    values ((t.m).connection_id, p_mapping_id, (t.m).object_name, (t.m).table_name, d.record_id, d.sfid, 'pg_delete', changed,
             null, inc, (select jsonb_object_agg(key, value) from hc._hstore_each(d.old)), d.created_at, at_sf, pol, win, p_origin,
             coalesce(win = 'sf' and d.in_flight, false),
             case when win is not null then now() end, case when win is not null then 'policy' end, case when win is not null then 'policy' end)
     returning id into cid;
     n := n + 1;
     if win = 'sf' then
-      -- The delete is not sent, nor the changes it replaced (the row's updates still queued before it,
-      -- its own or a resend of Salesforce's values): the row comes back as Salesforce holds it now.
-      execute format($q$update %s l set state = 'IGNORED', updated_at = now(), processed_at = now(), processed_tx = txid_current(), sf_message = $3
-                         where l.table_name = $1 and l.sfid = $2 and l.state = 'NEW' and l.action in ('UPDATE', 'DELETE')$q$, tlog)
-        using (t.m).table_name, d.sfid, format('conflict %s: Salesforce''s change won; the row comes back', cid);
+      perform hc._conflict_pg_delete_lost(tlog, (t.m).table_name, d.sfid, d.record_id, changed, cid,
+                                          'Salesforce''s change won; the row comes back');
       perform hc._conflict_revive(p_mapping_id, format('%I.%I', t.schema_name, (t.m).table_name), d.sfid,
                                   (select jsonb_object_agg(key, value) from hc._hstore_each(d.old)), inc);
     end if;
@@ -674,6 +701,25 @@ begin
   return n;
 end;
 $fn$;
+
+-- A local delete lost to Salesforce's change: the delete is not sent, nor the values of the columns
+-- Salesforce changed in the row's updates still queued before it (the application's, or a resend of
+-- Salesforce's older values after an earlier conflict): Salesforce's win stands. The rest of those
+-- updates go, as any local change of a column Salesforce did not change does.
+create or replace function hc._conflict_pg_delete_lost(p_tlog text, p_table text, p_sfid text, p_record_id integer, p_columns text[], p_conflict bigint, p_why text)
+returns void
+language plpgsql
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  execute format($q$update %s l set state = 'IGNORED', updated_at = now(), processed_at = now(), processed_tx = txid_current(), sf_message = $3
+                     where l.table_name = $1 and l.sfid = $2 and l.state = 'NEW' and l.action = 'DELETE'$q$, p_tlog)
+    using p_table, p_sfid, format('conflict %s: %s', p_conflict, p_why);
+  if cardinality(p_columns) > 0 then
+    perform hc._conflict_unsend(p_tlog, p_table, p_record_id, p_columns, p_conflict, p_why);
+  end if;
+end;
+$$;
 
 -- Inbound, before rows Salesforce deleted are removed (a CDC DELETE, IsDeleted = true): rows with a
 -- local change still waiting are a conflict. sf_wins: the row goes and its waiting changes are not
@@ -876,9 +922,8 @@ begin
     end if;
     win := p_choice #>> '{}';
     if k.kind = 'pg_delete' and win = 'sf' then
-      execute format($q$update %s l set state = 'IGNORED', updated_at = now(), processed_at = now(), processed_tx = txid_current(), sf_message = $3
-                         where l.table_name = $1 and l.sfid = $2 and l.state = 'NEW' and l.action in ('UPDATE', 'DELETE')$q$, tlog)
-        using k.table_name, k.sfid, format('conflict %s resolved for Salesforce: the row comes back', p_id);
+      perform hc._conflict_pg_delete_lost(tlog, k.table_name, k.sfid, k.record_id, coalesce(k.columns, '{}'), p_id,
+                                          'resolved for Salesforce: the row comes back');
       perform hc._conflict_revive(k.mapping_id, tbl, k.sfid, k.base_values, k.sf_values);
     elsif k.kind = 'sf_delete' and win = 'sf' then
       execute format($q$update %s l set state = 'IGNORED', updated_at = now(), processed_at = now(), processed_tx = txid_current(), sf_message = $3

@@ -161,8 +161,9 @@ describe.each(POLICIES)('conflict_policy %s', { timeout: 120_000 }, (policy) => 
     const { h, other } = r;
     const { id, sfid } = await created(h, `PgDel ${policy}`);
     await r.writerOff();
-    // A local change the delete replaced: when Salesforce's change wins, it is not sent either.
-    await h.db.query(`update salesforce.account set accountnumber = 'pg-acct' where id = $1`, [id]);
+    // Local changes before the delete: when Salesforce's change wins, the value of the field it changed
+    // is not sent (Salesforce's stands), and a field it did not change goes as any local change does.
+    await h.db.query(`update salesforce.account set accountnumber = 'pg-acct', phone = 'pg-phone' where id = $1`, [id]);
     await h.db.query(`delete from salesforce.account where id = $1`, [id]);
     await other.sobject('Account').update({ Id: sfid, Phone: 'sf-kept' });
     const [c] = await conflictFound(h, sfid);
@@ -175,9 +176,11 @@ describe.each(POLICIES)('conflict_policy %s', { timeout: 120_000 }, (policy) => 
       // The record stays, and the row comes back from it (read again): recorded, not silent.
       await until(async () => (await rowBySfid(h, sfid))?.phone === 'sf-kept', 'the row read back');
       expect(sfRecord(h, sfid)?.Phone).toBe('sf-kept');
+      await until(async () => (await rowBySfid(h, sfid))?.accountnumber === 'pg-acct' && sfRecord(h, sfid)?.AccountNumber === 'pg-acct',
+                  'the change Salesforce did not touch sent');
       await writerPassed(h, `Probe ${policy} pgdel sent`);
-      expect(sfRecord(h, sfid)?.AccountNumber ?? null).toBe(null);
-      expect((await rowBySfid(h, sfid))?.accountnumber ?? null).toBe(null);
+      expect(sfRecord(h, sfid)?.Phone).toBe('sf-kept');
+      expect((await rowBySfid(h, sfid))?.phone).toBe('sf-kept');
     };
     if (policy === 'pg_wins') {
       expect(sfRecord(h, sfid)).toBeUndefined();

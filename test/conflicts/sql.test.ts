@@ -544,6 +544,35 @@ describe('conflicts in SQL', () => {
     await setPolicy('manual');
   });
 
+  it('sf_wins: a row read again while our write of it is in flight and the row deleted here shows our write, not a change of Salesforce\'s', async () => {
+    // A convergence run (sf_wins): an update was in flight, the application changed the row again and
+    // deleted it; a re-read then saw our update landed (a newer SystemModstamp, our value) and took it
+    // for Salesforce's change: the delete lost, the row came back, and the later change was dropped.
+    await setPolicy('sf_wins');
+    const id = sfid();
+    await merge([full(id, { SystemModstamp: '2024-01-15T10:20:30.000Z' })]);
+    const row = await local(id);
+    await db.query(`update salesforce.account set accountnumber = 'ours' where id = $1`, [row.id]);
+    await db.query(`update salesforce._trigger_log set state = 'PENDING' where record_id = $1 and state = 'NEW'`, [row.id]);
+    await db.query(`update salesforce.account set numberofemployees = 6 where id = $1`, [row.id]);
+    await db.query(`delete from salesforce.account where id = $1`, [row.id]);
+    const later = new Date().toISOString();
+    expect((await merge([full(id, { AccountNumber: 'ours', SystemModstamp: later })], 'reread')).conflicts ?? 0).toBe(0);
+    expect(await conflicts(id)).toEqual([]);
+    expect(await local(id)).toBeUndefined();
+    expect((await queued(row.id)).map((q) => [q.action, q.state])).toEqual([['UPDATE', 'PENDING'], ['UPDATE', 'NEW'], ['DELETE', 'NEW']]);
+    // Another user's change in the same read is Salesforce's: the delete loses, and the queued value of
+    // the field Salesforce changed is not sent; the other goes.
+    await db.query(`update salesforce._trigger_log set "values" = '"phone"=>"pg", "numberofemployees"=>"6"' where record_id = $1 and state = 'NEW' and action = 'UPDATE'`, [row.id]);
+    expect((await merge([full(id, { AccountNumber: 'ours', Phone: 'theirs', SystemModstamp: later })], 'reread')).conflicts).toBe(1);
+    expect(await conflicts(id)).toMatchObject([{ kind: 'pg_delete', columns: ['phone'], winner: 'sf', origin: 'reread' }]);
+    expect((await queued(row.id)).map((q) => [q.action, q.state, q.values])).toEqual([
+      ['UPDATE', 'PENDING', '"accountnumber"=>"ours"'], ['UPDATE', 'NEW', '"numberofemployees"=>"6"'], ['DELETE', 'IGNORED', null]]);
+    expect(await local(id)).toMatchObject({ phone: 'theirs' });
+    await db.query(`update salesforce._trigger_log set state = 'SUCCESS', processed_at = now() where record_id = $1 and state in ('NEW', 'PENDING')`, [row.id]);
+    await setPolicy('manual');
+  });
+
   it('hc.resolve_conflict refuses a resolved conflict, an unknown one, and values that do not cover the fields', async () => {
     const parked = (await db.query(`select id from hc.conflicts where resolved_at is null and kind = 'update' order by id limit 1`)).rows[0].id;
     await expect(db.query(`select hc.resolve_conflict($1, '{"Name": "x"}'::jsonb)`, [parked])).rejects.toThrow(/give a value for each of them/);
