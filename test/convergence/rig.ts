@@ -5,6 +5,7 @@
 // With DATABASE_URL set (CI's second leg, a system server), the run clones a database on that server
 // instead; it cannot restart a server it does not own, so the nemesis terminates every session of the
 // database in place of a restart, and says so.
+import { appendFileSync, rmSync } from 'node:fs';
 import { resolve } from 'node:path';
 import pg from 'pg';
 import { startEmulator } from '../../emulator/index.js';
@@ -136,7 +137,11 @@ export async function startRig(opts: RigOptions): Promise<Rig> {
     await admin.end();
   }
 
-  const sidecar = supervise(env, () => down, say);
+  // Every sidecar process's output (at HC_LOG_LEVEL, warn unless set) goes to one file, kept with a
+  // failed run's database.
+  const logFile = resolve(`.data/convergence-sidecar-${process.pid}-${opts.label}.log`);
+  rmSync(logFile, { force: true });
+  const sidecar = supervise(env, () => down, say, logFile);
   // Both mappings loaded and subscribed before any traffic: from then on changes flow both ways.
   const watch = new pg.Client({ connectionString: url });
   await watch.connect();
@@ -172,10 +177,11 @@ export async function startRig(opts: RigOptions): Promise<Rig> {
       await sidecar.stop();
       await emu.stop();
       if (keep) {
-        console.log(`convergence: the run's database is kept for a look: ${server ? `the data directory ${dataDir} (PostgreSQL, stopped; remove it when done)` : url}`);
+        console.log(`convergence: the run's database is kept for a look: ${server ? `the data directory ${dataDir} (PostgreSQL, stopped; remove it when done)` : url}; the sidecar's output: ${logFile}`);
         if (server) await server.stop().catch(() => {});
         return;
       }
+      rmSync(logFile, { force: true });
       if (server) {
         await server.stop().catch(() => {});
         if (dataDir) removeDataDir(dataDir);
@@ -189,7 +195,7 @@ export async function startRig(opts: RigOptions): Promise<Rig> {
   };
 }
 
-function supervise(env: Record<string, string>, pgDown: () => boolean, say: (s: string) => void): Supervisor {
+function supervise(env: Record<string, string>, pgDown: () => boolean, say: (s: string) => void, logFile: string): Supervisor {
   let proc: SidecarProcess | undefined;
   let stopping = false;
   let killing = false;
@@ -226,7 +232,12 @@ function supervise(env: Record<string, string>, pgDown: () => boolean, say: (s: 
     const p = spawnSidecar(env);
     proc = p;
     sup.starts++;
+    const n = sup.starts;
+    const t0 = new Date().toISOString();
     p.child.once('exit', (code, signal) => {
+      try {
+        appendFileSync(logFile, `== sidecar ${n}: started ${t0}, ended ${new Date().toISOString()} (code ${code}, signal ${signal}${killing ? ', kill -9' : ''})\n${p.output()}\n`);
+      } catch { /* (a look aid: the run goes on without it) */ }
       if (killing || stopping || proc !== p) return;
       const whilePostgresDown = pgDown();
       sup.crashes.push({ at: Date.now(), code, signal, whilePostgresDown, tail: p.output().slice(-4000) });
