@@ -104,13 +104,19 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
   }
 
   async function claimerOf(lane: number): Promise<number> {
-    if (!claimers.length) {
-      registering ??= register().finally(() => { registering = undefined; });
-      await registering;
+    for (;;) {
+      if (!claimers.length) {
+        registering ??= register().finally(() => { registering = undefined; });
+        await registering;
+      }
+      const n = claimers[lane];
+      if (n !== undefined) return n;
+      // The session ended as soon as it registered (the database restarted meanwhile): register again.
+      // At start-up this threw, and the process exited 1 (a convergence run's Postgres restart).
+      if (stopped) throw new Error('the writer session was lost while registering');
+      wlog.warn('the writer session was lost as it registered; registering again');
+      await sleep(100);
     }
-    const n = claimers[lane];
-    if (n === undefined) throw new Error('the writer session was lost while registering');
-    return n;
   }
 
   // --- the lanes ------------------------------------------------------------------------------------
