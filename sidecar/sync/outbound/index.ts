@@ -92,6 +92,10 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
         } catch (err) {
           wlog.warn({ err }, 'could not look for entries PENDING with no writer; the writer goes on, and looks again when it next registers');
         }
+        // The session can end while it sweeps (a Postgres restart during start-up): its claimers are gone
+        // already, and the attempt is made again like any other that failed. Returned, they made the
+        // caller throw, and the process exit 1 at start-up (a convergence run).
+        if (claimers !== got) throw new Error('the writer session ended as it registered');
         return got;
       } catch (err) {
         await c.end().catch(() => {});
@@ -104,19 +108,13 @@ export async function startOutbound(ctx: SyncContext, opts: OutboundOptions = {}
   }
 
   async function claimerOf(lane: number): Promise<number> {
-    for (;;) {
-      if (!claimers.length) {
-        registering ??= register().finally(() => { registering = undefined; });
-        await registering;
-      }
-      const n = claimers[lane];
-      if (n !== undefined) return n;
-      // The session ended as soon as it registered (the database restarted meanwhile): register again.
-      // At start-up this threw, and the process exited 1 (a convergence run's Postgres restart).
-      if (stopped) throw new Error('the writer session was lost while registering');
-      wlog.warn('the writer session was lost as it registered; registering again');
-      await sleep(100);
+    if (!claimers.length) {
+      registering ??= register().finally(() => { registering = undefined; });
+      await registering;
     }
+    const n = claimers[lane];
+    if (n === undefined) throw new Error('the writer session was lost while registering');
+    return n;
   }
 
   // --- the lanes ------------------------------------------------------------------------------------
